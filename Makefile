@@ -1,0 +1,56 @@
+# Churn MLOps — every recipe hands off to Python; Cloud Build calls the same targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION  := 0.13.9
+TOOLS       := .tools
+UV          := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV        := .venv
+PY          := $(VENV)/bin/python
+RAW_DIR     ?= data/raw
+CUSTOMERS   ?= 5000
+SEED        ?= 42
+IMAGE       ?= churn-pipeline:local
+
+.PHONY: help setup run data compile test test-fast mlflow-ui bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(TOOLS)/bin/uv:
+	$(PYTHON_BOOT) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_BOOT) $(VENV)
+	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+setup: $(VENV)/.installed ## Create .venv from the pinned requirements (uv is installed if missing)
+
+data: $(VENV)/.installed ## Generate sample raw data into data/raw (CUSTOMERS=5000 SEED=42)
+	$(PY) -m churn.sample_data --customers $(CUSTOMERS) --seed $(SEED) --out $(RAW_DIR)
+
+run: $(VENV)/.installed ## Run the whole pipeline locally (generates sample data if data/raw is empty)
+	@if [ -z "$$(ls -A $(RAW_DIR) 2>/dev/null)" ]; then $(MAKE) --no-print-directory data; fi
+	$(PY) pipeline.py run --raw-dir $(RAW_DIR) --summary-json data/run_summary.json
+
+compile: $(VENV)/.installed ## Compile the pipeline to churn_pipeline.yaml (IMAGE=...)
+	$(PY) pipeline.py compile --image $(IMAGE) --output churn_pipeline.yaml
+
+test: $(VENV)/.installed ## Run the test suite
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed ## Run the tests except the slow end-to-end ones
+	$(PY) -m pytest -m "not slow"
+
+mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
+
+bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference
+	$(PY) bench/bench_prep.py
+
+clean: ## Remove generated data, models, runs and local pipeline outputs (keeps environments)
+	rm -rf data/interim data/processed data/features data/predictions data/monitoring data/run_summary.json models mlruns local_outputs churn_pipeline.yaml

@@ -1,0 +1,337 @@
+"""Stage 2 — feature_engineering: per-customer features at the cutoff.
+
+This module is the single definition of the model's inputs: :func:`derive_schema` decides which
+features exist (and writes ``feature_schema.json``), :func:`build_features` computes them. Training
+uses both; the serving container validates requests against the saved schema; the drift check picks
+a metric per feature from it.
+
+Only transactions on or before the cutoff are used, so nothing from the label window leaks in.
+
+Run alone: ``python components/feature_engineering.py --interim-dir data/interim``.
+"""
+
+
+import argparse
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churn.schema import ID_COLUMN, LABEL_COLUMN, FeatureSchema, FeatureSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kfp.dsl import PythonComponent
+
+logger = logging.getLogger(__name__)
+
+FEATURE_SET_VERSION = 1
+MIX_FIELDS = ("category", "channel")
+MAX_MIX_VALUES = 8
+RESERVED_CUSTOMER_COLUMNS = frozenset({ID_COLUMN, "signup_date", LABEL_COLUMN})
+DAY_NS = 86_400 * 10**9
+
+_DERIVED = (
+    ("tenure_days", "days from signup to the cutoff"),
+    ("recency_days", "days from the last purchase to the cutoff (tenure when there is none)"),
+    ("frequency", "purchases up to the cutoff"),
+    ("frequency_30d", "purchases in the 30 days before the cutoff"),
+    ("frequency_90d", "purchases in the 90 days before the cutoff"),
+    ("monetary_total", "net amount up to the cutoff (refunds subtract)"),
+    ("monetary_avg", "average purchase amount"),
+    ("monetary_90d", "purchase amount in the 90 days before the cutoff"),
+    ("trend_frequency", "log((purchases last 90d + 1) / (purchases the 90d before + 1)); < 0 means slowing"),
+    ("trend_monetary", "log((amount last 90d + 1) / (amount the 90d before + 1))"),
+    ("refund_count", "refunds up to the cutoff"),
+)
+
+
+def feature_file_name(version: int = FEATURE_SET_VERSION) -> str:
+    """``customer_features_v<N>.csv``."""
+    return f"customer_features_v{version}.csv"
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_") or "value"
+
+
+def _is_numeric_text(values: pd.Series) -> bool:
+    present = values[values.astype(str).str.strip() != ""]
+    if present.empty:
+        return False
+    return bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
+                  churn_window_days: int) -> FeatureSchema:
+    """Decides the feature set for this data.
+
+    Customer attributes (every column but ``customer_id``, ``signup_date``, ``churned``) become
+    numeric features when all their non-empty values are numbers, categorical otherwise. For
+    ``category`` and ``channel`` (when the transactions have them), the most frequent values before
+    the cutoff (at most 8) get a purchase-share feature each.
+
+    Args:
+        customers: Cleaned customers (attributes as text).
+        transactions: Cleaned transactions.
+        cutoff: Feature cutoff (UTC).
+        churn_window_days: Label window, recorded in the schema.
+
+    Returns:
+        The schema.
+    """
+    specs = [FeatureSpec(name, "numeric", "transactions", desc) for name, desc in _DERIVED]
+    taken = {s.name for s in specs}
+    mix: dict[str, list[str]] = {}
+    before = transactions["timestamp"] <= cutoff
+    for fld in MIX_FIELDS:
+        if fld not in transactions.columns:
+            continue
+        counts = transactions.loc[before & ~transactions["is_refund"], fld].dropna().astype(str).value_counts()
+        values = [v for v in counts.index[:MAX_MIX_VALUES] if v != ""]
+        if not values:
+            continue
+        mix[fld] = values
+        for value in values:
+            name = f"{fld}_share_{_sanitize(value)}"
+            specs.append(FeatureSpec(name, "numeric", "transactions", f"share of purchases with {fld} = {value!r}"))
+            taken.add(name)
+    for col in customers.columns:
+        if col in RESERVED_CUSTOMER_COLUMNS:
+            continue
+        name = _sanitize(col)
+        if name in taken:
+            name = f"attr_{name}"
+        taken.add(name)
+        values = customers[col].astype(str).str.strip()
+        nullable = bool((values == "").any())
+        if _is_numeric_text(values):
+            specs.append(FeatureSpec(name, "numeric", "customer", f"customer attribute {col!r}", nullable=nullable))
+        else:
+            cats = tuple(sorted(v for v in values.unique() if v != ""))
+            specs.append(FeatureSpec(name, "categorical", "customer", f"customer attribute {col!r}",
+                                     nullable=nullable, categories=cats))
+    return FeatureSchema(version=FEATURE_SET_VERSION, features=tuple(specs), cutoff=cutoff.isoformat(),
+                         churn_window_days=churn_window_days, mix_columns=mix)
+
+
+def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[str, str]:
+    """Maps attribute feature names back to customers.csv columns."""
+    out = {}
+    for col in customers.columns:
+        if col in RESERVED_CUSTOMER_COLUMNS:
+            continue
+        for name in (_sanitize(col), f"attr_{_sanitize(col)}"):
+            if name in schema.names and schema.get(name).source == "customer" and name not in out:
+                out[name] = col
+                break
+    return out
+
+
+def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
+                   schema: FeatureSchema) -> pd.DataFrame:
+    """Computes the schema's features for every customer, using transactions up to ``cutoff`` only.
+
+    Args:
+        customers: Cleaned customers (``signup_date`` UTC, attributes as text).
+        transactions: Cleaned transactions (``timestamp`` UTC, ``amount``, ``is_refund``).
+        cutoff: Feature cutoff (UTC); later transactions are ignored.
+        schema: From :func:`derive_schema` (or a saved model's schema).
+
+    Returns:
+        ``customer_id`` then the schema's features, one row per customer, in ``customers`` order.
+    """
+    ids = pd.Index(customers[ID_COLUMN].astype(str))
+    n = len(ids)
+    code = ids.get_indexer(transactions[ID_COLUMN].astype(str))
+    ts_ns = transactions["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    keep = (code >= 0) & (ts_ns <= cutoff.value)
+    code = code[keep]
+    age = (cutoff.value - ts_ns[keep]) / DAY_NS
+    amount = transactions["amount"].to_numpy(dtype=np.float64)[keep]
+    refund = transactions["is_refund"].to_numpy(dtype=bool)[keep]
+    buy = ~refund
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(code[mask], minlength=n).astype(np.float64)
+
+    def total(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(code[mask], weights=amount[mask], minlength=n)
+
+    recent, earlier = buy & (age < 90), buy & (age >= 90) & (age < 180)
+    frequency = count(buy)
+    spend = total(buy)
+    tenure = np.clip((cutoff - customers["signup_date"]).dt.total_seconds().to_numpy() / 86_400, 0, None)
+    last_age = np.full(n, np.nan)
+    if buy.any():
+        mins = pd.Series(age[buy]).groupby(code[buy]).min()
+        last_age[mins.index.to_numpy()] = mins.to_numpy()
+    out = {
+        "tenure_days": tenure,
+        "recency_days": np.where(np.isnan(last_age), tenure, last_age),
+        "frequency": frequency,
+        "frequency_30d": count(buy & (age < 30)),
+        "frequency_90d": count(recent),
+        "monetary_total": total(np.ones_like(buy)),
+        "monetary_avg": np.divide(spend, frequency, out=np.zeros(n), where=frequency > 0),
+        "monetary_90d": total(recent),
+        "trend_frequency": np.log((count(recent) + 1) / (count(earlier) + 1)),
+        "trend_monetary": np.log((np.clip(total(recent), 0, None) + 1) / (np.clip(total(earlier), 0, None) + 1)),
+        "refund_count": count(refund),
+    }
+    for fld, values in schema.mix_columns.items():
+        if fld in transactions.columns:
+            col = pd.Categorical(transactions[fld].to_numpy()[keep][buy].astype(str), categories=values)
+            k = len(values)
+            valid = col.codes >= 0
+            grid = np.bincount(code[buy][valid] * k + col.codes[valid], minlength=n * k).reshape(n, k)
+        else:
+            grid = np.zeros((n, len(values)))
+        shares = np.divide(grid, frequency[:, None], out=np.zeros(grid.shape), where=frequency[:, None] > 0)
+        for j, value in enumerate(values):
+            out[f"{fld}_share_{_sanitize(value)}"] = shares[:, j]
+    attr_cols = _attribute_source(schema, customers)
+    frame = pd.DataFrame({ID_COLUMN: ids.to_numpy()})
+    for spec in schema.features:
+        if spec.name in out:
+            frame[spec.name] = out[spec.name]
+        elif spec.name in attr_cols:
+            text = customers[attr_cols[spec.name]].astype(str).str.strip().to_numpy()
+            if spec.kind == "numeric":
+                frame[spec.name] = pd.to_numeric(pd.Series(text).replace("", None), errors="coerce").astype("float64")
+            else:
+                frame[spec.name] = pd.Series(text, dtype=object).replace("", None)
+        else:
+            raise KeyError(
+                f"feature {spec.name!r} of the schema (v{schema.version}) cannot be computed: its customer "
+                f"column is missing. Add the column to customers.csv or retrain with a new schema."
+            )
+    return frame
+
+
+def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Joins features with labels per split: ``customer_id``, features, ``churned``.
+
+    Args:
+        features: Output of :func:`build_features`.
+        labels: ``customer_id``, ``churned``, ``split`` from data_prep.
+
+    Returns:
+        ``{"train": ..., "validation": ...}``.
+    """
+    merged = labels.merge(features, on=ID_COLUMN, how="inner", validate="one_to_one")
+    cols = [ID_COLUMN, *[c for c in features.columns if c != ID_COLUMN], LABEL_COLUMN]
+    return {split: merged.loc[merged["split"] == split, cols].reset_index(drop=True)
+            for split in ("train", "validation")}
+
+
+def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: Path) -> dict:
+    """Runs the stage on folders.
+
+    Args:
+        interim_dir: data_prep's output.
+        features_dir: Receives ``customer_features_v<N>.csv`` and ``feature_schema.json``.
+        train_dir: Receives ``train.csv`` (and a copy of the schema).
+        validation_dir: Receives ``validation.csv`` (and a copy of the schema); may equal ``train_dir``.
+
+    Returns:
+        Facts about the run: schema version, feature count, rows per file, paths.
+    """
+    from components.data_prep import read_interim
+
+    started = time.monotonic()
+    interim = read_interim(interim_dir)
+    cutoff = interim.cutoff
+    logger.info("read interim: %d customers, %d transactions (%.1fs)", len(interim.customers),
+                len(interim.transactions), time.monotonic() - started)
+    schema = derive_schema(interim.customers, interim.transactions, cutoff, interim.metadata["churn_window_days"])
+    eligible = interim.customers[interim.customers["signup_date"] <= cutoff].reset_index(drop=True)
+    features = build_features(eligible, interim.transactions, cutoff, schema)
+    logger.info("built %d features for %d customers (%.1fs)", len(schema.features), len(features),
+                time.monotonic() - started)
+    features_dir.mkdir(parents=True, exist_ok=True)
+    features_path = features_dir / feature_file_name(schema.version)
+    features.to_csv(features_path, index=False)
+    paths = {"features": str(features_path), "schema": str(schema.save(features_dir))}
+    splits = processed_splits(features, interim.labels)
+    for name, folder in (("train", train_dir), ("validation", validation_dir)):
+        folder.mkdir(parents=True, exist_ok=True)
+        schema.save(folder)
+        splits[name].to_csv(folder / f"{name}.csv", index=False)
+        paths[name] = str(folder / f"{name}.csv")
+    return {
+        "schema_version": schema.version,
+        "n_features": len(schema.features),
+        "rows": {"features": len(features), **{k: len(v) for k, v in splits.items()}},
+        "paths": paths,
+    }
+
+
+def read_split(path: Path, schema: FeatureSchema) -> pd.DataFrame:
+    """Reads a processed split with the schema's types (ids and categories stay text)."""
+    dtypes = {ID_COLUMN: str, **{name: str for name in schema.categorical}}
+    frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={n: [""] for n in schema.numeric})
+    for name in schema.categorical:
+        frame[name] = frame[name].astype(object).where(frame[name] != "", None)
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python components/feature_engineering.py --help``."""
+    from churn.layout import DataLayout, setup_cli_logging
+
+    layout = DataLayout()
+    parser = argparse.ArgumentParser(
+        prog="feature_engineering",
+        description=(
+            "Build per-customer features at the cutoff (recency, frequency, monetary, tenure, trends, "
+            "category/channel mix, customer attributes) from data/interim. Writes "
+            f"{feature_file_name()} + feature_schema.json to the features folder and train.csv / "
+            "validation.csv (customer_id, features, churned) to the processed folder."
+        ),
+    )
+    parser.add_argument("--interim-dir", type=Path, default=layout.interim, help="data_prep output (default: %(default)s)")
+    parser.add_argument("--features-dir", type=Path, default=layout.features, help="default: %(default)s")
+    parser.add_argument("--processed-dir", type=Path, default=layout.processed, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    setup_cli_logging()
+    try:
+        facts = run(args.interim_dir, args.features_dir, args.processed_dir, args.processed_dir)
+    except FileNotFoundError as exc:
+        logger.error("%s", exc)
+        return 2
+    print(f"features v{facts['schema_version']}: {facts['n_features']} features, rows {facts['rows']}")
+    for name, path in facts["paths"].items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def component(base_image: str) -> "PythonComponent":
+    """The KFP component, built for the project's image (a compile-time setting)."""
+    from kfp import dsl
+    from kfp.dsl import Dataset, Input, Output
+
+    @dsl.component(base_image=base_image, install_kfp_package=False)
+    def feature_engineering(interim: Input[Dataset], features: Output[Dataset], train_data: Output[Dataset],
+                            validation_data: Output[Dataset]):
+        """Builds features at the cutoff; writes the feature schema and the processed splits."""
+        from pathlib import Path
+
+        from churn.layout import setup_cli_logging
+        from components.feature_engineering import run
+
+        setup_cli_logging()
+        facts = run(Path(interim.path), Path(features.path), Path(train_data.path), Path(validation_data.path))
+        for artifact, name in ((train_data, "train"), (validation_data, "validation")):
+            artifact.metadata.update({"rows": facts["rows"][name], "schema_version": facts["schema_version"]})
+        features.metadata.update({"rows": facts["rows"]["features"], "schema_version": facts["schema_version"],
+                                  "n_features": facts["n_features"]})
+
+    return feature_engineering
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

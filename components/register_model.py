@@ -1,0 +1,259 @@
+"""Stage 5 — register_model: the promotion gate, then the registry.
+
+The new model becomes the champion only if it beats the current champion, both scored on the *same*
+validation data, by more than ``margin`` on the gate metric (ROC AUC by default). Otherwise it is
+registered as the challenger. Aliases and the seed's ``--stage`` names:
+
+=============  ===========  ==================================================================
+``--stage``    alias        meaning
+=============  ===========  ==================================================================
+Production     champion     through the gate (``--force`` skips it); serves traffic
+Staging        challenger   registered without the gate; the newest model that is not champion
+Archived       archived     the champion most recently replaced (all former ones: tag stage=archived)
+=============  ===========  ==================================================================
+
+Run alone: ``python components/register_model.py --stage Production``.
+"""
+
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from churn.registry import ARCHIVED, CHALLENGER, CHAMPION, STAGE_TO_ALIAS, ModelRegistry, download_to_temp
+from churn.schema import LABEL_COLUMN
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kfp.dsl import PythonComponent
+
+logger = logging.getLogger(__name__)
+
+REGISTRATION_FILE = "registration.json"
+HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "f1": True, "lift_top_decile": True,
+                    "log_loss": False, "brier": False}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether the new model is promoted, and why.
+
+    Attributes:
+        promote: True → champion, False → challenger.
+        reason: Human-readable explanation.
+        metric: Gate metric.
+        new_score: New model's score on the validation data.
+        champion_score: Current champion's score on the same data (None without a usable champion).
+        champion_version: Current champion's version, if any.
+        margin: Required improvement.
+    """
+
+    promote: bool
+    reason: str
+    metric: str
+    new_score: float
+    champion_score: float | None = None
+    champion_version: str | None = None
+    margin: float = 0.0
+
+
+def gate(new_score: float, champion_score: float | None, *, metric: str = "roc_auc", margin: float = 0.0,
+         champion_version: str | None = None) -> GateDecision:
+    """Decides promotion: the new model must beat the champion by more than ``margin``.
+
+    Args:
+        new_score: New model's score.
+        champion_score: Champion's score on the same data, or None when there is no champion.
+        metric: Metric name (decides whether higher or lower is better).
+        margin: Required improvement (≥ 0).
+        champion_version: For the explanation.
+
+    Returns:
+        The decision. Ties never promote; a non-finite new score never promotes.
+    """
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown gate metric {metric!r}; choose from {sorted(HIGHER_IS_BETTER)}")
+    if margin < 0:
+        raise ValueError(f"gate margin must be >= 0, got {margin}")
+    common = {"metric": metric, "new_score": new_score, "champion_score": champion_score,
+              "champion_version": champion_version, "margin": margin}
+    if not math.isfinite(new_score):
+        return GateDecision(promote=False, reason=f"new {metric} is not finite ({new_score})", **common)
+    if champion_score is None:
+        return GateDecision(promote=True, reason="no champion yet", **common)
+    higher = HIGHER_IS_BETTER[metric]
+    gain = new_score - champion_score if higher else champion_score - new_score
+    verdict = "beats" if gain > margin else "does not beat"
+    reason = (f"new {metric} {new_score:.4f} {verdict} champion v{champion_version} {champion_score:.4f} "
+              f"by more than {margin:g} (difference {gain:+.4f})")
+    return GateDecision(promote=gain > margin, reason=reason, **common)
+
+
+def score(model_dir: Path, validation_dir: Path, metric: str) -> float:
+    """Scores a model folder on ``validation.csv`` with ``metric``.
+
+    Raises:
+        KeyError: The validation data lacks a feature the model needs.
+    """
+    from components.evaluate import compute_metrics
+    from components.feature_engineering import read_split
+    from components.train import load_model
+
+    model = load_model(model_dir)
+    validation = read_split(validation_dir / "validation.csv", model.schema)
+    y_true = validation[LABEL_COLUMN].to_numpy().astype(int)
+    return compute_metrics(y_true, model.predict_proba(validation), model.threshold)[metric]
+
+
+def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Path, metric: str
+                   ) -> tuple[float | None, str | None, str]:
+    """Scores the current champion on this validation data.
+
+    Returns:
+        ``(score, version, note)``; score is None when there is no champion or it cannot score the
+        data (then ``note`` says why).
+    """
+    champion = registry.get_by_alias(model_name, CHAMPION)
+    if champion is None:
+        return None, None, ""
+    tmp, folder = download_to_temp(registry, champion)
+    with tmp:
+        try:
+            return score(folder, validation_dir, metric), champion.version, ""
+        except (KeyError, FileNotFoundError, ValueError) as exc:
+            return None, champion.version, f"champion v{champion.version} cannot score this validation data ({exc})"
+
+
+def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, model_name: str = "churn-model",
+             stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
+             run_id: str | None = None, tags: dict[str, str] | None = None) -> dict:
+    """Gates and registers a model folder.
+
+    Args:
+        model_dir: The new model folder.
+        validation_dir: Folder with ``validation.csv`` (the data both models are scored on).
+        registry: Registry backend.
+        model_name: Registered model name.
+        stage: Production (gate → champion or challenger), Staging (challenger), Archived.
+        metric: Gate metric.
+        margin: Required improvement over the champion.
+        force: With Production, promote without the gate.
+        run_id: Tracking run to attach the version to.
+        tags: Extra version tags (e.g. pipeline run).
+
+    Returns:
+        The registration record (also what the component writes as JSON).
+    """
+    if stage not in STAGE_TO_ALIAS:
+        raise ValueError(f"unknown stage {stage!r}; choose from {sorted(STAGE_TO_ALIAS)}")
+    new_score = score(model_dir, validation_dir, metric)
+    champ_score, champ_version, note = champion_score(registry, model_name, validation_dir, metric)
+    if stage != "Production":
+        decision = GateDecision(promote=False, reason=f"registered as {stage} without the gate", metric=metric,
+                                new_score=new_score, champion_score=champ_score, champion_version=champ_version,
+                                margin=margin)
+    elif force:
+        decision = GateDecision(promote=True, reason="promotion forced (--force): gate skipped", metric=metric,
+                                new_score=new_score, champion_score=champ_score, champion_version=champ_version,
+                                margin=margin)
+    elif note:
+        decision = GateDecision(promote=False, reason=f"{note}; registered as challenger, promote with --force",
+                                metric=metric, new_score=new_score, champion_version=champ_version, margin=margin)
+    else:
+        decision = gate(new_score, champ_score, metric=metric, margin=margin, champion_version=champ_version)
+    alias = CHAMPION if decision.promote else (ARCHIVED if stage == "Archived" else CHALLENGER)
+    version_tags = {f"validation_{metric}": f"{new_score:.6f}", "gate_reason": decision.reason[:4000],
+                    "stage": {CHAMPION: "production", CHALLENGER: "staging", ARCHIVED: "archived"}[alias],
+                    **(tags or {})}
+    mv = registry.register(model_name, model_dir, run_id=run_id, tags=version_tags, description=decision.reason)
+    if decision.promote and champ_version is not None:
+        registry.set_alias(model_name, ARCHIVED, champ_version)
+        registry.set_tag(model_name, champ_version, "stage", "archived")
+    registry.set_alias(model_name, alias, mv.version)
+    logger.info("%s v%s → %s: %s", model_name, mv.version, alias, decision.reason)
+    return {"model_name": model_name, "version": mv.version, "alias": alias, "promoted": decision.promote,
+            "previous_champion": champ_version, "source": mv.source, "decision": asdict(decision)}
+
+
+def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: str, model_name: str = "churn-model",
+        stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
+        tags: dict[str, str] | None = None) -> dict:
+    """Runs the stage on folders; writes ``registration.json`` to ``out_dir``."""
+    from churn.registry import get_registry
+    from components.train import CARD_FILE
+
+    card = json.loads((model_dir / CARD_FILE).read_text()) if (model_dir / CARD_FILE).is_file() else {}
+    record = register(model_dir, validation_dir, registry=get_registry(registry_uri), model_name=model_name,
+                      stage=stage, metric=metric, margin=margin, force=force,
+                      run_id=card.get("tracking_run_id") or None, tags=tags)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REGISTRATION_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+    return record
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python components/register_model.py --help``."""
+    from churn.layout import DataLayout, setup_cli_logging
+
+    layout = DataLayout()
+    parser = argparse.ArgumentParser(
+        prog="register_model",
+        description="Register a model folder. With --stage Production (default) it must beat the current champion "
+                    "on the same validation data by more than --margin to take the 'champion' alias; otherwise it "
+                    "becomes 'challenger'. Staging registers as challenger, Archived as archived.",
+        epilog="Stages map to aliases: Production→champion, Staging→challenger, Archived→archived.",
+    )
+    parser.add_argument("--model-dir", type=Path, default=layout.models / "latest", help="default: %(default)s")
+    parser.add_argument("--processed-dir", type=Path, default=layout.processed,
+                        help="folder with validation.csv (default: %(default)s)")
+    parser.add_argument("--stage", choices=sorted(STAGE_TO_ALIAS), default="Production", help="default: %(default)s")
+    parser.add_argument("--model-name", default="churn-model", help="registered model name (default: %(default)s)")
+    parser.add_argument("--metric", choices=sorted(HIGHER_IS_BETTER), default="roc_auc", help="gate metric")
+    parser.add_argument("--margin", type=float, default=0.0, help="required improvement (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="with Production: promote without the gate")
+    parser.add_argument("--registry-uri", default=layout.tracking_uri(), help="default: the local MLflow store")
+    args = parser.parse_args(argv)
+    setup_cli_logging()
+    record = run(args.model_dir, args.processed_dir, args.model_dir, registry_uri=args.registry_uri,
+                 model_name=args.model_name, stage=args.stage, metric=args.metric, margin=args.margin, force=args.force)
+    print(f"{record['model_name']} v{record['version']} → {record['alias']}: {record['decision']['reason']}")
+    return 0
+
+
+def component(base_image: str) -> "PythonComponent":
+    """The KFP component, built for the project's image (a compile-time setting)."""
+    from kfp import dsl
+    from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+    @dsl.component(base_image=base_image, install_kfp_package=False)
+    def register_model(model: Input[Model], validation_data: Input[Dataset], registry_uri: str, model_name: str,
+                       gate_metric: str, gate_margin: float, registration: Output[Artifact]):
+        """Promotion gate against the current champion, then registration with an alias."""
+        from pathlib import Path
+
+        from churn.layout import setup_cli_logging
+        from components.register_model import run
+
+        setup_cli_logging()
+        record = run(Path(model.path), Path(validation_data.path), Path(registration.path),
+                     registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin)
+        registration.metadata.update({"model_name": record["model_name"], "version": record["version"],
+                                      "alias": record["alias"], "promoted": record["promoted"],
+                                      "reason": record["decision"]["reason"]})
+
+    return register_model
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
