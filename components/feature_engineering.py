@@ -91,7 +91,8 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: p
         if fld not in transactions.columns:
             continue
         counts = transactions.loc[before & ~transactions["is_refund"], fld].dropna().astype(str).value_counts()
-        values = [v for v in counts.index[:MAX_MIX_VALUES] if v != ""]
+        ranked = sorted((v for v in counts.index if v != ""), key=lambda v: (-counts[v], v))
+        values = ranked[:MAX_MIX_VALUES]
         if not values:
             continue
         mix[fld] = values

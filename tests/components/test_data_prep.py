@@ -1,0 +1,241 @@
+"""data_prep: the raw data contract, every bad-input rule, row accounting, labels and split."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components import data_prep as dp
+from tests.conftest import write_customers, write_transactions
+
+CUSTOMERS = """
+customer_id,signup_date,plan,age
+00017,2024-01-05,basic,30
+00018,2024-02-01,premium,
+00019,notadate,basic,40
+00017,2024-01-05,basic,31
+,2024-01-01,basic,1
+00020,2024-03-01,standard,50
+00021,2024-03-01,standard,51
+00022,2024-03-01,standard,52
+00023,2024-03-01,basic,53
+"""
+
+GOOD = {"customer_id": "00017", "timestamp": "2024-02-01T10:00:00Z", "amount": 10.5}
+
+
+def tx(tid: str, cid: str, ts: str, amount, **extra) -> dict:
+    return {"transaction_id": tid, "customer_id": cid, "timestamp": ts, "amount": amount, **extra}
+
+
+TRANSACTIONS = [
+    tx("t1", "00017", "2024-02-01T10:00:00Z", 10.5, status="completed"),
+    tx("t2", "00018", "2024-06-01", 5),
+    "this is not json",
+    tx("t3", "00018", "2024-13-01", 5),
+    tx("t4", "99999", "2024-06-01", 5),
+    tx("t1", "00017", "2024-06-01", 5),
+    tx("t5", "00017", "2024-06-01", "abc"),
+    tx("t6", "00017", "2024-06-01", -3),
+    tx("t7", "00017", "2024-06-02T00:00:00+02:00", -3, status="refunded"),
+    tx("t8", "00020", "2024-09-02T00:00:00", 7),
+    tx("t9", "00021", "2024-04-02T00:00:00", 7),
+    tx("t10", "00022", "2024-04-02T00:00:00", 7),
+    tx("t11", "00018", "2024-09-01", 5),
+    tx("t12", "00023", "2024-08-01", 5),
+    {"transaction_id": "t13", "customer_id": "00023", "amount": 4},
+    tx("t14", "00021", "2024-09-01T00:00:00", None),
+    tx("t15", "00020", "2024-09-03", 2),
+    tx("t16", "00022", "2024-09-03", 2),
+]
+
+
+@pytest.fixture()
+def raw_dir(tmp_path: Path) -> Path:
+    write_customers(tmp_path, CUSTOMERS)
+    write_transactions(tmp_path, TRANSACTIONS)
+    return tmp_path
+
+
+def test_every_raw_row_is_kept_or_rejected_with_a_reason(raw_dir: Path) -> None:
+    prepared = dp.prepare(raw_dir, validation_fraction=0.5, seed=1)
+    for cleaned, raw_rows in ((prepared.customers, 9), (prepared.transactions, 18)):
+        acc = cleaned.accounting()
+        assert acc["raw"] == raw_rows
+        assert acc["kept"] + acc["rejected"] == acc["raw"]
+        assert sum(acc["reasons"].values()) == acc["rejected"]
+        assert cleaned.rejected["reason"].str.len().gt(0).all()
+
+
+def test_customer_rules(raw_dir: Path) -> None:
+    cleaned = dp.clean_customers(dp.read_customers(raw_dir / "customers.csv"))
+    reasons = dict(zip(cleaned.rejected["source_row"], cleaned.rejected["reason"]))
+    assert reasons[3].startswith("unparseable signup_date")
+    assert reasons[4].startswith("duplicate customer_id")
+    assert reasons[5] == "missing customer_id"
+    assert len(reasons) == 3
+    # the first 00017 is kept with its own attributes; ids keep their leading zeros
+    kept = cleaned.kept.set_index("customer_id")
+    assert kept.loc["00017", "age"] == "30"
+    assert list(kept.index[:2]) == ["00017", "00018"]
+    # rejected rows keep their original values
+    assert cleaned.rejected.loc[cleaned.rejected["source_row"] == 3, "signup_date"].item() == "notadate"
+
+
+def test_transaction_rules(raw_dir: Path) -> None:
+    prepared = dp.prepare(raw_dir, validation_fraction=0.5, seed=1)
+    rej = prepared.transactions.rejected.set_index("source_row")["reason"]
+    assert rej[3].startswith("malformed JSON")
+    assert rej[4].startswith("unparseable timestamp")
+    assert rej[5].startswith("unknown customer_id")
+    assert rej[6].startswith("duplicate transaction_id")
+    assert rej[7] == "non-numeric amount"
+    assert rej[8].startswith("negative amount not marked as a refund")
+    assert rej[15] == "missing timestamp"
+    assert rej[16] == "missing amount"
+    assert len(rej) == 8
+    kept = prepared.transactions.kept
+    refund = kept.loc[kept["transaction_id"] == "t7"].iloc[0]
+    assert refund["amount"] == -3 and bool(refund["is_refund"])
+    # zone offsets are converted to UTC; naive times are taken as UTC
+    assert refund["timestamp"] == pd.Timestamp("2024-06-01T22:00:00Z")
+    assert kept.loc[kept["transaction_id"] == "t8", "timestamp"].item() == pd.Timestamp("2024-09-02T00:00:00Z")
+    # the malformed line keeps its text in the rejected file
+    raw_record = prepared.transactions.rejected.set_index("source_row").loc[3, "raw_record"]
+    assert raw_record == "this is not json"
+
+
+def test_json_array_is_detected_and_gives_the_same_result(raw_dir: Path, tmp_path_factory) -> None:
+    other = tmp_path_factory.mktemp("array")
+    write_customers(other, CUSTOMERS)
+    write_transactions(other, [r for r in TRANSACTIONS if isinstance(r, dict)], fmt="array")
+    lines = dp.prepare(raw_dir, validation_fraction=0.5, seed=1).transactions
+    array = dp.prepare(other, validation_fraction=0.5, seed=1).transactions
+    assert array.raw_rows == lines.raw_rows - 1  # the malformed line has no array counterpart
+    assert sorted(array.kept["transaction_id"]) == sorted(lines.kept["transaction_id"])
+
+
+def test_small_blocks_give_the_same_rows_as_one_block(raw_dir: Path) -> None:
+    one = dp.parse_transactions(raw_dir / "transactions.json")
+    many = dp.parse_transactions(raw_dir / "transactions.json", chunk_bytes=150)
+    pd.testing.assert_frame_equal(one.kept[["source_row", "customer_id", "timestamp", "amount"]],
+                                  many.kept[["source_row", "customer_id", "timestamp", "amount"]])
+    assert list(one.rejected["source_row"]) == list(many.rejected["source_row"])
+
+
+def test_numeric_json_customer_ids_match_text_ids(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,signup_date\n17,2024-01-01\n18,2024-01-01")
+    write_transactions(tmp_path, [tx("a", 17, "2024-01-02", 1.0), tx("b", "18", "2024-01-02", 2.0)])
+    parsed = dp.parse_transactions(tmp_path / "transactions.json")
+    cleaned = dp.clean_transactions(parsed, pd.Series(["17", "18"]))
+    assert sorted(cleaned.kept["customer_id"]) == ["17", "18"]
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    write_customers(tmp_path, CUSTOMERS)
+    with pytest.raises(dp.RawDataError, match=r"transactions\.json: transactions file not found"):
+        dp.prepare(tmp_path)
+    with pytest.raises(dp.RawDataError, match=r"customers\.csv: customers file not found"):
+        dp.prepare(tmp_path / "nowhere")
+
+
+def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,plan\n1,basic")
+    with pytest.raises(dp.RawDataError, match=r"customers\.csv: missing required column\(s\) \['signup_date'\]"):
+        dp.read_customers(tmp_path / "customers.csv")
+
+
+def test_missing_required_field_in_every_record_stops(tmp_path: Path) -> None:
+    write_transactions(tmp_path, [{"customer_id": "1", "timestamp": "2024-01-01"}] * 3)
+    with pytest.raises(dp.RawDataError, match=r"transactions\.json: required field\(s\) \['amount'\] appear in no record"):
+        dp.parse_transactions(tmp_path / "transactions.json")
+
+
+def test_input_without_usable_rows_stops(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,signup_date\n1,2024-01-01")
+    write_transactions(tmp_path, [tx("a", "2", "2024-01-02", 1.0)])
+    with pytest.raises(dp.RawDataError, match=r"transactions\.json: no usable rows"):
+        dp.prepare(tmp_path)
+    write_customers(tmp_path, "customer_id,signup_date\n1,never")
+    with pytest.raises(dp.RawDataError, match=r"customers\.csv: no usable rows"):
+        dp.prepare(tmp_path)
+
+
+def test_derived_labels_follow_the_window_rule(raw_dir: Path) -> None:
+    prepared = dp.prepare(raw_dir, churn_window_days=90, validation_fraction=0.5, seed=1)
+    labels = prepared.labels
+    assert labels.source == "derived"
+    assert labels.end == pd.Timestamp("2024-09-03T00:00:00Z")
+    assert labels.cutoff == labels.end - pd.Timedelta(days=90)
+    got = labels.frame.set_index("customer_id")["churned"].to_dict()
+    # 00018, 00020, 00022, 00023 buy after the cutoff; 00017 only has a refund after it; 00021's
+    # later row was rejected (no amount), so it has no purchase in the window.
+    assert got == {"00017": 1, "00018": 0, "00020": 0, "00021": 1, "00022": 0, "00023": 0}
+
+
+def test_customers_signed_up_after_cutoff_are_not_trained_on(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,signup_date\n" + "\n".join(
+        [f"{i:03d},2024-01-01" for i in range(8)] + ["late,2024-08-01"]))
+    records = [tx(f"a{i}", f"{i:03d}", "2024-02-01", 1.0) for i in range(8)]
+    records += [tx(f"b{i}", f"{i:03d}", "2024-09-01", 1.0) for i in range(4)]
+    records += [tx("c", "late", "2024-08-15", 1.0)]
+    write_transactions(tmp_path, records)
+    prepared = dp.prepare(tmp_path, churn_window_days=60, validation_fraction=0.5, seed=3)
+    assert "late" not in set(prepared.labels.frame["customer_id"])
+    assert prepared.labels.excluded == {"signed up after cutoff": 1}
+
+
+def test_provided_label_is_used_and_validated(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,signup_date,churned\n" + "\n".join(
+        ["a,2024-01-01,yes", "b,2024-01-01,No", "c,2024-01-01,TRUE", "d,2024-01-01,0", "e,2024-01-01,",
+         "f,2024-01-01,maybe"]))
+    write_transactions(tmp_path, [tx(str(i), c, "2024-02-01", 1.0) for i, c in enumerate("abcdef")])
+    prepared = dp.prepare(tmp_path, validation_fraction=0.5, seed=0)
+    assert prepared.labels.source == "provided"
+    assert prepared.labels.cutoff == prepared.labels.end
+    assert prepared.labels.frame.set_index("customer_id")["churned"].to_dict() == {"a": 1, "b": 0, "c": 1, "d": 0}
+    assert prepared.labels.excluded == {"no churned label": 1}
+    assert prepared.customers.rejected["reason"].tolist() == ["invalid churned value (use 0/1, true/false or yes/no)"]
+
+
+def test_split_is_stratified_and_seeded(sample_raw_dir: Path) -> None:
+    a = dp.prepare(sample_raw_dir, validation_fraction=0.25, seed=5).labels.frame
+    b = dp.prepare(sample_raw_dir, validation_fraction=0.25, seed=5).labels.frame
+    c = dp.prepare(sample_raw_dir, validation_fraction=0.25, seed=6).labels.frame
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["split"].equals(c["split"])
+    rates = a.groupby("split")["churned"].mean()
+    assert abs(rates["train"] - rates["validation"]) < 0.01
+    assert abs((a["split"] == "validation").mean() - 0.25) < 0.01
+
+
+def test_too_few_of_a_class_to_split_is_a_clear_error(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customer_id,signup_date\na,2024-01-01\nb,2024-01-01\nc,2024-01-01")
+    write_transactions(tmp_path, [tx(str(i), c, "2024-09-01", 1.0) for i, c in enumerate("abc")])
+    with pytest.raises(dp.RawDataError, match="need at least 2 churned and 2 retained"):
+        dp.prepare(tmp_path)
+
+
+def test_interim_round_trip_keeps_ids_and_times(raw_dir: Path, tmp_path_factory) -> None:
+    out = tmp_path_factory.mktemp("interim")
+    meta = dp.run(raw_dir, out, validation_fraction=0.5, seed=1)
+    for name in ("cleaned_customers.csv", "filtered_sales.csv", "rejected_customers.csv",
+                 "rejected_transactions.csv", "labels.csv", "prep_metadata.json"):
+        assert (out / name).is_file(), name
+    interim = dp.read_interim(out)
+    assert interim.customers["customer_id"].tolist()[:2] == ["00017", "00018"]
+    assert interim.transactions["customer_id"].str.startswith("000").all()
+    assert str(interim.transactions["timestamp"].dt.tz) == "UTC"
+    assert interim.cutoff == pd.Timestamp(meta["cutoff"])
+    rejected = pd.read_csv(out / "rejected_transactions.csv", dtype=str)
+    assert len(rejected) == meta["rows"]["transactions.json"]["rejected"]
+    assert {"source_row", "reason"} <= set(rejected.columns)
+
+
+def test_cli_reports_accounting_and_fails_clearly(raw_dir: Path, tmp_path_factory, capsys) -> None:
+    out = tmp_path_factory.mktemp("cli")
+    assert dp.main(["--raw-dir", str(raw_dir), "--out-dir", str(out), "--validation-fraction", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "customers.csv: raw 9 = kept 6 + rejected 3" in printed
+    assert "transactions.json: raw 18 = kept 10 + rejected 8" in printed
+    assert dp.main(["--raw-dir", str(out / "nowhere"), "--out-dir", str(out)]) == 2

@@ -1,0 +1,115 @@
+"""register_model: the promotion gate and the MLflow registry aliases."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from churn.registry import get_registry
+from components import register_model as rm
+from components import train
+
+
+def test_gate_rules() -> None:
+    assert rm.gate(0.80, None).promote
+    assert rm.gate(0.81, 0.80).promote
+    assert not rm.gate(0.80, 0.80).promote  # a tie never promotes
+    assert not rm.gate(0.79, 0.80).promote  # a worse model never becomes champion
+    assert not rm.gate(0.805, 0.80, margin=0.01).promote
+    assert rm.gate(0.811, 0.80, margin=0.01).promote
+    assert rm.gate(0.20, 0.25, metric="log_loss").promote  # lower is better
+    assert not rm.gate(0.30, 0.25, metric="log_loss").promote
+    assert not rm.gate(float("nan"), 0.5).promote
+    with pytest.raises(ValueError, match="unknown gate metric"):
+        rm.gate(0.9, 0.8, metric="accuracy_typo")
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        rm.gate(0.9, 0.8, margin=-0.1)
+
+
+def test_gate_reason_says_why() -> None:
+    reason = rm.gate(0.79, 0.80, champion_version="3").reason
+    assert "does not beat champion v3" in reason and "0.7900" in reason and "0.8000" in reason
+
+
+@pytest.fixture(scope="module")
+def model_dirs(processed, tmp_path_factory) -> dict[str, Path]:
+    """A good model, and a bad one trained on shuffled labels."""
+    root = tmp_path_factory.mktemp("models")
+    train_df = processed.split("train")
+    shuffled = train_df.assign(churned=np.random.default_rng(0).permutation(train_df["churned"].to_numpy()))
+    out = {}
+    for name, frame in (("good", train_df), ("bad", shuffled)):
+        trained = train.train_model(frame, processed.split("validation"), processed.schema,
+                                    candidates=("logistic_regression",))
+        out[name] = train.save_model(trained, processed.schema, root / name)
+    return out
+
+
+def test_promotion_flow_with_aliases(processed, model_dirs, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = get_registry(uri)
+    kw = {"registry": registry, "model_name": "churn"}
+
+    first = rm.register(model_dirs["bad"], processed.folder, **kw)
+    assert (first["version"], first["alias"], first["decision"]["reason"]) == ("1", "champion", "no champion yet")
+
+    better = rm.register(model_dirs["good"], processed.folder, **kw)
+    assert better["alias"] == "champion" and better["previous_champion"] == "1"
+    assert better["decision"]["new_score"] > better["decision"]["champion_score"]
+
+    worse = rm.register(model_dirs["bad"], processed.folder, **kw)
+    assert worse["alias"] == "challenger" and not worse["promoted"]
+    assert "does not beat champion v2" in worse["decision"]["reason"]
+
+    same = rm.register(model_dirs["good"], processed.folder, **kw)  # equal score: stays challenger
+    assert same["alias"] == "challenger"
+
+    assert registry.get_by_alias("churn", "champion").version == "2"
+    assert registry.get_by_alias("churn", "challenger").version == "4"
+    assert registry.get_by_alias("churn", "archived").version == "1"
+    versions = {v.version: v for v in registry.list_versions("churn")}
+    assert versions["1"].tags["stage"] == "archived"
+    assert versions["2"].tags["stage"] == "production"
+
+    forced = rm.register(model_dirs["bad"], processed.folder, force=True, **kw)
+    assert forced["alias"] == "champion" and "forced" in forced["decision"]["reason"]
+    staged = rm.register(model_dirs["good"], processed.folder, stage="Staging", **kw)
+    assert staged["alias"] == "challenger"
+
+
+def test_champion_that_cannot_score_the_data_blocks_automatic_promotion(processed, model_dirs, tmp_path: Path) -> None:
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rm.register(model_dirs["good"], processed.folder, registry=registry, model_name="m")
+    other = tmp_path / "other-validation"
+    other.mkdir()
+    val = processed.split("validation").drop(columns=["recency_days"])
+    val.to_csv(other / "validation.csv", index=False)
+    processed.schema.save(other)
+    # the new model here is the champion's twin minus one feature: the champion cannot score this data
+    from churn.schema import FeatureSchema
+
+    slim = FeatureSchema(version=2, features=tuple(f for f in processed.schema.features if f.name != "recency_days"),
+                         mix_columns=processed.schema.mix_columns)
+    trained = train.train_model(processed.split("train"), processed.split("validation"), slim,
+                                candidates=("logistic_regression",))
+    new_dir = train.save_model(trained, slim, tmp_path / "slim")
+    record = rm.register(new_dir, other, registry=registry, model_name="m")
+    assert record["alias"] == "challenger"
+    assert "champion v1 cannot score this validation data" in record["decision"]["reason"]
+
+
+def test_registered_files_download_intact(processed, model_dirs, tmp_path: Path) -> None:
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rm.register(model_dirs["good"], processed.folder, registry=registry, model_name="m")
+    folder = registry.download(registry.get_by_alias("m", "champion"), tmp_path / "dl")
+    for name in ("model.joblib", "feature_schema.json", "model_card.json"):
+        assert (folder / name).read_bytes() == (model_dirs["good"] / name).read_bytes()
+
+
+def test_cli_maps_stage_to_alias(processed, model_dirs, tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--model-dir", str(model_dirs["good"]), "--processed-dir", str(processed.folder), "--registry-uri", uri]
+    assert rm.main([*common, "--stage", "Staging"]) == 0
+    assert rm.main([*common, "--stage", "Production"]) == 0
+    out = capsys.readouterr().out
+    assert "churn-model v1 → challenger" in out and "churn-model v2 → champion: no champion yet" in out

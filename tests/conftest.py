@@ -1,0 +1,35 @@
+"""Shared fixtures: small generated raw data and helpers to write hand-made raw inputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from churn.sample_data import generate, write_raw
+
+
+@pytest.fixture(scope="session")
+def sample_raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A raw folder with 1,500 generated customers (JSON Lines transactions)."""
+    raw = tmp_path_factory.mktemp("raw")
+    write_raw(generate(1500, seed=7), raw)
+    return raw
+
+
+def write_customers(raw_dir: Path, text: str) -> Path:
+    """Writes customers.csv from literal CSV text."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "customers.csv"
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+def write_transactions(raw_dir: Path, records: list, *, fmt: str = "jsonl") -> Path:
+    """Writes transactions.json; a str record is written verbatim (for malformed lines)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "transactions.json"
+    if fmt == "array":
+        path.write_text(json.dumps(records))
+    else:
+        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
