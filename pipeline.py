@@ -218,7 +218,8 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
     tracking_uri = layout.tracking_uri() if tracking_uri is None else tracking_uri
     registry_uri = registry_uri or tracking_uri or layout.tracking_uri()
     pipeline_root = (pipeline_root or layout.root / "local_outputs").resolve()
-    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")  # the image is only recorded locally
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     started = time.monotonic()
     task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,

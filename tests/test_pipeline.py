@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,11 +84,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture()
+def dirty_raw_dir(sample_raw_dir: Path, tmp_path: Path) -> Path:
+    """The generated data plus a few bad rows of each kind the contract rejects."""
+    raw = tmp_path / "raw"
+    shutil.copytree(sample_raw_dir, raw)
+    first = pd.read_csv(raw / "customers.csv", dtype=str).iloc[0]
+    with (raw / "customers.csv").open("a") as fh:
+        fh.write(",".join(first.fillna("")) + "\n")  # duplicate customer_id
+        fh.write("099999,not-a-date,basic,north,organic,30,card,0\n")
+    with (raw / "transactions.json").open("a") as fh:
+        fh.write("{broken json\n")
+        fh.write(json.dumps({"customer_id": "no-such-customer", "timestamp": "2026-01-01", "amount": 1}) + "\n")
+        fh.write(json.dumps({"customer_id": first["customer_id"], "timestamp": "2026-01-01", "amount": "ten"}) + "\n")
+    return raw
+
+
 @pytest.mark.slow
-def test_local_run_end_to_end(sample_raw_dir: Path, tmp_path: Path) -> None:
+def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
     """The whole pipeline twice on generated data: accounting, metrics, registry, gate, layout, MLflow UI."""
     summary_path = tmp_path / "summary.json"
-    cmd = [sys.executable, str(REPO / "pipeline.py"), "run", "--raw-dir", str(sample_raw_dir),
+    cmd = [sys.executable, str(REPO / "pipeline.py"), "run", "--raw-dir", str(dirty_raw_dir),
            "--summary-json", str(summary_path)]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -96,7 +113,13 @@ def test_local_run_end_to_end(sample_raw_dir: Path, tmp_path: Path) -> None:
     assert {"rows", "metrics", "model", "artifacts"} <= set(summary)
     for acc in summary["rows"].values():
         assert acc["raw"] == acc["kept"] + acc["rejected"]
-    assert summary["rows"]["customers.csv"]["raw"] == 1500
+    customers, transactions = summary["rows"]["customers.csv"], summary["rows"]["transactions.json"]
+    assert (customers["raw"], customers["rejected"]) == (1502, 2)
+    assert transactions["rejected"] == 3
+    assert set(transactions["reasons"]) == {"malformed JSON record (not an object)", "non-numeric amount",
+                                            "unknown customer_id (not in kept customers)"}
+    rejected = pd.read_csv(tmp_path / "data/interim/rejected_transactions.csv", dtype=str)
+    assert len(rejected) == 3 and rejected["reason"].notna().all()
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "f1"):
         assert key in summary["metrics"]
     assert summary["metrics"]["roc_auc"] >= 0.80
@@ -111,7 +134,7 @@ def test_local_run_end_to_end(sample_raw_dir: Path, tmp_path: Path) -> None:
                 "models/latest/model_card.json"):
         assert (tmp_path / rel).is_file(), rel
     train = pd.read_csv(tmp_path / "data/processed/train.csv", dtype={"customer_id": str})
-    raw_ids = set(pd.read_csv(sample_raw_dir / "customers.csv", dtype=str)["customer_id"])
+    raw_ids = set(pd.read_csv(dirty_raw_dir / "customers.csv", dtype=str)["customer_id"])
     assert set(train["customer_id"]) <= raw_ids and train["customer_id"].str.startswith("0").all()
 
     # same data again: the new model ties the champion, so the gate keeps v1 as champion
