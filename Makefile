@@ -57,5 +57,12 @@ mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at ht
 bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference
 	$(PY) bench/bench_prep.py
 
+.PHONY: serve bench-serving
+serve: $(VENV)/.installed ## Start the prediction server on :8080 (local champion)
+	$(PY) -m serving
+
+bench-serving: $(VENV)/.installed ## Benchmark the prediction server against a no-op floor and a joblib server
+	$(PY) bench/bench_serving.py
+
 clean: ## Remove generated data, models, runs and local pipeline outputs (keeps environments)
 	rm -rf data/interim data/processed data/features data/predictions data/monitoring data/run_summary.json models mlruns local_outputs churn_pipeline.yaml

@@ -5,7 +5,8 @@ decision threshold is the one maximising F1 on out-of-fold predictions over ``tr
 validation set stays untouched by every choice but the candidate pick. Parameters, scores and the
 model folder are logged to the tracking backend.
 
-The model folder holds ``model.joblib``, ``feature_schema.json`` and ``model_card.json``.
+The model folder holds ``model.joblib``, ``feature_schema.json`` and ``model_card.json``, plus the
+serving artifact: ``model.onnx`` (float64, no pickle) and ``manifest.json`` (see ``churn/export.py``).
 
 Run alone: ``python components/train.py --processed-dir data/processed --model-dir models/latest``.
 """
@@ -184,7 +185,7 @@ def library_versions() -> dict[str, str]:
 
 def save_model(trained: TrainedModel, schema: FeatureSchema, out_dir: Path, *, run_id: str = "",
                rows: dict[str, int] | None = None) -> Path:
-    """Writes the model folder: pipeline, schema and a model card.
+    """Writes the model folder: pipeline, schema, a model card, and the ONNX export with its manifest.
 
     Args:
         trained: Output of :func:`train_model`.
@@ -214,6 +215,10 @@ def save_model(trained: TrainedModel, schema: FeatureSchema, out_dir: Path, *, r
         "libraries": library_versions(),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+    from churn.export import export_model  # model.onnx + manifest.json, what serving loads (parity-checked)
+
+    export_model(trained.pipeline, schema, out_dir, threshold=trained.threshold, model_type=trained.name,
+                 metrics={"validation_roc_auc": trained.scores[trained.name]})
     return out_dir
 
 

@@ -1,0 +1,474 @@
+"""Benchmark: the prediction server against an HTTP floor and a conventional joblib/pandas server.
+
+Three servers run side by side on 127.0.0.1, each under uvicorn with the same worker count:
+
+* ``no-op``: a FastAPI endpoint returning a constant — the HTTP floor of this machine;
+* ``ours``: ``python -m serving`` (ONNX in onnxruntime, validation from the feature schema, prediction
+  log on, as configured by default);
+* ``joblib``: what common Vertex AI templates ship — unpickle ``model.joblib`` at start, build a pandas
+  DataFrame from the instances, call scikit-learn's ``predict_proba``.
+
+Every scenario (1 or 1000 instances per request × concurrency 1 or 16) runs the three servers one after
+the other, so machine noise hits them alike. The load generator is a minimal asyncio HTTP/1.1 client
+with keep-alive connections sending pre-encoded requests; it runs in this process and is the same for
+all three. Then a soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling
+the server's memory (resident set of the uvicorn process tree).
+
+Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib``; ≥ 100k instances/s
+with 1000-instance requests; soak with 0 errors and flat memory.
+
+Run: ``python bench/bench_serving.py --help`` (or ``make bench-serving``). Loopback only, bounded in time.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+RESULTS_DIR = ROOT / "bench" / "results"
+P50_RATIO_TARGET = 2.0
+THROUGHPUT_RATIO_TARGET = 10.0
+BATCH_RATE_TARGET = 100_000.0
+MEMORY_GROWTH_TARGET = 0.10  # soak: last-10-s median RSS at most 10% above the first-10-s median
+SERVERS = ("no-op", "ours", "joblib")
+
+
+# --------------------------------------------------------------------------------------------- apps
+# Factories for uvicorn --factory (nothing is built at import).
+
+def noop_app() -> Any:
+    """The HTTP floor: FastAPI returning a constant."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI()
+    body = b'{"predictions":[{"churn_probability":0.5,"churned":false}]}'
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:  # noqa: ARG001 - the body is not read on purpose
+        return Response(body, media_type="application/json")
+
+    return app
+
+
+def joblib_app() -> Any:
+    """The conventional server: joblib-unpickled scikit-learn pipeline, pandas DataFrame, predict_proba."""
+    from contextlib import asynccontextmanager
+    from typing import Any as _Any
+
+    import joblib
+    import pandas as pd
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    folder = Path(os.environ["BENCH_MODEL_DIR"])
+    state: dict[str, _Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        state["pipeline"] = joblib.load(folder / "model.joblib")
+        state["card"] = json.loads((folder / "model_card.json").read_text())
+        state["columns"] = [f["name"] for f in json.loads((folder / "feature_schema.json").read_text())["features"]]
+        yield
+
+    class Request(BaseModel):
+        instances: list[dict[str, _Any]]
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/predict")
+    def predict(request: Request) -> dict:
+        frame = pd.DataFrame(request.instances)
+        proba = state["pipeline"].predict_proba(frame[state["columns"]])[:, 1]
+        threshold = state["card"]["threshold"]
+        return {"predictions": [{"churn_probability": float(p), "churned": bool(p >= threshold)} for p in proba]}
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------- model + data
+
+def prepare(work: Path, customers: int, candidates: str) -> tuple[Path, list[dict[str, Any]]]:
+    """Generates data, trains and saves a model folder; returns it and validation rows as instances."""
+    sys.path.insert(0, str(ROOT))
+    from churn.sample_data import generate, write_raw
+    from churn.schema import FeatureSchema
+    from components import data_prep, feature_engineering, train
+
+    write_raw(generate(customers, seed=42), work / "raw")
+    data_prep.run(work / "raw", work / "interim", seed=42)
+    feature_engineering.run(work / "interim", work / "features", work / "processed", work / "processed")
+    schema = FeatureSchema.load(work / "processed")
+    tr = feature_engineering.read_split(work / "processed" / "train.csv", schema)
+    va = feature_engineering.read_split(work / "processed" / "validation.csv", schema)
+    trained = train.train_model(tr, va, schema, seed=42, candidates=tuple(candidates.split(",")))
+    train.save_model(trained, schema, work / "model")
+    return work / "model", instances_from(va, schema)
+
+
+def instances_from(frame: Any, schema: Any) -> list[dict[str, Any]]:
+    """Rows as JSON request instances."""
+    from churn.export import request_instances
+
+    frame = frame.assign(customer_id=frame["customer_id"].astype(str))
+    return request_instances(frame, schema)
+
+
+# --------------------------------------------------------------------------------------------- servers
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A server process under test."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+
+def start(name: str, model_dir: Path, work: Path, workers: int, log_predictions: bool = True) -> Server:
+    """Starts one of the three servers and waits until it answers."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_MODEL_DIR": str(model_dir)}
+    if name == "ours":
+        env.update(AIP_HTTP_PORT=str(port), AIP_STORAGE_URI=str(model_dir), SERVING_WORKERS=str(workers),
+                   SERVING_HOST=HOST, SERVING_PREDICTION_LOG_DIR=str(work / "predictions"),
+                   SERVING_PREDICTION_LOG=str(log_predictions).lower())
+        cmd = [sys.executable, "-m", "serving"]
+    else:
+        factory = {"no-op": "noop_app", "joblib": "joblib_app"}[name]
+        # The same uvicorn setup as ours (serving.__main__.serve), so only the app differs.
+        env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'bench'}"
+        cmd = [sys.executable, "-c", f"from serving.__main__ import serve; serve('bench_serving:{factory}', "
+               f"host='{HOST}', port={port}, workers={workers}, factory=True, log_level='warning')"]
+    log = work / f"{name}.log"
+    proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    server = Server(name, port, proc, log)
+    probe = server.url("/health") if name == "ours" else server.url("/docs")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as resp:
+                if resp.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{name} did not become ready: {log.read_text()[-2000:]}")
+
+
+def stop(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    total = 0
+    for p in tree:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+# --------------------------------------------------------------------------------------------- load
+
+def request_bytes(path: str, body: bytes) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+@dataclass
+class Result:
+    """One scenario on one server."""
+
+    server: str
+    instances: int
+    concurrency: int
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    @property
+    def p99(self) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def ips(self) -> float:
+        return self.rps * self.instances
+
+
+async def _connection(port: int, payloads: list[bytes], stop_at: float, warm_until: float, result: Result,
+                      max_requests: int) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    i = 0
+    try:
+        while time.perf_counter() < stop_at and result.requests < max_requests:
+            payload = payloads[i % len(payloads)]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                writer.write(payload)
+                status = await _read_response(reader)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                result.errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(HOST, port)
+                continue
+            if t0 >= warm_until:
+                result.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+                result.requests += 1
+                result.errors += status != 200
+    finally:
+        writer.close()
+
+
+def run_load(port: int, payloads: list[bytes], concurrency: int, seconds: float, warmup: float,
+             result: Result, max_requests: int = 10**9) -> Result:
+    """Drives ``concurrency`` keep-alive connections for ``warmup + seconds``."""
+    async def main() -> None:
+        start_t = time.perf_counter()
+        warm_until, stop_at = start_t + warmup, start_t + warmup + seconds
+        await asyncio.gather(*(_connection(port, payloads[k::concurrency] or payloads, stop_at, warm_until, result,
+                                           max_requests) for k in range(concurrency)))
+        result.seconds = max(1e-9, time.perf_counter() - warm_until)
+
+    asyncio.run(main())
+    return result
+
+
+# --------------------------------------------------------------------------------------------- report
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return "-" if x != x else f"{x:,.{digits}f}"
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"{'instances':>9} {'conc':>4}  {'server':<7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'req/s':>9} {'instances/s':>12}")
+    for r in results:
+        print(f"{r.instances:>9} {r.concurrency:>4}  {r.server:<7} {r.requests:>8} {r.errors:>6} {_fmt(r.p50):>8} "
+              f"{_fmt(r.p99):>8} {_fmt(r.rps, 0):>9} {_fmt(r.ips, 0):>12}")
+
+
+def evaluate(results: list[Result], soak: dict[str, Any] | None) -> list[tuple[str, str, bool]]:
+    """Target lines: ``(description, measured, passed)``."""
+    get = {(r.server, r.instances, r.concurrency): r for r in results}
+    checks = []
+    ours, floor = get.get(("ours", 1, 1)), get.get(("no-op", 1, 1))
+    if ours and floor:
+        ratio = ours.p50 / floor.p50
+        checks.append(("single-instance p50 ≤ 2× the no-op floor (c=1)",
+                       f"{ours.p50:.2f} ms vs {floor.p50:.2f} ms = {ratio:.2f}×", ratio <= P50_RATIO_TARGET))
+    for n in sorted({r.instances for r in results}):
+        o, j = get.get(("ours", n, 16)), get.get(("joblib", n, 16))
+        if o and j and j.ips:
+            ratio = o.ips / j.ips
+            checks.append((f"throughput ≥ 10× joblib, {n}-instance requests (c=16)",
+                           f"{o.ips:,.0f} vs {j.ips:,.0f} instances/s = {ratio:.1f}×", ratio >= THROUGHPUT_RATIO_TARGET))
+    big = get.get(("ours", 1000, 16))
+    if big:
+        checks.append(("≥ 100k instances/s with 1000-instance requests (c=16)", f"{big.ips:,.0f} instances/s",
+                       big.ips >= BATCH_RATE_TARGET))
+    if soak:
+        checks.append((f"soak {soak['seconds']:.0f} s at c={soak['concurrency']}: 0 errors",
+                       f"{soak['requests']:,} requests, {soak['errors']} errors", soak["errors"] == 0))
+        checks.append(("soak: flat memory (last 10 s ≤ first 10 s + 10%)",
+                       f"{soak['rss_first_mb']:.0f} MB → {soak['rss_last_mb']:.0f} MB ({soak['rss_growth']:+.1%})",
+                       soak["rss_growth"] <= MEMORY_GROWTH_TARGET))
+    return checks
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def soak_run(server: Server, payloads: list[bytes], seconds: float, concurrency: int) -> dict[str, Any]:
+    """Load for ``seconds`` while sampling the server's memory every second."""
+    import threading
+
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.wait(1.0):
+            samples.append((time.monotonic() - t0, tree_rss_bytes(server.proc.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    result = run_load(server.port, payloads, concurrency, seconds, 0.0, Result("ours", 0, concurrency))
+    done.set()
+    sampler.join()
+    window = min(10.0, seconds / 3)
+    first = [rss for t, rss in samples if t <= window] or [samples[0][1]]
+    last = [rss for t, rss in samples if t >= seconds - window] or [samples[-1][1]]
+    m_first, m_last = statistics.median(first), statistics.median(last)
+    return {"seconds": seconds, "concurrency": concurrency, "requests": result.requests, "errors": result.errors,
+            "p50_ms": result.p50, "p99_ms": result.p99, "rss_first_mb": m_first / 1e6, "rss_last_mb": m_last / 1e6,
+            "rss_growth": (m_last - m_first) / m_first, "rss_samples_mb": [round(r / 1e6, 1) for _, r in samples]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python bench/bench_serving.py --help``."""
+    parser = argparse.ArgumentParser(
+        prog="bench_serving",
+        description="Latency and throughput of the prediction server next to a no-op FastAPI floor and a "
+                    "conventional joblib + pandas server, on 127.0.0.1; then a soak. Prints a table, ratios "
+                    "and PASS/FAIL per target.")
+    parser.add_argument("--model-dir", type=Path, help="model folder (with model.onnx and model.joblib); default: "
+                        "train one on generated data (needs --validation-csv to be given together)")
+    parser.add_argument("--validation-csv", type=Path, help="processed split to build instances from")
+    parser.add_argument("--customers", type=int, default=3000, help="generated customers (default: %(default)s)")
+    parser.add_argument("--candidates", default="logistic_regression,hist_gradient_boosting",
+                        help="training candidates, best kept (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="uvicorn workers per server (default: CPUs available, %(default)s)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per scenario (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per scenario (default: %(default)s)")
+    parser.add_argument("--sizes", default="1,1000", help="instances per request (default: %(default)s)")
+    parser.add_argument("--concurrency", default="1,16", help="concurrent connections (default: %(default)s)")
+    parser.add_argument("--soak-seconds", type=float, default=60.0, help="soak length, 0 to skip (default: %(default)s)")
+    parser.add_argument("--soak-concurrency", type=int, default=32, help="default: %(default)s")
+    parser.add_argument("--no-prediction-log", action="store_true",
+                        help="run ours with SERVING_PREDICTION_LOG=false (to see what the CSV log costs)")
+    parser.add_argument("--json", type=Path, help="also write the results here (default: bench/results/serving-*.json)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        if args.model_dir:
+            if not args.validation_csv:
+                parser.error("--model-dir needs --validation-csv")
+            sys.path.insert(0, str(ROOT))
+            from churn.schema import FeatureSchema
+            from components.feature_engineering import read_split
+
+            schema = FeatureSchema.load(args.model_dir)
+            model_dir, rows = args.model_dir, instances_from(read_split(args.validation_csv, schema), schema)
+        else:
+            print(f"training a model on {args.customers} generated customers …", flush=True)
+            model_dir, rows = prepare(work, args.customers, args.candidates)
+        card = json.loads((model_dir / "model_card.json").read_text())
+        print(f"model: {card['model_type']}, {len(rows)} validation rows as instances; {args.workers} workers per "
+              f"server; {os.cpu_count()} CPUs", flush=True)
+        servers = {name: start(name, model_dir, work, args.workers, not args.no_prediction_log) for name in SERVERS}
+        results: list[Result] = []
+        soak = None
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                bodies = []
+                for k in range(8):
+                    chunk = [rows[(k * size + i) % len(rows)] for i in range(size)]
+                    bodies.append(json.dumps({"instances": chunk}).encode())
+                payloads = [request_bytes("/predict", b) for b in bodies]
+                for conc in (int(c) for c in args.concurrency.split(",")):
+                    for name in SERVERS:
+                        res = run_load(servers[name].port, payloads, conc, args.seconds, args.warmup,
+                                       Result(name, size, conc))
+                        results.append(res)
+                        print(f"  {size:>5} instances, c={conc:<3} {name:<7} p50 {_fmt(res.p50)} ms, "
+                              f"{_fmt(res.ips, 0)} instances/s, {res.errors} errors", flush=True)
+            if args.soak_seconds > 0:
+                mix = [request_bytes("/predict", json.dumps({"instances": rows[k:k + n]}).encode())
+                       for k, n in ((0, 1), (5, 1), (9, 10), (20, 1), (31, 100), (40, 1))]
+                print(f"soak: {args.soak_seconds:.0f} s at c={args.soak_concurrency} on ours …", flush=True)
+                soak = soak_run(servers["ours"], mix, args.soak_seconds, args.soak_concurrency)
+        finally:
+            for server in servers.values():
+                stop(server)
+        logged = sum(max(0, sum(1 for _ in p.open()) - 1) for p in (work / "predictions").glob("*_outputs.csv")) \
+            if (work / "predictions").is_dir() else 0
+
+    print()
+    print_table(results)
+    if soak:
+        print(f"\nsoak: {soak['requests']:,} requests in {soak['seconds']:.0f} s at c={soak['concurrency']}, "
+              f"{soak['errors']} errors, p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms; server RSS "
+              f"{soak['rss_first_mb']:.0f} MB (first 10 s) → {soak['rss_last_mb']:.0f} MB (last 10 s)")
+    print(f"prediction log: {logged:,} rows written by ours during the run")
+    print()
+    checks = evaluate(results, soak)
+    for desc, measured, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {desc}: {measured}")
+    out = args.json or RESULTS_DIR / f"serving-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model_type": card["model_type"], "workers": args.workers,
+                               "results": [{**{k: v for k, v in asdict(r).items() if k != "latencies_ms"},
+                                            "p50_ms": r.p50, "p99_ms": r.p99, "rps": r.rps, "ips": r.ips}
+                                           for r in results],
+                               "soak": soak, "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
+                              indent=2) + "\n")
+    print(f"results: {out}")
+    return 0 if all(ok for _, _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""The FastAPI app on Vertex AI's custom-container contract.
+
+Routes (paths from the environment, used exactly as given):
+
+* ``POST $AIP_PREDICT_ROUTE`` (``/predict``) — ``{"instances": [...], "parameters": {...}}`` or one
+  customer object → ``{"predictions": [...]}``;
+* ``GET $AIP_HEALTH_ROUTE`` (``/health``) — 200 once the model is loaded and verified, else 503;
+* ``GET /schema`` — the served model's feature schema and instance JSON schema; ``/docs`` and
+  ``/openapi.json`` describe the request built from that schema.
+
+The model is loaded in the ``lifespan`` by a background task, so the server answers health checks (503)
+while it loads. With ``AIP_STORAGE_URI`` it loads that folder once; otherwise it follows the registry's
+``champion`` alias, polling every ``SERVING_POLL_SECONDS`` and swapping a newly verified version in
+between two requests (in-flight requests finish on the model they started with).
+
+``uvicorn serving.app:app`` works: ``app`` is built on first access (PEP 562), never at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+
+from serving.model import ModelSource, RegistrySource, RequestError, ServedModel, StorageSource
+from serving.prediction_log import PredictionLog
+from serving.schemas import ErrorResponse, HealthResponse, PredictResponse
+from serving.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_ROUTE = "/schema"
+API_VERSION = "1"
+
+
+@dataclass
+class ServingState:
+    """What the running app holds.
+
+    Attributes:
+        model: The model being served (replaced whole when a new version is verified).
+        error: Why no (new) model could be loaded, if so.
+        log: The prediction log, when enabled.
+    """
+
+    model: ServedModel | None = None
+    error: str = ""
+    log: PredictionLog | None = None
+
+
+def model_source(settings: Settings, cache_dir: Path) -> ModelSource:
+    """The source the settings name: ``AIP_STORAGE_URI`` if set, else the registry alias."""
+    if settings.storage_uri:
+        return StorageSource(uri=settings.storage_uri, name=settings.model_name, max_instances=settings.max_instances,
+                             cache_dir=cache_dir, version_override=settings.model_version)
+    return RegistrySource(uri=settings.resolved_registry_uri(), name=settings.model_name, alias=settings.model_alias,
+                          max_instances=settings.max_instances, cache_dir=cache_dir,
+                          version_override=settings.model_version)
+
+
+async def keep_model_current(app: FastAPI, source: ModelSource, poll_seconds: float) -> None:
+    """Loads the model, then (for a registry alias) swaps in each new version once verified.
+
+    A failed load leaves the current model serving (or the app unhealthy if there is none) and is retried
+    on the next poll.
+    """
+    state: ServingState = app.state.serving
+    while True:
+        try:
+            new = await asyncio.to_thread(source.fetch, state.model)
+        except Exception as exc:  # any failure must leave the server up; it is reported by /health
+            state.error = f"{type(exc).__name__}: {exc}"
+            logger.error("model not (re)loaded: %s", state.error)
+        else:
+            if new is not None:
+                old, state.model, state.error = state.model, new, ""
+                app.openapi_schema = None
+                if old is not None:
+                    logger.info("switched %s → %s", old.version, new.version)
+                    _discard(old, app.state.cache_dir)
+        if state.model is not None and not source.follows:
+            return
+        await asyncio.sleep(poll_seconds)
+
+
+def _discard(model: ServedModel, cache_dir: Path) -> None:
+    """Deletes a replaced model's downloaded folder (its session is already in memory)."""
+    if model.folder.resolve().is_relative_to(cache_dir.resolve()):
+        shutil.rmtree(model.folder, ignore_errors=True)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Starts the model loader and the prediction log; on shutdown stops them and flushes the log."""
+    settings: Settings = app.state.settings
+    tmp = None
+    if settings.cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="churn-serving-")
+        app.state.cache_dir = Path(tmp.name)
+    else:
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        app.state.cache_dir = settings.cache_dir
+    state: ServingState = app.state.serving
+    if settings.prediction_log:
+        state.log = PredictionLog(settings.prediction_log_dir, flush_seconds=settings.log_flush_seconds,
+                                  max_pending_rows=settings.log_max_pending_rows)
+        state.log.start()
+    loader = asyncio.create_task(keep_model_current(app, model_source(settings, app.state.cache_dir),
+                                                    settings.poll_seconds))
+    try:
+        yield
+    finally:
+        loader.cancel()
+        await asyncio.gather(loader, return_exceptions=True)
+        if state.log is not None:
+            await asyncio.to_thread(state.log.close)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dependencies
+# ----------------------------------------------------------------------------------------------------
+
+def get_state(request: Request) -> ServingState:
+    """The app's serving state."""
+    return request.app.state.serving
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    return request.app.state.settings
+
+
+def current_model(state: Annotated[ServingState, Depends(get_state)]) -> ServedModel:
+    """The model being served.
+
+    Raises:
+        HTTPException: 503 while no verified model is loaded.
+    """
+    if state.model is None:
+        raise HTTPException(503, detail=state.error or "the model is loading")
+    return state.model
+
+
+StateDep = Annotated[ServingState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ModelDep = Annotated[ServedModel, Depends(current_model)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes.
+
+    Raises:
+        RequestError: 413 (too large) or 400 (bad ``Content-Length``).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, "invalid Content-Length header")
+        if int(declared) > limit:
+            raise RequestError(413, f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def render_predictions(model: ServedModel, instances: list[dict[str, Any]], proba: Any, threshold: float) -> bytes:
+    """The JSON response body (built directly: this is the hot path)."""
+    version = model.version
+    preds = [{"customer_id": inst.get("customer_id"), "churn_probability": p, "churned": p >= threshold,
+              "threshold": threshold, "model_version": version}
+             for inst, p in zip(instances, proba.tolist())]
+    return json.dumps({"predictions": preds}, separators=(",", ":")).encode()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The app
+# ----------------------------------------------------------------------------------------------------
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON or headers"},
+    413: {"model": ErrorResponse, "description": "Body over the size limit or too many instances"},
+    422: {"model": ErrorResponse, "description": "Invalid instances: errors per instance and field"},
+    503: {"model": ErrorResponse, "description": "No verified model loaded yet"},
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the app for ``settings`` (default: from the environment).
+
+    Args:
+        settings: Routes, model source, limits and prediction log.
+
+    Returns:
+        The FastAPI app; the model loads when it starts (``lifespan``).
+    """
+    settings = settings or get_settings()
+    app = FastAPI(title="Churn prediction", version=API_VERSION, lifespan=lifespan,
+                  description="Customer-churn probability and decision, on Vertex AI's custom-container contract.")
+    app.state.settings = settings
+    app.state.serving = ServingState()
+    app.state.cache_dir = Path(tempfile.gettempdir())
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+        body: dict[str, Any] = {"detail": exc.detail}
+        if isinstance(exc.detail, list):
+            body["error_count"] = len(exc.detail)
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.post(settings.predict_route, response_model=PredictResponse, responses=ERROR_RESPONSES,
+              summary="Churn probability and decision per customer", operation_id="predict")
+    async def predict(request: Request, model: ModelDep, state: StateDep) -> Response:
+        """Scores ``{"instances": [customer, ...], "parameters": {"threshold": 0.4}}`` or one customer
+        object. Each customer is a feature record of the served model (see ``GET /schema``)."""
+        body = await read_body(request, settings.max_body_bytes)
+        parsed = model.parse(body)
+        proba = model.predict_proba(parsed.instances)
+        threshold = model.threshold if parsed.threshold is None else parsed.threshold
+        if state.log is not None:
+            state.log.record(model.version, tuple(model.schema.names), parsed.instances, proba, threshold)
+        return Response(render_predictions(model, parsed.instances, proba, threshold), media_type="application/json")
+
+    @app.get(settings.health_route, response_model=HealthResponse, responses={503: {"model": HealthResponse}},
+             summary="200 when a verified model is loaded", operation_id="health")
+    async def health(state: StateDep) -> JSONResponse:
+        """Readiness: 200 with the model's name and version once loaded and verified; 503 before, or when
+        loading failed (``error`` says why)."""
+        model = state.model
+        if model is None:
+            return JSONResponse({"status": "unavailable" if state.error else "loading", "error": state.error or None},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "model_name": model.name, "model_version": model.version,
+                             "model_type": model.model_type, "source": model.source, "error": state.error or None})
+
+    @app.get(SCHEMA_ROUTE, responses={503: {"model": ErrorResponse}}, summary="The served model's inputs",
+             operation_id="schema")
+    async def schema(model: ModelDep) -> dict[str, Any]:
+        """The feature schema the served model was trained on, its threshold and the JSON schema of one
+        instance."""
+        return {"model_name": model.name, "model_version": model.version, "threshold": model.threshold,
+                "feature_schema": model.schema.to_dict(),
+                "instance": model.requests.single.json_schema()}
+
+    def openapi() -> dict[str, Any]:
+        model = app.state.serving.model
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        if model is not None:
+            body, defs = model.requests.openapi_components()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+        else:
+            body = {"type": "object", "description": "loaded with the model: reload this document once healthy"}
+        doc["paths"][settings.predict_route]["post"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": body}}}
+        if model is not None:  # cache only the complete document (reset when the model changes)
+            app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+@lru_cache(maxsize=1)
+def _default_app() -> FastAPI:
+    return create_app(get_settings())
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``serving.app.app``: the app for the environment's settings, built on first access."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

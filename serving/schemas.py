@@ -1,0 +1,141 @@
+"""Request and response models.
+
+The customer instance is built from the model's feature schema (``feature_schema.json`` saved with the
+model), so requests are validated against exactly the features the loaded model takes: numeric
+features are finite JSON numbers within ±1e12, categorical features are strings (values unseen in
+training are accepted and scored as unseen; ``""`` means missing), nullable features may be null or
+left out, ``customer_id`` is optional and echoed back, and any other field is an error.
+
+Instances are ``TypedDict``\\ s, so a validated request is plain dicts (the fastest shape to turn into
+arrays); the response is serialised by hand on the hot path and described here for the docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import NotRequired, Required, TypedDict
+
+from churn.schema import ID_COLUMN, FeatureSchema
+
+NUMBER_LIMIT = 1e12
+MAX_TEXT = 1000
+
+
+class PredictParameters(BaseModel):
+    """Optional ``parameters`` of a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: Optional[float] = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False,
+        description="Decision threshold for `churned` in this request (default: the model's, chosen at training).")
+
+
+class Prediction(BaseModel):
+    """One instance's prediction."""
+
+    customer_id: Optional[str] = Field(None, description="Echo of the instance's `customer_id`, if given.")
+    churn_probability: float = Field(..., ge=0.0, le=1.0, description="Probability that the customer churns.")
+    churned: bool = Field(..., description="`churn_probability >= threshold`.")
+    threshold: float = Field(..., description="Decision threshold applied.")
+    model_version: str = Field(..., description="Version of the model that scored the instance.")
+
+
+class PredictResponse(BaseModel):
+    """Vertex AI's prediction response: one prediction per instance, in order."""
+
+    predictions: list[Prediction]
+
+
+class FieldError(BaseModel):
+    """One validation problem, located down to the instance and field."""
+
+    loc: list[str | int] = Field(..., description='e.g. ["body", "instances", 3, "tenure_days"]')
+    msg: str
+    type: str
+    input: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Error body for 400/413/422/503."""
+
+    detail: list[FieldError] | str
+    error_count: Optional[int] = None
+
+
+class HealthResponse(BaseModel):
+    """Health: 200 with the model when loaded and verified, 503 otherwise."""
+
+    status: str = Field(..., description="`ok`, `loading` or `unavailable`")
+    model_name: Optional[str] = None
+    model_version: Optional[str] = None
+    model_type: Optional[str] = None
+    source: Optional[str] = None
+    error: Optional[str] = None
+
+
+def _numeric(description: str) -> Any:
+    return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-NUMBER_LIMIT, le=NUMBER_LIMIT,
+                                  description=description or None)]
+
+
+def _categorical(description: str, categories: tuple[str, ...]) -> Any:
+    return Annotated[str, Field(strict=True, max_length=MAX_TEXT, description=description or None,
+                                examples=list(categories[:10]) or None)]
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """Validators and docs for one feature schema.
+
+    Attributes:
+        instance: The customer instance ``TypedDict``.
+        batch: Adapter for ``{"instances": [...], "parameters": {...}}``.
+        single: Adapter for one customer object.
+    """
+
+    instance: type
+    batch: TypeAdapter
+    single: TypeAdapter
+
+    def openapi_components(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(request body schema, component schemas)`` for the OpenAPI document."""
+        ref = "#/components/schemas/{model}"
+        batch = self.batch.json_schema(ref_template=ref)
+        single = self.single.json_schema(ref_template=ref)
+        defs = {**batch.pop("$defs", {}), **single.pop("$defs", {})}
+        defs["PredictRequest"] = batch
+        name = single.get("title", "CustomerInstance")
+        if "$ref" not in single:
+            defs[name] = single
+        body = {"anyOf": [{"$ref": ref.format(model="PredictRequest")}, {"$ref": ref.format(model=name)}]}
+        return body, defs
+
+
+def request_models(schema: FeatureSchema, max_instances: int) -> RequestModels:
+    """Builds the request validators for a feature schema.
+
+    Args:
+        schema: The model's feature schema.
+        max_instances: Most instances per request (``maxItems``; more is answered with 413).
+
+    Returns:
+        The validators.
+    """
+    fields: dict[str, Any] = {
+        ID_COLUMN: NotRequired[Optional[Annotated[str, Field(strict=True, max_length=MAX_TEXT,
+                                                             description="Optional id, echoed back.")]]]}
+    for spec in schema.features:
+        kind = _numeric(spec.description) if spec.kind == "numeric" else _categorical(spec.description, spec.categories)
+        fields[spec.name] = NotRequired[Optional[kind]] if spec.nullable else Required[kind]
+    instance = TypedDict("CustomerInstance", fields)  # type: ignore[operator]
+    instance.__pydantic_config__ = ConfigDict(extra="forbid", title="CustomerInstance")  # type: ignore[attr-defined]
+    instances = Annotated[list[instance], Field(min_length=1, max_length=max_instances,
+                                                description="Customers to score (feature records).")]
+    batch = TypedDict("PredictRequest", {"instances": Required[instances],  # type: ignore[operator]
+                                         "parameters": NotRequired[Optional[PredictParameters]]})
+    batch.__pydantic_config__ = ConfigDict(extra="forbid", title="PredictRequest")  # type: ignore[attr-defined]
+    return RequestModels(instance=instance, batch=TypeAdapter(batch), single=TypeAdapter(instance))

