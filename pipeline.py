@@ -8,6 +8,9 @@ Kubeflow accept. The component image is a compile-time setting.
 
     python pipeline.py run --raw-dir data/raw --summary-json data/run_summary.json
     python pipeline.py compile --image REGION-docker.pkg.dev/PROJECT/churn/pipeline:TAG --output churn_pipeline.yaml
+
+On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, ``deploy``, ``rollback`` and
+``schedule`` (the nightly drift pipeline, ``build_drift_pipeline``).
 """
 
 
@@ -22,13 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kfp.dsl import Pipeline
+    from kfp.dsl import Pipeline, PythonComponent
 
 logger = logging.getLogger("pipeline")
 
 PIPELINE_NAME = "churn-training"
 DEFAULT_IMAGE = "churn-pipeline:local"
 STAGES = ("data-prep", "feature-engineering", "train", "evaluate", "register-model")
+DRIFT_PIPELINE_NAME = "churn-drift"
+# The drift check's command line in the monitoring image (images/monitoring/Dockerfile).
+DRIFT_COMMAND = ("python", "-m", "monitoring.drift_check")
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
@@ -71,7 +77,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
                                 tracking_uri=tracking_uri).set_display_name("evaluate")
         registered = register_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
                                  registry_uri=registry_uri, model_name=model_name, gate_metric=gate_metric,
-                                 gate_margin=gate_margin).set_display_name("register_model")
+                                 gate_margin=gate_margin, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+                                 ).set_display_name("register_model")
         registered.after(evaluated)
         return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
@@ -88,6 +95,70 @@ def compile_pipeline(output: Path, image: str = DEFAULT_IMAGE) -> Path:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(image), package_path=str(output))
+    return output
+
+
+def retrain_on_drift_component(image: str) -> "PythonComponent":
+    """The drift pipeline's retraining step (``churn.vertex.retrain_on_drift``), built for ``image``."""
+    from kfp import dsl
+
+    @dsl.component(base_image=image, install_kfp_package=False)
+    def retrain_on_drift(output_dir: str, retrain: dict) -> str:
+        """Submits the training pipeline when drift_decision.json says retrain; returns the job or ''."""
+        from churn.layout import setup_cli_logging
+        from churn.vertex import retrain_on_drift
+
+        setup_cli_logging()
+        return retrain_on_drift(output_dir.rstrip("/") + "/drift_decision.json", retrain) or ""
+
+    return retrain_on_drift
+
+
+def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "Pipeline":
+    """Builds the nightly drift pipeline: the drift check, then retraining when it says so.
+
+    1. ``drift_check`` runs ``DRIFT_COMMAND --baseline … --current … --output-dir … --trigger none`` on the
+       monitoring image (TFDV, protobuf < 6, no kfp: a container component) and writes
+       ``drift_decision.json`` to ``output_dir``.
+    2. ``retrain_on_drift`` runs on the project's image (kfp + aiplatform): when the decision says
+       retrain, it submits the training pipeline described by ``retrain`` (template, project, region,
+       pipeline root, parameters; see ``churn.vertex.retrain_on_drift``). An empty ``retrain`` never retrains.
+
+    Args:
+        monitoring_image: The monitoring image (``images/monitoring/Dockerfile``).
+        image: The project's component image (``images/pipeline/Dockerfile``).
+
+    Returns:
+        The KFP pipeline (compilable).
+    """
+    from kfp import dsl
+
+    @dsl.container_component
+    def drift_check(baseline: str, current: str, output_dir: str):
+        return dsl.ContainerSpec(image=monitoring_image, command=list(DRIFT_COMMAND),
+                                 args=["--baseline", baseline, "--current", current, "--output-dir", output_dir,
+                                       "--trigger", "none"])
+
+    retrain_on_drift = retrain_on_drift_component(image)
+
+    @dsl.pipeline(name=DRIFT_PIPELINE_NAME,
+                  description="Nightly drift check of logged predictions against training data; retrains on drift")
+    def drift_pipeline(baseline: str, current: str, output_dir: str, retrain: dict = {}):  # noqa: B006 - KFP default
+        # Never cached: every night has the same parameters but new data behind them.
+        check = drift_check(baseline=baseline, current=current, output_dir=output_dir)
+        check.set_display_name("drift_check").set_caching_options(False)
+        retrain_task = retrain_on_drift(output_dir=output_dir, retrain=retrain)
+        retrain_task.set_display_name("retrain_on_drift").set_caching_options(False).after(check)
+
+    return drift_pipeline
+
+
+def compile_drift_pipeline(output: Path, monitoring_image: str, image: str = DEFAULT_IMAGE) -> Path:
+    """Compiles the drift pipeline (see :func:`build_drift_pipeline`) to a KFP YAML file."""
+    from kfp import compiler
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_drift_pipeline(monitoring_image, image), package_path=str(output))
     return output
 
 
@@ -252,6 +323,221 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-root", type=Path, default=None, help="kfp.local outputs (default: local_outputs/)")
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    """``key=value`` → (key, value); the value is read as JSON when it parses (7, 0.5, true), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_gcp_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", required=True, help="Google Cloud project ID")
+    p.add_argument("--region", required=True, help="Vertex AI region, e.g. europe-west4")
+    p.add_argument("--api-endpoint", default=None,
+                   help="Vertex AI endpoint (default: REGION-aiplatform.googleapis.com); e.g. a Private Service "
+                        "Connect endpoint")
+
+
+def _add_template_options(p: argparse.ArgumentParser, image_flag: str, image_help: str) -> None:
+    p.add_argument("--template", default=None,
+                   help="compiled pipeline YAML: a file, gs:// object or https://REGION-kfp.pkg.dev/… Artifact "
+                        f"Registry URL (else it is compiled for {image_flag})")
+    p.add_argument(image_flag, default=None, help=image_help)
+    p.add_argument("--pipeline-root", required=True, help="gs:// folder for the runs' artifacts")
+    p.add_argument("--service-account", default=None,
+                   help="service account the steps run as (default: the Compute Engine default service account)")
+    p.add_argument("--label", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="label of the PipelineJob (repeatable)")
+    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline parameter (repeatable); values are read as JSON when they parse (7, 0.5)")
+
+
+def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit", help="submit the training pipeline to Vertex AI Pipelines",
+        description="Compile the pipeline for --image (or take --template) and submit it as a Vertex AI "
+                    "PipelineJob; it returns at once and prints the run's console URL. Raw data is read from "
+                    "--raw-dir (gs://). With --serving-image the run registers its model in the Vertex AI Model "
+                    "Registry (versions of --model-name, alias champion or challenger by the promotion gate); with "
+                    "--experiment the run is associated with that Vertex Experiment and train/evaluate log to it.",
+        epilog="Example: python pipeline.py submit --project my-project --region europe-west4 --pipeline-root "
+               "gs://my-bucket/pipeline-root --image europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 "
+               "--serving-image europe-west4-docker.pkg.dev/my-project/churn/serving:abc123 --raw-dir "
+               "gs://my-bucket/raw --service-account churn-pipeline@my-project.iam.gserviceaccount.com "
+               "--experiment churn",
+    )
+    _add_gcp_options(p)
+    _add_template_options(p, "--image", "pipeline component image to compile for (images/pipeline/Dockerfile)")
+    p.add_argument("--raw-dir", required=True, help="gs:// folder with customers.csv and transactions.json")
+    p.add_argument("--serving-image", default=None,
+                   help="serving image (images/serving/Dockerfile): registers models in the Vertex AI Model "
+                        "Registry with it; else pass --param registry_uri=URI")
+    p.add_argument("--model-name", default="churn-model", help="registered model name (default: %(default)s)")
+    p.add_argument("--experiment", default=None, help="Vertex Experiment for the run and its tracking")
+    p.add_argument("--display-name", default=None, help="run display name (default: the pipeline name)")
+    p.add_argument("--job-id", default=None, help="run ID (default: churn-training-<timestamp>)")
+    p.add_argument("--caching", action=argparse.BooleanOptionalAction, default=None,
+                   help="force step caching on/off (default: as compiled, i.e. on)")
+
+    p = sub.add_parser(
+        "deploy", help="deploy a registered model version to a Vertex AI Endpoint",
+        description="Deploy the version of --model behind --alias to the Endpoint named --endpoint (reused when "
+                    "it exists, created otherwise). --traffic percent of the Endpoint's requests go to the new "
+                    "deployment; models already deployed share the rest in proportion. --log-table turns on "
+                    "request-response logging to BigQuery (the drift check's input on Vertex).",
+        epilog="Example: python pipeline.py deploy --project my-project --region europe-west4 --model churn-model "
+               "--alias champion --traffic 100 --log-table bq://my-project.churn.predictions",
+    )
+    _add_gcp_options(p)
+    p.add_argument("--model", required=True, help="registered model name (the Vertex model ID)")
+    p.add_argument("--alias", default="champion", help="version alias or number to deploy (default: %(default)s)")
+    p.add_argument("--endpoint", default=None, help="endpoint display name (default: <model>-endpoint)")
+    p.add_argument("--machine-type", default="n1-standard-2", help="default: %(default)s")
+    p.add_argument("--min-replicas", type=int, default=1, help="default: %(default)s")
+    p.add_argument("--max-replicas", type=int, default=1, help="autoscaling maximum (default: %(default)s)")
+    p.add_argument("--traffic", type=int, default=100,
+                   help="percent of traffic for the new deployment, 0-100 (default: %(default)s)")
+    p.add_argument("--service-account", default=None, help="service account the serving container runs as")
+    p.add_argument("--log-table", default=None, help="bq://PROJECT.DATASET.TABLE: log requests and responses")
+    p.add_argument("--log-sampling-rate", type=float, default=1.0, help="fraction logged (default: %(default)s)")
+
+    p = sub.add_parser(
+        "rollback", help="move the champion alias back to the previous (or a given) version",
+        description="Point the 'champion' alias (and Vertex's default version) of --model back at the version "
+                    "it replaced (alias 'archived'), or at --to-version; the replaced champion becomes 'archived'. "
+                    "Endpoints keep serving what they deployed: run deploy afterwards to serve the restored version.",
+        epilog="Example: python pipeline.py rollback --project my-project --region europe-west4 --model churn-model",
+    )
+    _add_gcp_options(p)
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--to-version", default=None, help="version to restore (default: the 'archived' one)")
+
+    p = sub.add_parser(
+        "schedule", help="create or update the nightly drift-check schedule on Vertex AI",
+        description="Create, or update in place, the Vertex AI Pipelines schedule (by --display-name) that runs "
+                    "the drift pipeline on --cron: the drift check of --current against --baseline on "
+                    "--monitoring-image, writing to --output-dir; then, when it decides to retrain and "
+                    "--retrain-template is given, a step on --image submits that training pipeline on --raw-dir. "
+                    "Running it again with other values updates the same schedule; it never makes a second one.",
+        epilog='Example: python pipeline.py schedule --project my-project --region europe-west4 --cron "0 2 * * *" '
+               "--time-zone Europe/Amsterdam --pipeline-root gs://my-bucket/pipeline-root --monitoring-image "
+               "europe-west4-docker.pkg.dev/my-project/churn/monitoring:abc123 --image "
+               "europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 --baseline "
+               "gs://my-bucket/processed/train.csv --current gs://my-bucket/predictions/ --output-dir "
+               "gs://my-bucket/monitoring/ --retrain-template gs://my-bucket/templates/churn_pipeline-abc123.yaml "
+               "--raw-dir gs://my-bucket/raw --serving-image "
+               "europe-west4-docker.pkg.dev/my-project/churn/serving:abc123",
+    )
+    _add_gcp_options(p)
+    _add_template_options(p, "--monitoring-image", "monitoring image to compile the drift pipeline for")
+    p.add_argument("--cron", required=True, help='cron expression, e.g. "0 2 * * *" (02:00 every day)')
+    p.add_argument("--time-zone", default=None, help="IANA time zone of --cron (default: UTC)")
+    p.add_argument("--baseline", default=None, help="gs:// training data the drift is measured against")
+    p.add_argument("--current", default=None, help="gs:// logged predictions to check")
+    p.add_argument("--output-dir", default=None, help="gs:// folder for the drift reports")
+    p.add_argument("--display-name", default="churn-drift-nightly", help="the schedule's name (default: %(default)s)")
+    p.add_argument("--image", default=None,
+                   help="pipeline component image for the retraining step (compiling; images/pipeline/Dockerfile)")
+    retrain = p.add_argument_group("retraining on drift (all optional: without --retrain-template the schedule "
+                                   "only reports)")
+    retrain.add_argument("--retrain-template", default=None,
+                         help="compiled training pipeline to submit on drift (gs:// or Artifact Registry URL)")
+    retrain.add_argument("--raw-dir", default=None, help="gs:// raw data folder the retraining run reads")
+    retrain.add_argument("--serving-image", default=None, help="serving image the retrained model registers with")
+    retrain.add_argument("--model-name", default="churn-model", help="registered model name (default: %(default)s)")
+    retrain.add_argument("--experiment", default=None, help="Vertex Experiment of the retraining runs")
+
+
+def _template(args: argparse.Namespace, images: tuple[str | None, ...], compile_fn: Any, tmp: Path) -> str:
+    if args.template:
+        return args.template
+    if not all(images):
+        raise ValueError("give --template (a compiled pipeline) or the image(s) to compile it for")
+    return str(compile_fn(tmp / "pipeline.yaml", *images))
+
+
+def _training_parameters(args: argparse.Namespace, target: dict, params: dict[str, Any]) -> dict[str, Any]:
+    """The training pipeline's parameters for a Vertex run: raw data, model name, registry and tracking URIs."""
+    from churn import vertex
+
+    root = args.pipeline_root.rstrip("/")
+    params = dict(params)
+    params.setdefault("raw_dir", args.raw_dir)
+    params.setdefault("model_name", args.model_name)
+    if "registry_uri" not in params:
+        if not args.serving_image:
+            raise ValueError(f"{args.command} needs --serving-image (Vertex AI Model Registry) or "
+                             f"--param registry_uri=URI")
+        params["registry_uri"] = vertex.VertexTarget(**target, serving_image=args.serving_image,
+                                                     staging=f"{root}/models").uri()
+    if "tracking_uri" not in params and args.experiment:
+        params["tracking_uri"] = vertex.VertexTarget(**target, experiment=args.experiment,
+                                                     staging=f"{root}/experiments").uri()
+    return params
+
+
+def _run_cloud_command(args: argparse.Namespace) -> int:
+    """Runs submit / deploy / rollback / schedule; errors are reported as one line (exit 2)."""
+    import tempfile
+
+    from churn import vertex
+
+    target = dict(project=args.project, region=args.region, api_endpoint=args.api_endpoint)
+    try:
+        if args.command == "deploy":
+            result = vertex.deploy(**target, model_name=args.model, alias=args.alias, endpoint_name=args.endpoint,
+                                   machine_type=args.machine_type, min_replicas=args.min_replicas,
+                                   max_replicas=args.max_replicas, traffic_percentage=args.traffic,
+                                   service_account=args.service_account, log_table=args.log_table,
+                                   log_sampling_rate=args.log_sampling_rate)
+            print(f"deployed {args.model} v{result['version']} ({args.alias}) to {result['endpoint']} "
+                  f"({'created' if result['created'] else 'reused'}); traffic split {result['traffic_split']}")
+            print(vertex.console_url(result["endpoint"]))
+            return 0
+        if args.command == "rollback":
+            registry = vertex.VertexRegistry(vertex.VertexTarget(**target))
+            result = vertex.rollback(registry, args.model, args.to_version)
+            print(f"{args.model}: champion is now v{result['champion']} (v{result['archived']} archived)")
+            return 0
+        params = dict(args.param)
+        labels = dict(args.label)
+        with tempfile.TemporaryDirectory(prefix="churn-compile-") as tmp:
+            if args.command == "submit":
+                template = _template(args, (args.image,), compile_pipeline, Path(tmp))
+                params = _training_parameters(args, target, params)
+                name = vertex.submit_pipeline_job(template, **target, pipeline_root=args.pipeline_root,
+                                                  parameter_values=params, service_account=args.service_account,
+                                                  experiment=args.experiment, labels=labels,
+                                                  enable_caching=args.caching, display_name=args.display_name,
+                                                  job_id=args.job_id)
+                print(f"submitted {name}\n{vertex.console_url(name)}")
+                return 0
+            template = _template(args, (args.monitoring_image, args.image), compile_drift_pipeline, Path(tmp))
+            for key in ("baseline", "current", "output_dir"):
+                if getattr(args, key):
+                    params[key] = getattr(args, key)
+            if args.retrain_template:
+                if not args.raw_dir:
+                    raise ValueError("--retrain-template needs --raw-dir (the gs:// raw data to retrain on)")
+                params["retrain"] = {**target, "template": args.retrain_template,
+                                     "pipeline_root": args.pipeline_root, "service_account": args.service_account,
+                                     "experiment": args.experiment,
+                                     "parameter_values": _training_parameters(args, target, {})}
+            cron = f"TZ={args.time_zone} {args.cron}" if args.time_zone else args.cron
+            name, created = vertex.schedule_pipeline(template, **target, pipeline_root=args.pipeline_root, cron=cron,
+                                                     display_name=args.display_name, parameter_values=params,
+                                                     service_account=args.service_account, labels=labels)
+            print(f"{'created' if created else 'updated'} schedule {name} ({cron})\n{vertex.console_url(name)}")
+            return 0
+    except (ValueError, LookupError, RuntimeError) as exc:
+        logger.error("%s: %s", args.command, exc)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python pipeline.py --help``."""
     from churn.layout import setup_cli_logging
@@ -259,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description="Customer-churn training pipeline on Kubeflow Pipelines v2: run it locally or compile it for "
-                    "Vertex AI Pipelines / Kubeflow.",
+                    "Vertex AI Pipelines / Kubeflow; submit, deploy, roll back and schedule on Vertex AI.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     c = sub.add_parser("compile", help="compile the pipeline to a KFP YAML file",
@@ -268,8 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--output", type=Path, default=Path("churn_pipeline.yaml"), help="default: %(default)s")
     c.add_argument("--image", default=DEFAULT_IMAGE, help="component image URI (default: %(default)s)")
     _add_run_parser(sub)
+    _add_cloud_parsers(sub)
     args = parser.parse_args(argv)
     setup_cli_logging()
+    if args.command in ("submit", "deploy", "rollback", "schedule"):
+        return _run_cloud_command(args)
     if args.command == "compile":
         path = compile_pipeline(args.output, args.image)
         print(f"compiled {PIPELINE_NAME} for image {args.image} → {path}")

@@ -8,7 +8,8 @@ Stages map onto aliases (the seed's ``--stage`` names in brackets):
   carries the tag ``stage=archived``.
 
 ``get_registry(uri)`` picks the backend from the URI: an MLflow store locally; the Vertex AI Model
-Registry plugs in here by scheme, with the same aliases.
+Registry for ``vertex://PROJECT/REGION?serving_image=…&staging=gs://…`` (``churn/vertex.py``), with the
+same aliases.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class MLflowRegistry:
 
 
 def get_registry(uri: str) -> ModelRegistry:
-    """Returns the registry for ``uri`` (an MLflow tracking/registry URI or a local folder).
+    """Returns the registry for ``uri`` (an MLflow tracking/registry URI, a local folder or ``vertex://…``).
 
     Raises:
         ValueError: Empty URI or a scheme no backend handles.
@@ -147,7 +148,12 @@ def get_registry(uri: str) -> ModelRegistry:
         return MLflowRegistry(uri)
     if "://" not in uri:
         return MLflowRegistry(Path(uri).resolve().as_uri())
-    raise ValueError(f"registry URI {uri!r}: no registry backend for this scheme; use an MLflow URI.")
+    if uri.startswith("vertex://"):  # the Vertex AI Model Registry (see churn/vertex.py for the URI)
+        from churn.vertex import VertexRegistry, parse_vertex_uri
+
+        return VertexRegistry(parse_vertex_uri(uri))
+    raise ValueError(f"registry URI {uri!r}: no registry backend for this scheme; use an MLflow URI or "
+                     f"vertex://PROJECT/REGION?serving_image=IMAGE&staging=gs://BUCKET/models.")
 
 
 def download_to_temp(registry: ModelRegistry, version: ModelVersion) -> tuple[tempfile.TemporaryDirectory, Path]:

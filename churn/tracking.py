@@ -1,8 +1,8 @@
 """Experiment tracking behind one small interface.
 
 ``get_tracker(uri)`` picks the backend from the URI: an MLflow store (``sqlite:///…/mlflow.db``,
-``file:…``, ``http(s)://`` tracking server) or ``""`` for none. A Vertex Experiments backend plugs in
-here by scheme, without touching the stages.
+``file:…``, ``http(s)://`` tracking server), Vertex AI Experiments (``vertex://PROJECT/REGION?experiment=NAME``,
+``churn/vertex.py``) or ``""`` for none.
 """
 
 from __future__ import annotations
@@ -123,7 +123,12 @@ def get_tracker(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) -> Trac
         return MLflowTracker(tracking_uri, experiment)
     if "://" not in tracking_uri:
         return MLflowTracker(Path(tracking_uri).resolve().as_uri(), experiment)
+    if tracking_uri.startswith("vertex://"):  # Vertex AI Experiments; the experiment is in the URI
+        from churn.vertex import VertexTracker, parse_vertex_uri
+
+        return VertexTracker(parse_vertex_uri(tracking_uri))
     raise ValueError(
         f"tracking URI {tracking_uri!r}: no tracking backend for this scheme; use an MLflow URI "
-        f"(sqlite:///path/mlflow.db, http://host:5000) or '' to disable tracking."
+        f"(sqlite:///path/mlflow.db, http://host:5000), vertex://PROJECT/REGION?experiment=NAME "
+        f"or '' to disable tracking."
     )

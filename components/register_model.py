@@ -238,8 +238,8 @@ def component(base_image: str) -> "PythonComponent":
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
     def register_model(model: Input[Model], validation_data: Input[Dataset], registry_uri: str, model_name: str,
-                       gate_metric: str, gate_margin: float, registration: Output[Artifact]):
-        """Promotion gate against the current champion, then registration with an alias."""
+                       gate_metric: str, gate_margin: float, registration: Output[Artifact], pipeline_run: str = ""):
+        """Promotion gate against the current champion, then registration with an alias (tagged with the run)."""
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
@@ -247,7 +247,8 @@ def component(base_image: str) -> "PythonComponent":
 
         setup_cli_logging()
         record = run(Path(model.path), Path(validation_data.path), Path(registration.path),
-                     registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin)
+                     registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin,
+                     tags={"pipeline_run": pipeline_run} if pipeline_run else None)
         registration.metadata.update({"model_name": record["model_name"], "version": record["version"],
                                       "alias": record["alias"], "promoted": record["promoted"],
                                       "reason": record["decision"]["reason"]})

@@ -1,0 +1,636 @@
+"""Vertex AI behind small functions: submit, register, roll back, deploy, schedule, track.
+
+Every call goes through the google-cloud-aiplatform SDK over its REST transport
+(``api_transport="rest"``, plain HTTPS + JSON, which also works through HTTP proxies). ``api_endpoint``
+is an ordinary option: ``None`` means the regional endpoint ``REGION-aiplatform.googleapis.com``; pass a
+Private Service Connect host (``https://…p.googleapis.com``) or any other endpoint to use that instead.
+
+The registry and the tracker are selected by URI (see :func:`parse_vertex_uri`)::
+
+    vertex://PROJECT/REGION?serving_image=IMAGE&staging=gs://BUCKET/models&experiment=churn&api_endpoint=URL
+
+Model Registry mapping (the aliases of ``churn.registry``):
+
+* one Vertex model per registered name, with the model ID equal to the name (``churn-model``), so its
+  resource name is known without a search; each registration uploads a new version (``parent_model``);
+* the ``champion`` version also carries Vertex's ``default`` alias (``is_default_version``), so
+  ``models/churn-model`` with no version, and a deployment without an alias, resolve to the champion;
+* ``challenger`` and ``archived`` are plain aliases; an alias is unique within a model, so setting it on
+  one version takes it off any other;
+* version tags become version labels (lowercased, characters outside ``[a-z0-9_-]`` replaced by ``_``,
+  63 characters at most: ``validation_roc_auc=0_873456``); the gate's reason is the version description.
+
+Nothing happens at import: the SDK is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from churn.registry import ARCHIVED, CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:  # pragma: no cover
+    from google.cloud import aiplatform
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "vertex"
+TRANSPORT = "rest"
+DEFAULT_ALIAS = "default"
+SERVING_PREDICT_ROUTE = "/predict"
+SERVING_HEALTH_ROUTE = "/health"
+SERVING_PORT = 8080
+DEFAULT_MACHINE_TYPE = "n1-standard-2"
+DRIFT_SCHEDULE_NAME = "churn-drift-nightly"
+STAGE_LABEL = "stage"
+_ALIAS_OF_STAGE = {"production": CHAMPION, "staging": CHALLENGER, "archived": ARCHIVED}
+_MODEL_ID = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+# ------------------------------------------------------------------------------------------------
+# URIs, labels and the SDK session
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VertexTarget:
+    """Where and how to reach Vertex AI, parsed from a ``vertex://`` URI.
+
+    Attributes:
+        project: Google Cloud project ID.
+        region: Vertex AI region, e.g. ``europe-west4``.
+        api_endpoint: Endpoint override (regional or private); None for the default regional one.
+        experiment: Vertex Experiments experiment name (tracking).
+        serving_image: Serving container image URI, required to register models.
+        staging: ``gs://`` prefix receiving registered model folders (and tracked artifacts).
+    """
+
+    project: str
+    region: str
+    api_endpoint: str | None = None
+    experiment: str = "churn"
+    serving_image: str = ""
+    staging: str = ""
+
+    def uri(self) -> str:
+        """The ``vertex://`` URI naming this target (inverse of :func:`parse_vertex_uri`)."""
+        query = {k: v for k, v in (("serving_image", self.serving_image), ("staging", self.staging),
+                                   ("experiment", self.experiment if self.experiment != "churn" else ""),
+                                   ("api_endpoint", self.api_endpoint or "")) if v}
+        return f"{SCHEME}://{self.project}/{self.region}" + (f"?{urlencode(query)}" if query else "")
+
+
+def is_vertex_uri(uri: str) -> bool:
+    """Whether ``uri`` selects the Vertex AI backend (``vertex://…``)."""
+    return str(uri).startswith(f"{SCHEME}://")
+
+
+def parse_vertex_uri(uri: str) -> VertexTarget:
+    """Parses ``vertex://PROJECT/REGION[?serving_image=…&staging=gs://…&experiment=…&api_endpoint=…]``.
+
+    Raises:
+        ValueError: Not a ``vertex://`` URI, no project or region, or an unknown query key.
+    """
+    parts = urlsplit(uri)
+    region = parts.path.strip("/")
+    if parts.scheme != SCHEME or not parts.netloc or not region or "/" in region:
+        raise ValueError(f"{uri!r} is not a Vertex URI; write vertex://PROJECT/REGION, e.g. "
+                         f"vertex://my-project/europe-west4?serving_image=…&staging=gs://my-bucket/models")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    known = {"serving_image", "staging", "experiment", "api_endpoint"}
+    if set(query) - known:
+        raise ValueError(f"{uri!r}: unknown keys {sorted(set(query) - known)}; the query may hold {sorted(known)}")
+    return VertexTarget(project=parts.netloc, region=region, api_endpoint=query.get("api_endpoint") or None,
+                        experiment=query.get("experiment") or "churn", serving_image=query.get("serving_image", ""),
+                        staging=query.get("staging", "").rstrip("/"))
+
+
+def label_value(value: object) -> str:
+    """A Vertex label value: lowercase, ``[a-z0-9_-]`` (others become ``_``), at most 63 characters."""
+    return _LABEL_BAD.sub("_", str(value).lower())[:63]
+
+
+def labels_from_tags(tags: Mapping[str, object]) -> dict[str, str]:
+    """Version tags as Vertex labels; keys must start with a letter (others get a ``t_`` prefix)."""
+    out = {}
+    for key, value in tags.items():
+        k = label_value(key)
+        out[k if k[:1].isalpha() else f"t_{k}"[:63]] = label_value(value)
+    return out
+
+
+def model_id(name: str) -> str:
+    """The Vertex model ID for a registered model name (the name itself, validated).
+
+    Raises:
+        ValueError: The name is not a valid Vertex model ID.
+    """
+    if not _MODEL_ID.fullmatch(name):
+        raise ValueError(f"model name {name!r} cannot be a Vertex model ID: use up to 63 characters of "
+                         f"[a-z0-9_-] starting with a letter, e.g. 'churn-model'")
+    return name
+
+
+def init_sdk(project: str, region: str, api_endpoint: str | None = None, **kwargs: Any) -> None:
+    """Points the aiplatform SDK at ``project``/``region`` over REST (``api_endpoint`` overrides the host).
+
+    Args:
+        project: Google Cloud project ID.
+        region: Vertex AI region.
+        api_endpoint: Regional/private endpoint override; None keeps ``REGION-aiplatform.googleapis.com``.
+        **kwargs: More ``aiplatform.init`` settings (e.g. ``experiment``, ``staging_bucket``).
+    """
+    from google.cloud import aiplatform
+
+    aiplatform.init(project=project, location=region, api_endpoint=api_endpoint, api_transport=TRANSPORT, **kwargs)
+
+
+def console_url(resource_name: str) -> str:
+    """The Cloud console page of a pipeline job, model or endpoint resource name."""
+    m = re.match(r"projects/([^/]+)/locations/([^/]+)/(\w+)/([^/@]+)", resource_name)
+    if not m:
+        return ""
+    project, region, kind, rid = m.groups()
+    page = {"pipelineJobs": f"pipelines/runs/{rid}", "models": f"models/{rid}",
+            "endpoints": f"endpoints/{rid}", "schedules": f"pipelines/schedules/{rid}"}.get(kind, "")
+    return f"https://console.cloud.google.com/vertex-ai/locations/{region}/{page}?project={project}" if page else ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Pipelines: submit and schedule
+# ------------------------------------------------------------------------------------------------
+
+def _pipeline_job(template_path: str, *, project: str, region: str, pipeline_root: str,
+                  parameter_values: Mapping[str, Any] | None, labels: Mapping[str, str] | None,
+                  enable_caching: bool | None, display_name: str | None, job_id: str | None = None
+                  ) -> "aiplatform.PipelineJob":
+    from google.cloud import aiplatform
+
+    if not str(pipeline_root).startswith("gs://"):
+        raise ValueError(f"pipeline root {pipeline_root!r} must be a gs:// folder, e.g. gs://my-bucket/pipeline-root")
+    return aiplatform.PipelineJob(display_name=display_name or "", template_path=str(template_path), job_id=job_id,
+                                  pipeline_root=pipeline_root, parameter_values=dict(parameter_values or {}),
+                                  enable_caching=enable_caching, labels=dict(labels or {}) or None,
+                                  project=project, location=region)
+
+
+def submit_pipeline_job(template_path: str | Path, *, project: str, region: str, pipeline_root: str,
+                        parameter_values: Mapping[str, Any] | None = None, service_account: str | None = None,
+                        experiment: str | None = None, labels: Mapping[str, str] | None = None,
+                        enable_caching: bool | None = None, display_name: str | None = None,
+                        job_id: str | None = None, api_endpoint: str | None = None) -> str:
+    """Submits a compiled pipeline as a Vertex AI PipelineJob (returns without waiting for it).
+
+    Args:
+        template_path: Compiled pipeline: a local YAML, a ``gs://`` object or an Artifact Registry URL
+            (``https://REGION-kfp.pkg.dev/PROJECT/REPO/NAME/TAG``).
+        project: Google Cloud project ID.
+        region: Vertex AI region.
+        pipeline_root: ``gs://`` folder for the run's artifacts.
+        parameter_values: Pipeline parameters (names as in the pipeline function).
+        service_account: Service account the steps run as (default: the Compute Engine default one).
+        experiment: Vertex Experiments experiment to associate the run with (created when missing).
+        labels: Labels of the PipelineJob (billing, search).
+        enable_caching: True/False forces step caching on/off; None keeps the compiled setting.
+        display_name: Display name (default: the pipeline's name).
+        job_id: Job ID (default: ``<pipeline-name>-<timestamp>``).
+        api_endpoint: Vertex AI endpoint override.
+
+    Returns:
+        The PipelineJob resource name (``projects/…/locations/…/pipelineJobs/…``).
+    """
+    init_sdk(project, region, api_endpoint)
+    job = _pipeline_job(str(template_path), project=project, region=region, pipeline_root=pipeline_root,
+                        parameter_values=parameter_values, labels=labels, enable_caching=enable_caching,
+                        display_name=display_name, job_id=job_id)
+    job.submit(service_account=service_account, experiment=experiment)
+    logger.info("submitted %s", job.resource_name)
+    return job.resource_name
+
+
+def retrain_on_drift(decision_uri: str, retrain: Mapping[str, Any]) -> str | None:
+    """Submits the training pipeline when the drift check's decision says so (the Vertex retraining trigger).
+
+    Args:
+        decision_uri: The drift check's ``drift_decision.json`` (``gs://`` or local), with ``retrain``,
+            ``reason``, ``date`` and ``drifted_features``.
+        retrain: The training run to start: ``template``, ``project``, ``region``, ``pipeline_root``,
+            ``parameter_values`` and optionally ``service_account``, ``experiment``, ``api_endpoint``.
+            Empty: never retrain (the decision is only logged).
+
+    Returns:
+        The submitted PipelineJob's resource name, or None when nothing was started.
+
+    Raises:
+        ValueError: ``retrain`` lacks a required key.
+    """
+    import json
+
+    decision = json.loads(_read_text(decision_uri))
+    if not decision.get("retrain"):
+        logger.info("no retraining: %s", decision.get("reason", "the decision does not ask for it"))
+        return None
+    if not retrain:
+        logger.warning("the drift check asks for retraining (%s) but no training run is configured",
+                       decision.get("reason"))
+        return None
+    missing = [k for k in ("template", "project", "region", "pipeline_root") if not retrain.get(k)]
+    if missing:
+        raise ValueError(f"the retraining spec lacks {missing}; give the schedule --retrain-template, --raw-dir "
+                         f"and --serving-image (see python pipeline.py schedule --help)")
+    labels = {"trigger": "drift", "drift_date": label_value(decision.get("date", "")) or "unknown"}
+    return submit_pipeline_job(retrain["template"], project=retrain["project"], region=retrain["region"],
+                               pipeline_root=retrain["pipeline_root"],
+                               parameter_values=retrain.get("parameter_values") or {},
+                               service_account=retrain.get("service_account") or None,
+                               experiment=retrain.get("experiment") or None, labels=labels,
+                               api_endpoint=retrain.get("api_endpoint") or None)
+
+
+def _read_text(uri: str) -> str:
+    if not str(uri).startswith("gs://"):
+        return Path(uri).read_text()
+    from google.cloud import storage
+
+    from churn.storage import split_gcs
+
+    bucket, name = split_gcs(uri)
+    return storage.Client().bucket(bucket).blob(name).download_as_text()
+
+
+def schedule_pipeline(template_path: str | Path, *, project: str, region: str, pipeline_root: str, cron: str,
+                      display_name: str = DRIFT_SCHEDULE_NAME, parameter_values: Mapping[str, Any] | None = None,
+                      service_account: str | None = None, labels: Mapping[str, str] | None = None,
+                      max_concurrent_runs: int = 1, api_endpoint: str | None = None) -> tuple[str, bool]:
+    """Creates or updates (idempotently, by display name) a Vertex AI Pipelines schedule.
+
+    The schedule starts a PipelineJob from ``template_path`` on ``cron``. When a schedule with this display
+    name exists it is updated in place (cron, the whole PipelineJob request, concurrency) rather than
+    duplicated; run history stays with it.
+
+    Args:
+        template_path: Compiled pipeline (local YAML, ``gs://`` or Artifact Registry URL).
+        project: Google Cloud project ID.
+        region: Vertex AI region.
+        pipeline_root: ``gs://`` folder for the runs' artifacts.
+        cron: Cron expression, optionally prefixed ``TZ=Area/City `` (default time zone UTC).
+        display_name: The schedule's display name: its identity for "create or update".
+        parameter_values: Pipeline parameters of every run.
+        service_account: Service account the runs execute as.
+        labels: Labels of every PipelineJob.
+        max_concurrent_runs: Runs allowed at once (1: a slow night never overlaps the next).
+        api_endpoint: Vertex AI endpoint override.
+
+    Returns:
+        ``(schedule resource name, created)``; created is False when an existing schedule was updated.
+
+    Raises:
+        RuntimeError: More than one schedule has this display name (delete the extra ones).
+    """
+    from google.cloud import aiplatform
+    from google.protobuf import field_mask_pb2
+
+    init_sdk(project, region, api_endpoint)
+    job = _pipeline_job(str(template_path), project=project, region=region, pipeline_root=pipeline_root,
+                        parameter_values=parameter_values, labels=labels, enable_caching=None,
+                        display_name=display_name)
+    existing = aiplatform.PipelineJobSchedule.list(filter=f'display_name="{display_name}"', project=project,
+                                                   location=region)
+    if len(existing) > 1:
+        raise RuntimeError(f"{len(existing)} schedules are named {display_name!r} in {project}/{region}: "
+                           f"delete all but one ({', '.join(s.resource_name for s in existing)})")
+    fresh = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
+    if not existing:
+        fresh.create(cron=cron, max_concurrent_run_count=max_concurrent_runs, service_account=service_account)
+        logger.info("created schedule %s (%s)", fresh.resource_name, cron)
+        return fresh.resource_name, True
+    current = existing[0]
+    schedule = type(current.gca_resource)(current.gca_resource)
+    pipeline_job = {"runtime_config": job.runtime_config, "pipeline_spec": job.pipeline_spec,
+                    "labels": dict(labels or {}), "service_account": service_account or ""}
+    if str(template_path).startswith("https://"):
+        pipeline_job["template_uri"] = str(template_path)
+    request = type(schedule.create_pipeline_job_request)(parent=f"projects/{project}/locations/{region}",
+                                                         pipeline_job=pipeline_job)
+    schedule.cron = cron
+    schedule.max_concurrent_run_count = max_concurrent_runs
+    schedule.create_pipeline_job_request = request
+    mask = field_mask_pb2.FieldMask(paths=["cron", "max_concurrent_run_count", "create_pipeline_job_request"])
+    current.api_client.update_schedule(schedule=schedule, update_mask=mask)
+    logger.info("updated schedule %s (%s)", current.resource_name, cron)
+    return current.resource_name, False
+
+
+# ------------------------------------------------------------------------------------------------
+# Model Registry
+# ------------------------------------------------------------------------------------------------
+
+class VertexRegistry:
+    """The Vertex AI Model Registry behind :class:`churn.registry.ModelRegistry`.
+
+    Args:
+        target: Project, region, endpoint, serving image and staging prefix.
+    """
+
+    def __init__(self, target: VertexTarget) -> None:
+        self.target = target
+
+    def _sdk(self) -> Any:
+        from google.cloud import aiplatform
+
+        init_sdk(self.target.project, self.target.region, self.target.api_endpoint)
+        return aiplatform
+
+    def _resource(self, name: str) -> str:
+        return f"projects/{self.target.project}/locations/{self.target.region}/models/{model_id(name)}"
+
+    def _wrap(self, model: Any, name: str) -> ModelVersion:
+        return ModelVersion(name=name, version=str(model.version_id), aliases=tuple(model.version_aliases),
+                            source=model.uri or "", tags=dict(model.labels or {}))
+
+    def _model(self, name: str, version: str) -> Any | None:
+        from google.api_core import exceptions
+
+        aiplatform = self._sdk()
+        try:
+            return aiplatform.Model(self._resource(name), version=version)
+        except exceptions.NotFound:
+            return None
+
+    def get_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        model = self._model(name, alias)
+        return self._wrap(model, name) if model is not None else None
+
+    def register(self, name: str, model_dir: Path, *, run_id: str | None = None,
+                 tags: dict[str, str] | None = None, description: str = "") -> ModelVersion:
+        """Uploads ``model_dir`` to the staging prefix and registers it as a new version.
+
+        The alias comes from the ``stage`` tag that register_model sets (production → champion and the
+        default version; staging → challenger; archived → archived), so the version is uploaded with
+        its alias in one call.
+
+        Raises:
+            ValueError: No serving image or staging prefix in the registry URI.
+        """
+        from churn.storage import upload_dir
+
+        if not self.target.serving_image or not str(self.target.staging).startswith("gs://"):
+            raise ValueError(f"registering on Vertex needs the serving image and a gs:// staging prefix in the "
+                             f"registry URI: {self.target.uri()}?serving_image=REGION-docker.pkg.dev/PROJECT/churn/"
+                             f"serving:TAG&staging=gs://BUCKET/models")
+        tags = {k: v for k, v in (tags or {}).items() if k != "gate_reason"}  # the reason is the description
+        if run_id:
+            tags.setdefault("tracking_run", run_id)
+        alias = _ALIAS_OF_STAGE.get(str(tags.get(STAGE_LABEL, "")).lower(), CHALLENGER)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        artifact_uri = f"{self.target.staging}/{model_id(name)}/{stamp}-{uuid.uuid4().hex[:8]}"
+        upload_dir(Path(model_dir), artifact_uri)
+        exists = self._model(name, DEFAULT_ALIAS) is not None
+        aiplatform = self._sdk()
+        model = aiplatform.Model.upload(
+            display_name=name, model_id=None if exists else model_id(name),
+            parent_model=self._resource(name) if exists else None,
+            artifact_uri=artifact_uri, serving_container_image_uri=self.target.serving_image,
+            serving_container_predict_route=SERVING_PREDICT_ROUTE, serving_container_health_route=SERVING_HEALTH_ROUTE,
+            serving_container_ports=[SERVING_PORT], version_aliases=[alias], is_default_version=alias == CHAMPION,
+            version_description=description[:1000], description="Customer churn classifier",
+            labels=labels_from_tags(tags))
+        logger.info("registered %s version %s (%s) from %s", name, model.version_id, alias, artifact_uri)
+        return self._wrap(model, name)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Points ``alias`` at ``version``; ``champion`` also moves Vertex's ``default`` alias."""
+        aiplatform = self._sdk()
+        aliases = [alias, DEFAULT_ALIAS] if alias == CHAMPION else [alias]
+        aiplatform.models.ModelRegistry(self._resource(name)).add_version_aliases(aliases, version)
+
+    def set_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Sets a version label (UpdateModel on ``models/ID@VERSION``, so the version's labels change)."""
+        from google.protobuf import field_mask_pb2
+
+        aiplatform = self._sdk()
+        model = aiplatform.Model(self._resource(name), version=version)
+        resource = type(model.gca_resource)(model.gca_resource)
+        resource.name = f"{self._resource(name)}@{version}"
+        resource.labels.update(labels_from_tags({key: value}))
+        model.api_client.update_model(model=resource, update_mask=field_mask_pb2.FieldMask(paths=["labels"]))
+
+    def download(self, version: ModelVersion, dest: Path) -> Path:
+        from churn.storage import download_prefix
+
+        dest.mkdir(parents=True, exist_ok=True)
+        download_prefix(version.source, dest)
+        return dest
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        from google.api_core import exceptions
+
+        aiplatform = self._sdk()
+        registry = aiplatform.models.ModelRegistry(self._resource(name))
+        try:
+            infos = registry.list_versions()
+        except exceptions.NotFound:
+            return []
+        return sorted((self._wrap(registry.get_model(i.version_id), name) for i in infos), key=lambda v: int(v.version))
+
+
+def rollback(registry: ModelRegistry, name: str, to_version: str | None = None) -> dict[str, str | None]:
+    """Moves the champion alias back: to ``to_version``, or to the version last replaced (``archived``).
+
+    The replaced champion becomes ``archived`` (tag ``stage=archived``), the restored one is tagged
+    ``stage=production``. On Vertex the default version moves with the champion, so deployments by
+    model name follow. Works with any :class:`~churn.registry.ModelRegistry`.
+
+    Args:
+        registry: The registry backend.
+        name: Registered model name.
+        to_version: Version to restore; None for the one behind the ``archived`` alias.
+
+    Returns:
+        ``{"model": name, "champion": restored version, "archived": replaced version or None}``.
+
+    Raises:
+        ValueError: Nothing to roll back to, or the target already is the champion.
+    """
+    current = registry.get_by_alias(name, CHAMPION)
+    if to_version is None:
+        archived = registry.get_by_alias(name, ARCHIVED)
+        if archived is None:
+            raise ValueError(f"{name}: no 'archived' version to roll back to; name one with --to-version N "
+                             f"(versions: {[v.version for v in registry.list_versions(name)]})")
+        to_version = archived.version
+    if current is not None and current.version == str(to_version):
+        raise ValueError(f"{name} v{to_version} already is the champion; nothing to roll back")
+    registry.set_alias(name, CHAMPION, str(to_version))
+    registry.set_tag(name, str(to_version), STAGE_LABEL, "production")
+    if current is not None:
+        registry.set_alias(name, ARCHIVED, current.version)
+        registry.set_tag(name, current.version, STAGE_LABEL, "archived")
+    logger.info("%s: champion v%s → v%s", name, current.version if current else "-", to_version)
+    return {"model": name, "champion": str(to_version), "archived": current.version if current else None}
+
+
+# ------------------------------------------------------------------------------------------------
+# Endpoints
+# ------------------------------------------------------------------------------------------------
+
+def deploy(*, project: str, region: str, model_name: str, alias: str = CHAMPION, endpoint_name: str | None = None,
+           machine_type: str = DEFAULT_MACHINE_TYPE, min_replicas: int = 1, max_replicas: int = 1,
+           traffic_percentage: int = 100, service_account: str | None = None, log_table: str | None = None,
+           log_sampling_rate: float = 1.0, labels: Mapping[str, str] | None = None,
+           api_endpoint: str | None = None) -> dict[str, Any]:
+    """Deploys the model version behind ``alias`` to an Endpoint (reused by display name, else created).
+
+    Args:
+        project: Google Cloud project ID.
+        region: Vertex AI region.
+        model_name: Registered model name (the Vertex model ID).
+        alias: Version alias to deploy (``champion``, ``challenger``, a version number…).
+        endpoint_name: Endpoint display name (default ``<model_name>-endpoint``).
+        machine_type: Serving machine type.
+        min_replicas: Minimum replica count.
+        max_replicas: Maximum replica count (autoscaling above the minimum).
+        traffic_percentage: Share of the endpoint's traffic for the new deployment (0–100); the models
+            already deployed share the rest in proportion.
+        service_account: Service account the serving container runs as.
+        log_table: ``bq://PROJECT.DATASET.TABLE`` enables request-response logging to BigQuery.
+        log_sampling_rate: Fraction of requests logged (0–1] when ``log_table`` is set.
+        labels: Labels of a newly created Endpoint.
+        api_endpoint: Vertex AI endpoint override.
+
+    Returns:
+        ``endpoint`` resource name, ``deployed_model_id``, ``model`` (versioned resource name),
+        ``version``, ``traffic_split`` and ``created`` (whether the Endpoint was new).
+
+    Raises:
+        ValueError: Bad traffic percentage, sampling rate or BigQuery table URI.
+        LookupError: No version behind ``alias``.
+    """
+    from google.api_core import exceptions
+    from google.cloud import aiplatform
+    from google.protobuf import field_mask_pb2
+
+    if not 0 <= traffic_percentage <= 100:
+        raise ValueError(f"--traffic must be 0–100 (percent for the new deployment), got {traffic_percentage}")
+    if log_table and not re.fullmatch(r"bq://[\w-]+\.\w+\.\w+", log_table):
+        raise ValueError(f"request-response log table {log_table!r} must look like bq://PROJECT.DATASET.TABLE")
+    if not 0 < log_sampling_rate <= 1:
+        raise ValueError(f"log sampling rate must be in (0, 1], got {log_sampling_rate}")
+    init_sdk(project, region, api_endpoint)
+    resource = f"projects/{project}/locations/{region}/models/{model_id(model_name)}"
+    try:
+        model = aiplatform.Model(resource, version=alias)
+    except exceptions.NotFound as exc:
+        raise LookupError(f"{model_name}: no version behind alias {alias!r} in {project}/{region}; register one "
+                          f"first (pipeline run with a vertex:// registry URI) or pick another --alias") from exc
+    endpoint_name = endpoint_name or f"{model_name}-endpoint"
+    found = aiplatform.Endpoint.list(filter=f'display_name="{endpoint_name}"', project=project, location=region)
+    created = not found
+    if created:
+        endpoint = aiplatform.Endpoint.create(
+            display_name=endpoint_name, labels=dict(labels or {}) or None, project=project, location=region,
+            enable_request_response_logging=bool(log_table),
+            request_response_logging_sampling_rate=log_sampling_rate if log_table else None,
+            request_response_logging_bq_destination_table=log_table)
+    else:
+        endpoint = found[0]
+        if log_table:
+            _enable_request_logging(endpoint, log_table, log_sampling_rate, field_mask_pb2)
+    endpoint.deploy(model=model, deployed_model_display_name=f"{model_name}-v{model.version_id}",
+                    traffic_percentage=traffic_percentage, machine_type=machine_type,
+                    min_replica_count=min_replicas, max_replica_count=max_replicas, service_account=service_account)
+    deployed = [d for d in endpoint.list_models() if d.model_version_id == str(model.version_id)
+                and d.model.split("@")[0].endswith(f"/models/{model_id(model_name)}")]
+    logger.info("deployed %s v%s to %s", model_name, model.version_id, endpoint.resource_name)
+    return {"endpoint": endpoint.resource_name, "deployed_model_id": deployed[-1].id if deployed else None,
+            "model": model.versioned_resource_name, "version": str(model.version_id),
+            "traffic_split": dict(endpoint.traffic_split), "created": created}
+
+
+def _enable_request_logging(endpoint: Any, log_table: str, rate: float, field_mask_pb2: Any) -> None:
+    """Turns on request-response logging of an existing Endpoint when it is off or points elsewhere."""
+    current = endpoint.gca_resource.predict_request_response_logging_config
+    if current.enabled and current.bigquery_destination.output_uri == log_table and current.sampling_rate == rate:
+        return
+    resource = type(endpoint.gca_resource)(endpoint.gca_resource)
+    config = resource.predict_request_response_logging_config
+    config.enabled = True
+    config.sampling_rate = rate
+    config.bigquery_destination.output_uri = log_table
+    endpoint.api_client.update_endpoint(
+        endpoint=resource, update_mask=field_mask_pb2.FieldMask(paths=["predict_request_response_logging_config"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Vertex Experiments
+# ------------------------------------------------------------------------------------------------
+
+def _run_name(prefix: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-") or "run"
+    return f"{base}-{stamp}-{uuid.uuid4().hex[:6]}"[:128]
+
+
+class VertexTracker:
+    """Vertex AI Experiments behind :class:`churn.tracking.Tracker`.
+
+    A run is an experiment run of ``target.experiment``; its id is the run name, so a later stage
+    (evaluate) resumes the run train started. Parameters and metrics are logged with
+    ``aiplatform.log_params`` / ``log_metrics``; folders go to ``<staging>/experiments/<experiment>/<run>/``
+    and their ``gs://`` URI is logged as a parameter (nothing is uploaded without a staging prefix).
+
+    Args:
+        target: Project, region, endpoint, experiment and staging prefix.
+    """
+
+    def __init__(self, target: VertexTarget) -> None:
+        self.target = target
+        self._run: str | None = None
+
+    @contextlib.contextmanager
+    def run(self, run_name: str, run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+        from google.cloud import aiplatform
+
+        init_sdk(self.target.project, self.target.region, self.target.api_endpoint,
+                 experiment=self.target.experiment, experiment_tensorboard=False)
+        name = run_id or _run_name(run_name)
+        with aiplatform.start_run(name, resume=bool(run_id)):
+            self._run = name
+            if tags:
+                aiplatform.log_params({f"tag.{k}": str(v) for k, v in tags.items()})
+            try:
+                yield name
+            finally:
+                self._run = None
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        from google.cloud import aiplatform
+
+        aiplatform.log_params({k: v if isinstance(v, (int, float)) else str(v)[:500] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        from google.cloud import aiplatform
+
+        aiplatform.log_metrics({k: float(v) for k, v in metrics.items()})
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        from google.cloud import aiplatform
+
+        from churn.storage import upload_dir
+
+        if not self.target.staging or self._run is None:
+            logger.info("no staging prefix in the tracking URI: %s is not copied to Vertex Experiments", folder)
+            return
+        uri = f"{self.target.staging}/experiments/{self.target.experiment}/{self._run}"
+        uri = f"{uri}/{artifact_path}" if artifact_path else uri
+        upload_dir(Path(folder), uri)
+        aiplatform.log_params({f"artifacts.{artifact_path or 'root'}": uri})
