@@ -10,7 +10,8 @@ Kubeflow accept. The component image is a compile-time setting.
     python pipeline.py compile --image REGION-docker.pkg.dev/PROJECT/churn/pipeline:TAG --output churn_pipeline.yaml
 
 On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, ``deploy``, ``rollback`` and
-``schedule`` (the nightly drift pipeline, ``build_drift_pipeline``).
+``schedule`` (the nightly drift pipeline, ``build_drift_pipeline``, started by a Cloud Scheduler job or, with
+``--backend vertex-schedule``, a Vertex AI Pipelines schedule).
 """
 
 
@@ -417,14 +418,21 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to-version", default=None, help="version to restore (default: the 'archived' one)")
 
     p = sub.add_parser(
-        "schedule", help="create or update the nightly drift-check schedule on Vertex AI",
-        description="Create, or update in place, the Vertex AI Pipelines schedule (by --display-name) that runs "
-                    "the drift pipeline on --cron: the drift check of --current against --baseline on "
-                    "--monitoring-image, writing to --output-dir; then, when it decides to retrain and "
-                    "--retrain-template is given, a step on --image submits that training pipeline on --raw-dir. "
-                    "Running it again with other values updates the same schedule; it never makes a second one.",
+        "schedule", help="create or update the nightly drift-check schedule (Cloud Scheduler → Vertex AI)",
+        description="Create, or update in place, the schedule that runs the drift pipeline on Vertex AI on --cron: "
+                    "the drift check of --current against --baseline on --monitoring-image, writing to "
+                    "--output-dir; then, when it decides to retrain and --retrain-template is given, a step on "
+                    "--image submits that training pipeline on --raw-dir. With --backend cloud-scheduler (the "
+                    "default) it is the Cloud Scheduler job --display-name in --scheduler-location (default "
+                    "--region), which POSTs the PipelineJob request to Vertex AI with an OAuth token of "
+                    "--scheduler-service-account (default --service-account; it needs roles/aiplatform.user and "
+                    "roles/iam.serviceAccountUser on --service-account). With --backend vertex-schedule it is a "
+                    "Vertex AI Pipelines schedule of that display name instead. Running it again with other "
+                    "values updates the same job; with the same values it changes nothing; it never makes a "
+                    "second one.",
         epilog='Example: python pipeline.py schedule --project my-project --region europe-west4 --cron "0 2 * * *" '
-               "--time-zone Europe/Amsterdam --pipeline-root gs://my-bucket/pipeline-root --monitoring-image "
+               "--time-zone Europe/Amsterdam --pipeline-root gs://my-bucket/pipeline-root --service-account "
+               "churn-pipeline@my-project.iam.gserviceaccount.com --monitoring-image "
                "europe-west4-docker.pkg.dev/my-project/churn/monitoring:abc123 --image "
                "europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 --baseline "
                "gs://my-bucket/processed/train.csv --current gs://my-bucket/predictions/ --output-dir "
@@ -439,7 +447,19 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default=None, help="gs:// training data the drift is measured against")
     p.add_argument("--current", default=None, help="gs:// logged predictions to check")
     p.add_argument("--output-dir", default=None, help="gs:// folder for the drift reports")
-    p.add_argument("--display-name", default="churn-drift-nightly", help="the schedule's name (default: %(default)s)")
+    p.add_argument("--display-name", default="churn-drift-nightly",
+                   help="the schedule's name: the Cloud Scheduler job ID, or the Vertex schedule's display name; "
+                        "also the runs' display name (default: %(default)s)")
+    p.add_argument("--backend", choices=("cloud-scheduler", "vertex-schedule"), default="cloud-scheduler",
+                   help="cloud-scheduler: a Cloud Scheduler job that starts each run on Vertex AI; vertex-schedule: "
+                        "a Vertex AI Pipelines schedule (default: %(default)s)")
+    p.add_argument("--scheduler-service-account", default=None,
+                   help="cloud-scheduler: service account whose OAuth token starts the runs (default: "
+                        "--service-account)")
+    p.add_argument("--scheduler-location", default=None,
+                   help="cloud-scheduler: location of the job (default: --region)")
+    p.add_argument("--scheduler-endpoint", default=None,
+                   help="cloud-scheduler: Cloud Scheduler API endpoint (default: cloudscheduler.googleapis.com)")
     p.add_argument("--image", default=None,
                    help="pipeline component image for the retraining step (compiling; images/pipeline/Dockerfile)")
     retrain = p.add_argument_group("retraining on drift (all optional: without --retrain-template the schedule "
@@ -527,6 +547,18 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                                      "pipeline_root": args.pipeline_root, "service_account": args.service_account,
                                      "experiment": args.experiment,
                                      "parameter_values": _training_parameters(args, target, {})}
+            if args.backend == "cloud-scheduler":
+                result = vertex.schedule_with_cloud_scheduler(
+                    template, **target, pipeline_root=args.pipeline_root, cron=args.cron, time_zone=args.time_zone,
+                    job_name=args.display_name, parameter_values=params, service_account=args.service_account,
+                    scheduler_service_account=args.scheduler_service_account, labels=labels,
+                    scheduler_location=args.scheduler_location, scheduler_endpoint=args.scheduler_endpoint)
+                changed = f": {', '.join(result['changed'])}" if result["changed"] else ""
+                print(f"{result['status']} Cloud Scheduler job {result['job']}{changed} "
+                      f"({args.cron}, {args.time_zone or vertex.SCHEDULER_TIME_ZONE}; {result['state']}) "
+                      f"→ POST {result['uri']}")
+                print(f"https://console.cloud.google.com/cloudscheduler?project={args.project}")
+                return 0
             cron = f"TZ={args.time_zone} {args.cron}" if args.time_zone else args.cron
             name, created = vertex.schedule_pipeline(template, **target, pipeline_root=args.pipeline_root, cron=cron,
                                                      display_name=args.display_name, parameter_values=params,

@@ -1,5 +1,9 @@
 """Vertex AI behind small functions: submit, register, roll back, deploy, schedule, track.
 
+The nightly schedule is a Cloud Scheduler job that POSTs a PipelineJob create request to Vertex AI
+(:func:`schedule_with_cloud_scheduler`, google-cloud-scheduler over REST), or alternatively a Vertex AI
+Pipelines schedule (:func:`schedule_pipeline`).
+
 Every call goes through the google-cloud-aiplatform SDK over its REST transport
 (``api_transport="rest"``, plain HTTPS + JSON, which also works through HTTP proxies). ``api_endpoint``
 is an ordinary option: ``None`` means the regional endpoint ``REGION-aiplatform.googleapis.com``; pass a
@@ -51,6 +55,10 @@ SERVING_HEALTH_ROUTE = "/health"
 SERVING_PORT = 8080
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
 DRIFT_SCHEDULE_NAME = "churn-drift-nightly"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+SCHEDULER_TIME_ZONE = "Etc/UTC"
+SCHEDULER_MAX_BODY = 900_000  # bytes; a Cloud Scheduler job is at most 1 MB in all
+_SCHEDULER_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 STAGE_LABEL = "stage"
 _ALIAS_OF_STAGE = {"production": CHAMPION, "staging": CHALLENGER, "archived": ARCHIVED}
 _MODEL_ID = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -328,6 +336,152 @@ def schedule_pipeline(template_path: str | Path, *, project: str, region: str, p
     current.api_client.update_schedule(schedule=schedule, update_mask=mask)
     logger.info("updated schedule %s (%s)", current.resource_name, cron)
     return current.resource_name, False
+
+
+def vertex_base_url(region: str, api_endpoint: str | None = None) -> str:
+    """The Vertex AI REST base URL: ``https://REGION-aiplatform.googleapis.com`` or the endpoint override."""
+    host = (api_endpoint or f"{region}-aiplatform.googleapis.com").rstrip("/")
+    return host if "://" in host else f"https://{host}"
+
+
+def pipeline_job_request(template_path: str | Path, *, project: str, region: str, pipeline_root: str,
+                         display_name: str, parameter_values: Mapping[str, Any] | None = None,
+                         service_account: str | None = None, labels: Mapping[str, str] | None = None
+                         ) -> dict[str, Any]:
+    """The JSON body of a Vertex AI ``pipelineJobs.create`` REST request, as the SDK would build it.
+
+    ``displayName``, ``pipelineSpec`` (the compiled template), ``runtimeConfig`` (``gcsOutputDirectory``,
+    ``parameterValues``), ``serviceAccount``, ``labels`` and, for an Artifact Registry template,
+    ``templateUri``. Call :func:`init_sdk` first (the template may be read from ``gs://``).
+    """
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    job = _pipeline_job(str(template_path), project=project, region=region, pipeline_root=pipeline_root,
+                        parameter_values=parameter_values, labels=labels, enable_caching=None,
+                        display_name=display_name)
+    resource = aiplatform_v1.PipelineJob(
+        display_name=display_name, pipeline_spec=job.pipeline_spec, runtime_config=job.runtime_config,
+        labels=dict(labels or {}), service_account=service_account or "",
+        template_uri=str(template_path) if str(template_path).startswith("https://") else "")
+    return json_format.MessageToDict(aiplatform_v1.PipelineJob.pb(resource))
+
+
+def _scheduler_job_changes(current: Any, wanted: Any) -> list[str]:
+    """The managed fields (update-mask paths) in which the existing Cloud Scheduler job differs."""
+    have, want = current.http_target, wanted.http_target
+    same = {
+        "description": current.description == wanted.description,
+        "schedule": current.schedule == wanted.schedule,
+        "time_zone": current.time_zone == wanted.time_zone,
+        # Cloud Scheduler adds headers of its own (User-Agent): only ours must be there and equal.
+        "http_target": (have.uri, have.http_method, have.body, have.oauth_token) ==
+                       (want.uri, want.http_method, want.body, want.oauth_token)
+                       and all(have.headers.get(k) == v for k, v in want.headers.items()),
+        "retry_config": all(getattr(current.retry_config, f) == getattr(wanted.retry_config, f)
+                            for f in ("retry_count", "min_backoff_duration", "max_backoff_duration",
+                                      "max_doublings")),
+        "attempt_deadline": current.attempt_deadline == wanted.attempt_deadline,
+    }
+    return [field for field, ok in same.items() if not ok]
+
+
+def schedule_with_cloud_scheduler(template_path: str | Path, *, project: str, region: str, pipeline_root: str,
+                                  cron: str, time_zone: str | None = None, job_name: str = DRIFT_SCHEDULE_NAME,
+                                  parameter_values: Mapping[str, Any] | None = None,
+                                  service_account: str | None = None, scheduler_service_account: str | None = None,
+                                  labels: Mapping[str, str] | None = None, scheduler_location: str | None = None,
+                                  retry_count: int = 3, attempt_deadline_seconds: int = 300,
+                                  api_endpoint: str | None = None, scheduler_endpoint: str | None = None
+                                  ) -> dict[str, Any]:
+    """Creates or updates (idempotently, by job name) the Cloud Scheduler job that starts the pipeline on ``cron``.
+
+    The job ``projects/P/locations/L/jobs/JOB`` POSTs a PipelineJob create request (see
+    :func:`pipeline_job_request`; the compiled template travels inside it) to
+    ``{Vertex REST base}/v1/projects/P/locations/REGION/pipelineJobs`` with an OAuth token of
+    ``scheduler_service_account`` (scope cloud-platform). That account needs ``roles/aiplatform.user`` and,
+    to start runs as ``service_account``, ``roles/iam.serviceAccountUser`` on it. A failed attempt is retried
+    ``retry_count`` times with backoff from 1 to 10 minutes.
+
+    The job is read first: missing → created; different in any field set here → updated with an update
+    mask naming just those fields; otherwise left alone (a paused job stays paused).
+
+    Args:
+        template_path: Compiled pipeline (local YAML, ``gs://`` or Artifact Registry URL).
+        project: Google Cloud project ID.
+        region: Vertex AI region the runs start in.
+        pipeline_root: ``gs://`` folder for the runs' artifacts.
+        cron: Unix cron expression (``0 2 * * *``).
+        time_zone: IANA time zone of ``cron`` (default ``Etc/UTC``).
+        job_name: The Cloud Scheduler job ID: its identity for "create or update".
+        parameter_values: Pipeline parameters of every run.
+        service_account: Service account the runs execute as.
+        scheduler_service_account: Service account whose OAuth token calls Vertex AI (default:
+            ``service_account``).
+        labels: Labels of every PipelineJob.
+        scheduler_location: Cloud Scheduler location (default: ``region``).
+        retry_count: Retries of a failed attempt (0-5).
+        attempt_deadline_seconds: How long one attempt may take (15-1800 s).
+        api_endpoint: Vertex AI endpoint override (also the target the job calls).
+        scheduler_endpoint: Cloud Scheduler API endpoint override (default ``cloudscheduler.googleapis.com``).
+
+    Returns:
+        ``job`` (resource name), ``status`` (``created``, ``updated`` or ``unchanged``), ``changed`` (the
+        updated fields), ``state`` (``ENABLED``, ``PAUSED``…) and ``uri`` (what the job POSTs to).
+
+    Raises:
+        ValueError: No service account for the OAuth token, a bad job name, or a request too large.
+    """
+    import json
+
+    from google.api_core import exceptions
+    from google.cloud import scheduler_v1
+    from google.protobuf import duration_pb2, field_mask_pb2
+
+    caller = scheduler_service_account or service_account
+    if not caller:
+        raise ValueError("Cloud Scheduler calls Vertex AI with a service account's OAuth token: give "
+                         "--service-account (the pipeline's) or --scheduler-service-account")
+    if not _SCHEDULER_JOB_ID.fullmatch(job_name):
+        raise ValueError(f"Cloud Scheduler job name {job_name!r} may only hold letters, digits, '-' and '_'")
+    init_sdk(project, region, api_endpoint)
+    request = pipeline_job_request(template_path, project=project, region=region, pipeline_root=pipeline_root,
+                                   display_name=job_name, parameter_values=parameter_values,
+                                   service_account=service_account, labels=labels)
+    body = json.dumps(request, sort_keys=True, separators=(",", ":")).encode()
+    if len(body) > SCHEDULER_MAX_BODY:
+        raise ValueError(f"the PipelineJob request is {len(body)} bytes, over Cloud Scheduler's job size limit; "
+                         f"use --backend vertex-schedule")
+    uri = f"{vertex_base_url(region, api_endpoint)}/v1/projects/{project}/locations/{region}/pipelineJobs"
+    parent = f"projects/{project}/locations/{scheduler_location or region}"
+    wanted = scheduler_v1.Job(
+        name=f"{parent}/jobs/{job_name}", schedule=cron, time_zone=time_zone or SCHEDULER_TIME_ZONE,
+        description=f"Starts the {request['pipelineSpec']['pipelineInfo']['name']} pipeline on Vertex AI "
+                    f"(python pipeline.py schedule)",
+        http_target=scheduler_v1.HttpTarget(
+            uri=uri, http_method=scheduler_v1.HttpMethod.POST, headers={"Content-Type": "application/json"},
+            body=body, oauth_token=scheduler_v1.OAuthToken(service_account_email=caller,
+                                                           scope=CLOUD_PLATFORM_SCOPE)),
+        retry_config=scheduler_v1.RetryConfig(retry_count=retry_count,
+                                              min_backoff_duration=duration_pb2.Duration(seconds=60),
+                                              max_backoff_duration=duration_pb2.Duration(seconds=600),
+                                              max_doublings=2),
+        attempt_deadline=duration_pb2.Duration(seconds=attempt_deadline_seconds))
+    client = scheduler_v1.CloudSchedulerClient(
+        transport=TRANSPORT, client_options={"api_endpoint": scheduler_endpoint} if scheduler_endpoint else None)
+    try:
+        current = client.get_job(name=wanted.name)
+    except exceptions.NotFound:
+        job = client.create_job(parent=parent, job=wanted)
+        logger.info("created Cloud Scheduler job %s (%s %s)", job.name, cron, wanted.time_zone)
+        return {"job": job.name, "status": "created", "changed": [], "state": job.state.name, "uri": uri}
+    changed = _scheduler_job_changes(current, wanted)
+    if not changed:
+        logger.info("Cloud Scheduler job %s is up to date", current.name)
+        return {"job": current.name, "status": "unchanged", "changed": [], "state": current.state.name, "uri": uri}
+    job = client.update_job(job=wanted, update_mask=field_mask_pb2.FieldMask(paths=changed))
+    logger.info("updated Cloud Scheduler job %s: %s", job.name, ", ".join(changed))
+    return {"job": job.name, "status": "updated", "changed": changed, "state": job.state.name, "uri": uri}
 
 
 # ------------------------------------------------------------------------------------------------

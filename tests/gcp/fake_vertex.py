@@ -11,6 +11,13 @@ schedules create/list/get/patch; the metadata store (experiments: contexts, exec
 operations. Anything else answers 404 with the route in the message, so a new SDK call shows up as a
 clear test failure rather than silently passing.
 
+The same server also stands in for Cloud Scheduler v1 (``https://cloudscheduler.googleapis.com/v1``), for
+google-cloud-scheduler with ``transport="rest"`` and ``client_options={"api_endpoint": url}``: jobs
+get/create/patch. Like the real service it validates the job (five-field cron, time zone, http(s) target,
+a body only with POST/PUT/PATCH, one kind of token, attempt deadline 15 s-30 min, at most 5 retries),
+answers 409 for a job that exists, needs an update mask to patch, fills in the retry defaults it
+documents and adds its own ``User-Agent: Google-Cloud-Scheduler`` header to the stored target.
+
 Model-registry semantics follow the Vertex documentation: the first version of a model always gets the
 ``default`` alias; an alias is unique within a model, so applying it to a version removes it from any
 other version; ``-alias`` in mergeVersionAliases removes it; ``default`` can be moved but not removed.
@@ -77,6 +84,7 @@ class FakeVertex:
         self.models: dict[str, _Model] = {}
         self.endpoints: dict[str, dict] = {}
         self.schedules: dict[str, dict] = {}
+        self.scheduler_jobs: dict[str, dict] = {}  # Cloud Scheduler
         self.metadata: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}  # name -> final operation JSON
         self._pending: set[str] = set()
@@ -103,6 +111,9 @@ class FakeVertex:
             ("GET", rf"^/v1/{LOCATION}/schedules$", self._list_schedules),
             ("GET", rf"^/v1/{LOCATION}/schedules/(?P<id>[^/:]+)$", self._get_schedule),
             ("PATCH", rf"^/v1/{LOCATION}/schedules/(?P<id>[^/:]+)$", self._patch_schedule),
+            ("POST", rf"^/v1/{LOCATION}/jobs$", self._create_scheduler_job),
+            ("GET", rf"^/v1/{LOCATION}/jobs/(?P<id>[^/:]+)$", self._get_scheduler_job),
+            ("PATCH", rf"^/v1/{LOCATION}/jobs/(?P<id>[^/:]+)$", self._patch_scheduler_job),
             ("GET", rf"^/v1/{LOCATION}/metadataStores/(?P<store>[^/:]+)$", self._get_store),
             ("POST", rf"^/v1/{LOCATION}/metadataStores$", self._create_store),
             ("POST", rf"^/v1/{LOCATION}/metadataStores/(?P<store>[^/]+)/(?P<kind>contexts|executions|artifacts)$",
@@ -409,6 +420,82 @@ class FakeVertex:
             schedule[key] = body.get(key)
         schedule["updateTime"] = TIME
         return schedule
+
+    # --------------------------------------------------------------------------------------------
+    # Cloud Scheduler jobs
+    # --------------------------------------------------------------------------------------------
+
+    _HTTP_METHODS = ("HTTP_METHOD_UNSPECIFIED", "POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
+    _RETRY_DEFAULTS = {"retryCount": 0, "maxRetryDuration": "0s", "minBackoffDuration": "5s",
+                       "maxBackoffDuration": "3600s", "maxDoublings": 5}
+
+    @staticmethod
+    def _seconds(duration: str) -> float:
+        if not re.fullmatch(r"\d+(\.\d+)?s", duration):
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"invalid duration {duration!r}")
+        return float(duration[:-1])
+
+    def _validated_job(self, job: dict) -> dict:
+        """The job as Cloud Scheduler stores it, or a 400 for what the real service rejects."""
+        job = copy.deepcopy(job)
+        if len(str(job.get("schedule", "")).split()) != 5:
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"schedule {job.get('schedule')!r} is not a unix-cron expression")
+        job.setdefault("timeZone", "Etc/UTC")
+        target = job.get("httpTarget")
+        if not target or not re.match(r"https?://", target.get("uri", "")):
+            raise FakeError(HTTPStatus.BAD_REQUEST, "this fake supports HTTP targets with an http(s):// uri")
+        method = target.setdefault("httpMethod", "POST")
+        if isinstance(method, int):  # the REST clients ask for enum-encoding=int
+            method = target["httpMethod"] = self._HTTP_METHODS[method]
+        if target.get("body") and method not in ("POST", "PUT", "PATCH"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"a body is not allowed with {method}")
+        if "oauthToken" in target and "oidcToken" in target:
+            raise FakeError(HTTPStatus.BAD_REQUEST, "set either oauthToken or oidcToken, not both")
+        target["headers"] = {**target.get("headers", {}), "User-Agent": "Google-Cloud-Scheduler"}
+        job["retryConfig"] = {**self._RETRY_DEFAULTS, **job.get("retryConfig", {})}
+        if not 0 <= int(job["retryConfig"]["retryCount"]) <= 5:
+            raise FakeError(HTTPStatus.BAD_REQUEST, "retryCount must be 0-5")
+        job.setdefault("attemptDeadline", "180s")
+        if not 15 <= self._seconds(job["attemptDeadline"]) <= 1800:
+            raise FakeError(HTTPStatus.BAD_REQUEST, "attemptDeadline must be 15s-30m for an HTTP target")
+        return job
+
+    def _create_scheduler_job(self, m: dict, q: dict, body: dict) -> dict:
+        parent = self._parent(m)
+        name = body.get("name") or f"{parent}/jobs/{self._next_id()}"
+        if not name.startswith(f"{parent}/jobs/"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"job name {name} is not under {parent}")
+        if name in self.scheduler_jobs:
+            raise FakeError(HTTPStatus.CONFLICT, f"Job {name} already exists")
+        job = self._validated_job(body)
+        self.scheduler_jobs[name] = {**job, "name": name, "state": "ENABLED", "userUpdateTime": TIME,
+                                     "scheduleTime": TIME}
+        return self.scheduler_jobs[name]
+
+    def _scheduler_job(self, m: dict) -> dict:
+        name = f"{self._parent(m)}/jobs/{m['id']}"
+        if name not in self.scheduler_jobs:
+            raise FakeError(HTTPStatus.NOT_FOUND, f"Job not found: {name}")
+        return self.scheduler_jobs[name]
+
+    def _get_scheduler_job(self, m: dict, q: dict, body: Any) -> dict:
+        return self._scheduler_job(m)
+
+    def _patch_scheduler_job(self, m: dict, q: dict, body: dict) -> dict:
+        job = self._scheduler_job(m)
+        if body.get("name") not in (None, job["name"]):
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"job name {body['name']} does not match the URL")
+        mask = [p.strip() for p in q.get("updateMask", [""])[0].split(",") if p.strip()]
+        if not mask:
+            raise FakeError(HTTPStatus.BAD_REQUEST, "this fake needs an updateMask")
+        merged = dict(job)
+        for path in mask:
+            key = re.sub(r"_(\w)", lambda g: g.group(1).upper(), path)
+            if key not in ("description", "httpTarget", "schedule", "timeZone", "retryConfig", "attemptDeadline"):
+                raise FakeError(HTTPStatus.BAD_REQUEST, f"field {path!r} cannot be updated")
+            merged[key] = body.get(key)
+        self.scheduler_jobs[job["name"]] = {**self._validated_job(merged), "userUpdateTime": TIME}
+        return self.scheduler_jobs[job["name"]]
 
     # --------------------------------------------------------------------------------------------
     # metadata (Vertex Experiments)

@@ -292,7 +292,8 @@ def test_deploy_turns_on_request_logging_of_a_reused_endpoint(vertex, gcs, regis
 # ------------------------------------------------------------------------------------------------
 
 def test_schedule_creates_then_updates_the_same_schedule(vertex, capsys) -> None:
-    common = [*_gcp(vertex), "--pipeline-root", "gs://acme-churn/root", "--service-account", SA,
+    common = [*_gcp(vertex), "--backend", "vertex-schedule", "--pipeline-root", "gs://acme-churn/root",
+              "--service-account", SA,
               "--baseline", "gs://acme-churn/processed/train.csv", "--current", "gs://acme-churn/predictions/",
               "--output-dir", "gs://acme-churn/monitoring/", "--image", IMAGE]
     retrain = ["--retrain-template", "gs://acme-churn/templates/churn_pipeline-0123abc.yaml",
