@@ -1,7 +1,8 @@
 """``python -m serving``: uvicorn on ``$AIP_HTTP_PORT`` with one worker process per available CPU.
 
 This is the serving image's command (and ``make serve``). ``SERVING_WORKERS`` overrides the worker count;
-each worker loads its own copy of the model and runs onnxruntime on one thread.
+each worker loads its own copy of the model and runs onnxruntime on one thread. uvicorn picks uvloop (event
+loop) and httptools (HTTP parser) when installed, as both locks install them; access logging is off.
 """
 
 from __future__ import annotations

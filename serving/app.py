@@ -14,12 +14,16 @@ while it loads. With ``AIP_STORAGE_URI`` it loads that folder once; otherwise it
 between two requests (in-flight requests finish on the model they started with).
 
 ``uvicorn serving.app:app`` works: ``app`` is built on first access (PEP 562), never at import.
+
+The predict route is the hot path: it takes no FastAPI dependencies (sync ones run in a thread pool),
+validates through :mod:`serving.columns` (falling back to the pydantic models for anything it does not
+accept, so errors are as detailed as ever), scores the arrays, hands them to the prediction log as they
+are and writes the response with orjson. ``response_model`` still documents the response.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -30,6 +34,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -131,28 +137,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Dependencies
+# Dependencies (async: FastAPI runs plain ``def`` dependencies in its thread pool)
 # ----------------------------------------------------------------------------------------------------
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
     """The app's serving state."""
     return request.app.state.serving
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings
 
 
-def current_model(state: Annotated[ServingState, Depends(get_state)]) -> ServedModel:
+def serving_model(state: ServingState) -> ServedModel:
     """The model being served.
 
     Raises:
         HTTPException: 503 while no verified model is loaded.
     """
-    if state.model is None:
+    model = state.model
+    if model is None:
         raise HTTPException(503, detail=state.error or "the model is loading")
-    return state.model
+    return model
+
+
+async def current_model(state: Annotated[ServingState, Depends(get_state)]) -> ServedModel:
+    """The model being served (dependency; see :func:`serving_model`)."""
+    return serving_model(state)
 
 
 StateDep = Annotated[ServingState, Depends(get_state)]
@@ -181,13 +193,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def render_predictions(model: ServedModel, instances: list[dict[str, Any]], proba: Any, threshold: float) -> bytes:
-    """The JSON response body (built directly: this is the hot path)."""
-    version = model.version
-    preds = [{"customer_id": inst.get("customer_id"), "churn_probability": p, "churned": p >= threshold,
-              "threshold": threshold, "model_version": version}
-             for inst, p in zip(instances, proba.tolist())]
-    return json.dumps({"predictions": preds}, separators=(",", ":")).encode()
+def render_predictions(version: str, ids: list[str | None], proba: np.ndarray, threshold: float) -> bytes:
+    """The JSON response body (:class:`PredictResponse`, built directly with orjson: this is the hot path)."""
+    preds = [{"customer_id": cid, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
+              "model_version": version}
+             for cid, p in zip(ids, proba.tolist())]
+    return orjson.dumps({"predictions": preds})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -227,16 +238,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post(settings.predict_route, response_model=PredictResponse, responses=ERROR_RESPONSES,
               summary="Churn probability and decision per customer", operation_id="predict")
-    async def predict(request: Request, model: ModelDep, state: StateDep) -> Response:
+    async def predict(request: Request) -> Response:
         """Scores ``{"instances": [customer, ...], "parameters": {"threshold": 0.4}}`` or one customer
         object. Each customer is a feature record of the served model (see ``GET /schema``)."""
+        state: ServingState = request.app.state.serving
+        model = serving_model(state)  # the whole request uses this model, even if a new one is swapped in
         body = await read_body(request, settings.max_body_bytes)
         parsed = model.parse(body)
-        proba = model.predict_proba(parsed.instances)
+        columns = parsed.columns
+        proba = model.score(columns)
         threshold = model.threshold if parsed.threshold is None else parsed.threshold
         if state.log is not None:
-            state.log.record(model.version, tuple(model.schema.names), parsed.instances, proba, threshold)
-        return Response(render_predictions(model, parsed.instances, proba, threshold), media_type="application/json")
+            state.log.record_columns(model.version, model.log_layout, columns, proba, threshold)
+        return Response(render_predictions(model.version, columns.ids, proba, threshold),
+                        media_type="application/json")
 
     @app.get(settings.health_route, response_model=HealthResponse, responses={503: {"model": HealthResponse}},
              summary="200 when a verified model is loaded", operation_id="health")

@@ -1,16 +1,21 @@
 """Prediction log: every prediction appended to ``<folder>/<model_version>_outputs.csv``, off the request path.
 
-A request only appends a reference to its validated instances and outputs to an in-memory queue
-(constant time). A background thread turns the queue into CSV every ``flush_seconds`` (sooner when it
-grows) and appends it to the file with one ``write`` on a file opened ``O_APPEND``, so the worker processes
-of one server can share a file without interleaving rows. The header is created atomically (written to a
-temporary file, then hard-linked into place), so a file never lacks it. ``close`` (on shutdown) flushes
-what is left.
+A request only appends a reference to its arrays (the model inputs it was scored on, the ids and the
+probabilities) to an in-memory queue: constant time, no per-row work. A background thread turns the queue
+into CSV every ``flush_seconds`` (sooner when it grows), in bulk: the queued requests of one model are
+concatenated, numeric columns are formatted block-wise by orjson straight from the float64 arrays
+(shortest text that reads back as the same double), text columns are quoted only where CSV needs it,
+and at most :data:`CHUNK_ROWS` rows are formatted at a time, each chunk appended to the file with one
+``write`` on a file opened ``O_APPEND``, so the worker processes of one server can share a file without
+interleaving rows. The header is created atomically (written to a temporary file, then hard-linked into
+place), so a file never lacks it. ``close`` (on shutdown) flushes what is left.
 
 Columns: ``timestamp`` (UTC, ISO 8601, one per request), ``model_version``, ``customer_id``, the model's
 features in schema order (empty = missing), ``churn_probability``, ``churned`` (0/1), ``threshold``. This
-is what the drift check reads. On Vertex AI, the Endpoint's BigQuery request-response logging is the
-equivalent (see README).
+is what the drift check reads. Text is quoted as :mod:`csv` does by default (only values holding ``,``,
+``"`` or a newline, quotes doubled); numbers are written as the shortest decimal that reads back exactly
+(``12.0``, ``0.35077669229343563``, ``0.00001``). On Vertex AI, the Endpoint's BigQuery request-response
+logging is the equivalent (see README).
 
 If the disk cannot keep up, at most ``max_pending_rows`` rows wait in memory; older ones are dropped and
 counted (``dropped``), so memory stays bounded.
@@ -18,37 +23,78 @@ counted (``dropped``), so memory stays bounded.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import re
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
-from churn.schema import ID_COLUMN
+from churn.schema import ID_COLUMN, FeatureSchema
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serving.columns import Columns
 
 logger = logging.getLogger(__name__)
 
 SUFFIX = "_outputs.csv"
 EARLY_FLUSH_ROWS = 50_000
+CHUNK_ROWS = 1024  # rows formatted (and written) at a time: fastest per row (the text stays in cache), and
+#                   bounds how long the writer holds the GIL
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_QUOTE_CHARS = (",", '"', "\n")  # what csv.writer (QUOTE_MINIMAL, lineterminator "\n") quotes for
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each logged feature comes from.
+
+    Attributes:
+        features: Feature names, in CSV column order (the schema's).
+        slots: Per feature, ``("n", j)`` (column ``j`` of the numeric array), ``("c", j)`` (of the categorical
+            array) or ``("o", j)`` (the ``j``-th list of plain values).
+    """
+
+    features: tuple[str, ...]
+    slots: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def for_schema(cls, schema: FeatureSchema) -> "Layout":
+        """The layout of :class:`serving.columns.Columns` for ``schema``."""
+        numeric, categorical = schema.numeric, schema.categorical
+        slots = tuple(("n", numeric.index(f.name)) if f.kind == "numeric" else ("c", categorical.index(f.name))
+                      for f in schema.features)
+        return cls(tuple(schema.names), slots)
+
+    @classmethod
+    def plain(cls, features: tuple[str, ...]) -> "Layout":
+        """Every feature a list of plain values (``None`` = missing)."""
+        return cls(tuple(features), tuple(("o", j) for j in range(len(features))))
 
 
 @dataclass(frozen=True)
 class _Batch:
     timestamp: str
     version: str
-    features: tuple[str, ...]
-    instances: list[dict[str, Any]]
+    layout: Layout
+    ids: list[Any]
+    numeric: np.ndarray | None
+    categorical: np.ndarray | None
+    plain: list[list[Any]] | None
     proba: np.ndarray
     threshold: float
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def log_path(folder: Path, version: str) -> Path:
@@ -83,6 +129,142 @@ def _ensure_header(path: Path, columns: list[str]) -> Path:
     raise OSError(f"{path}: no file with the expected columns could be created")
 
 
+# ----------------------------------------------------------------------------------------------------
+# CSV formatting, a column at a time
+# ----------------------------------------------------------------------------------------------------
+
+def _quote(text: str) -> str:
+    if any(ch in text for ch in _QUOTE_CHARS):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _cell(value: Any) -> str:
+    """One value as csv.writer writes it (None → empty, floats as repr)."""
+    if value is None:
+        return ""
+    return _quote(value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value))
+
+
+def _text_column(values: Sequence[Any]) -> list[bytes]:
+    """A column of text (``None`` = missing), quoted where needed; other values as csv.writer writes them."""
+    values = list(values)
+    if not {str, type(None)}.issuperset(map(type, values)):
+        return [_cell(v).encode() for v in values]
+    if None in values:
+        values = ["" if v is None else v for v in values]
+    if not values or any(ch in "".join(values) for ch in _QUOTE_CHARS):
+        return [_quote(v).encode() for v in values]
+    return "\n".join(values).encode().split(b"\n")  # one pass: no value holds a newline
+
+
+class _CategoryText(dict):
+    """Category value → its CSV bytes, computed once (categorical features take few distinct values)."""
+
+    MAX_ENTRIES = 4096
+
+    def __missing__(self, value: str) -> bytes:
+        if len(self) >= self.MAX_ENTRIES:  # high-cardinality text: stay bounded
+            self.clear()
+        text = self[value] = _quote(value).encode()
+        return text
+
+    def column(self, values: np.ndarray) -> list[bytes]:
+        """A categorical column (validated text, ``""`` = missing)."""
+        return list(map(self.__getitem__, values.tolist()))
+
+
+def _numbers(values: np.ndarray) -> bytes:
+    """orjson's text of a float64 array: shortest text that reads back as the same double, NaN → ``null``."""
+    return orjson.dumps(np.ascontiguousarray(values, dtype=np.float64), option=_NUMPY)
+
+
+def _number_rows(block: np.ndarray) -> list[bytes]:
+    """Rows of a float64 ``[n, k]`` block as ``b"a,b,…"`` (NaN → empty)."""
+    if block.shape[1] == 1:  # orjson writes a flat array faster than n one-element rows
+        text, sep = _numbers(block.reshape(-1))[1:-1], b","  # b"[a,b]" → b"a,b"
+    else:
+        text, sep = _numbers(block)[2:-2], b"],["  # b"[[a,b],[c,d]]" → b"a,b],[c,d"
+    if not np.isfinite(block).all():
+        text = text.replace(b"null", b"")
+    return text.split(sep)
+
+
+def _number_column(values: np.ndarray) -> list[bytes]:
+    """A float64 column (NaN → empty)."""
+    return _number_rows(np.reshape(values, (-1, 1)))
+
+
+def _feature_segments(layout: Layout, numeric: np.ndarray | None, categorical: np.ndarray | None,
+                      plain: list[list[Any]] | None) -> list[list[bytes]]:
+    """Per-row text of the feature columns, adjacent numeric columns joined into one segment."""
+    segments: list[list[bytes]] = []
+    slots = layout.slots
+    i = 0
+    while i < len(slots):
+        kind, j = slots[i]
+        if kind == "n":
+            end = i + 1
+            while end < len(slots) and slots[end] == ("n", j + end - i):
+                end += 1
+            segments.append(_number_rows(numeric[:, j:j + end - i]))
+            i = end
+            continue
+        segments.append(_CATEGORIES.column(categorical[:, j]) if kind == "c" else _text_column(plain[j]))
+        i += 1
+    return segments
+
+
+_CATEGORIES = _CategoryText()  # used by the writer thread(s); a racing duplicate entry is harmless
+
+
+def _format(batches: list[_Batch]) -> bytes:
+    """CSV rows for consecutive batches of one layout."""
+    first = batches[0]
+    if len(batches) == 1:
+        ids, numeric, categorical, plain, proba = first.ids, first.numeric, first.categorical, first.plain, first.proba
+    else:
+        ids = list(chain.from_iterable(b.ids for b in batches))
+        numeric = np.concatenate([b.numeric for b in batches]) if first.numeric is not None else None
+        categorical = np.concatenate([b.categorical for b in batches]) if first.categorical is not None else None
+        plain = ([list(chain.from_iterable(b.plain[j] for b in batches)) for j in range(len(first.plain))]
+                 if first.plain is not None else None)
+        proba = np.concatenate([b.proba for b in batches])
+    heads: list[bytes] = []  # per row: b"timestamp,version"
+    texts: dict[str, bytes] = {}
+    for b in batches:
+        head = texts.get(b.timestamp)
+        if head is None:
+            head = texts[b.timestamp] = f"{_quote(b.timestamp)},{_quote(b.version)}".encode()
+        heads += [head] * len(b)
+    tails: list[bytes] = []  # per row: b"churned,threshold"
+    same = len({b.threshold for b in batches}) == 1
+    start = 0
+    for b in batches[:1] if same else batches:
+        n = len(proba) if same else len(b)
+        threshold = orjson.dumps(float(b.threshold))
+        churned = (proba[start:start + n] >= b.threshold).tolist()
+        tails += map((b"0," + threshold, b"1," + threshold).__getitem__, churned)
+        start += n
+    segments = [heads, _text_column(ids), *_feature_segments(first.layout, numeric, categorical, plain),
+                _number_column(proba), tails]
+    return b"\n".join(map(b",".join, zip(*segments))) + b"\n"
+
+
+def _runs(batches: list[_Batch]) -> Iterator[list[_Batch]]:
+    """Consecutive batches with one layout, at most about :data:`CHUNK_ROWS` rows per run."""
+    run: list[_Batch] = []
+    rows = 0
+    for b in batches:
+        if run and (b.layout != run[0].layout or rows + len(b) > CHUNK_ROWS):
+            yield run
+            run, rows = [], 0
+        run.append(b)
+        rows += len(b)
+    if run:
+        yield run
+
+
 class PredictionLog:
     """Buffered, append-only CSV log of predictions.
 
@@ -113,18 +295,29 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
+    def record_columns(self, version: str, layout: Layout, columns: "Columns", proba: np.ndarray,
+                       threshold: float) -> None:
+        """Queues one request's predictions from the arrays it was scored on (the request path: constant
+        time; the arrays must not be modified afterwards)."""
+        self._enqueue(_Batch(_now(), version, layout, columns.ids, columns.numeric, columns.categorical, None,
+                             proba, threshold))
+
     def record(self, version: str, features: tuple[str, ...], instances: list[dict[str, Any]], proba: np.ndarray,
                threshold: float) -> None:
-        """Queues one request's predictions (called on the request path; constant time)."""
-        batch = _Batch(datetime.now(timezone.utc).isoformat(timespec="milliseconds"), version, features,
-                       instances, proba, threshold)
+        """Queues predictions given as instance dicts (feature values as they are; ``None`` or absent =
+        missing)."""
+        plain = [[inst.get(name) for inst in instances] for name in features]
+        self._enqueue(_Batch(_now(), version, Layout.plain(features), [inst.get(ID_COLUMN) for inst in instances],
+                             None, None, plain, proba, threshold))
+
+    def _enqueue(self, batch: _Batch) -> None:
         with self._lock:
             self._queue.append(batch)
-            self._pending += len(instances)
+            self._pending += len(batch)
             while self._pending > self.max_pending_rows and len(self._queue) > 1:
                 old = self._queue.popleft()
-                self._pending -= len(old.instances)
-                self.dropped += len(old.instances)
+                self._pending -= len(old)
+                self.dropped += len(old)
             early = self._pending >= EARLY_FLUSH_ROWS
         if early:
             self._wake.set()
@@ -139,7 +332,7 @@ class PredictionLog:
         with self._write_lock:
             groups: dict[tuple[str, tuple[str, ...]], list[_Batch]] = {}
             for batch in batches:
-                groups.setdefault((batch.version, batch.features), []).append(batch)
+                groups.setdefault((batch.version, batch.layout.features), []).append(batch)
             rows = 0
             for key, group in groups.items():
                 rows += self._append(key, group)
@@ -151,21 +344,14 @@ class PredictionLog:
         path = self._files.get(key)
         if path is None or not path.exists():
             path = self._files[key] = _ensure_header(log_path(self.folder, version), header(features))
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
         rows = 0
-        for b in batches:
-            churned = (b.proba >= b.threshold).astype(np.int8).tolist()
-            writer.writerows(
-                (b.timestamp, b.version, inst.get(ID_COLUMN), *map(inst.get, features), p, c, b.threshold)
-                for inst, p, c in zip(b.instances, b.proba.tolist(), churned))
-            rows += len(b.instances)
-        data = buf.getvalue().encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for run in _runs(batches):
+                view = memoryview(_format(run))
+                while view:
+                    view = view[os.write(fd, view):]
+                rows += sum(map(len, run))
         finally:
             os.close(fd)
         return rows
@@ -188,3 +374,7 @@ class PredictionLog:
         self.flush()
         if self.dropped:
             logger.warning("prediction log: %d rows were dropped (the disk did not keep up)", self.dropped)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -6,8 +6,11 @@ features are finite JSON numbers within ±1e12, categorical features are strings
 training are accepted and scored as unseen; ``""`` means missing), nullable features may be null or
 left out, ``customer_id`` is optional and echoed back, and any other field is an error.
 
-Instances are ``TypedDict``\\ s, so a validated request is plain dicts (the fastest shape to turn into
-arrays); the response is serialised by hand on the hot path and described here for the docs.
+These pydantic models are the contract: they build the OpenAPI document and ``/schema``, and give the
+detailed errors per instance and field. Valid requests are normally accepted earlier by the equivalent
+msgspec fast path of :mod:`serving.columns`; anything it does not accept is validated here. Instances are
+``TypedDict``\\ s, so a validated request is plain dicts. The response is written with orjson on the hot
+path and described here for the docs.
 """
 
 from __future__ import annotations

@@ -61,3 +61,87 @@ def test_memory_stays_bounded_when_the_writer_falls_behind(tmp_path: Path):
     assert log.dropped == 2000
     log.flush()
     assert log.written == 1000
+
+
+# ------------------------------------------------------------------------------------------ from arrays
+
+def _columns(n: int, tag: str, rng: np.random.Generator):
+    from serving.columns import Columns
+
+    numeric = rng.normal(0, 1e3, (n, 2)) * rng.choice([1.0, 1e-7, 1e9], (n, 2))
+    numeric[::3, 1] = np.nan  # "age" missing
+    numeric[1::5, 0] = -0.0
+    plans = np.array([["basic"], ["pro, annual"], ['say "hi"'], ["multi\nline"], [""], ["é"]], dtype=object)
+    categorical = plans[np.arange(n) % len(plans)]
+    ids = [f"{tag}-{i}" if i % 4 else None for i in range(n)]
+    ids[2 % n] = "id,with,commas"
+    return Columns(numeric=numeric, categorical=categorical, ids=ids)
+
+
+def test_rows_from_arrays_read_back_as_csv_writer_would_write_them(tmp_path: Path):
+    import io
+
+    from serving.prediction_log import Layout
+
+    layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
+    rng = np.random.default_rng(0)
+    log = PredictionLog(tmp_path, flush_seconds=60)
+    log.start()
+    batches = []
+    for k, n in enumerate([1, 7, 2000, 1, 1500]):  # more rows than one formatting chunk
+        columns, proba = _columns(n, f"r{k}", rng), rng.random(n)
+        proba[0] = 5e-7
+        threshold = [0.5, 0.3, 1.0, 0.0, 0.25][k]
+        log.record_columns("v1", layout, columns, proba, threshold)
+        batches.append((columns, proba, threshold))
+    log.close()
+    lines = log_path(tmp_path, "v1").read_text().split("\n")
+    assert lines[0] == ",".join(header(FEATURES)) and lines[-1] == ""
+    rows = list(csv.reader(io.StringIO(log_path(tmp_path, "v1").read_text())))[1:]
+    expected = [(cid, x[0], plan, x[1], p, int(p >= t), t)
+                for columns, proba, t in batches
+                for cid, x, plan, p in zip(columns.ids, columns.numeric.tolist(), columns.categorical[:, 0], proba)]
+    assert len(rows) == len(expected) == log.written
+    text_rows = list(csv.reader(io.StringIO("".join(
+        _csv_line([cid, plan]) for cid, _, plan, *_ in expected))))
+    for row, exp, (cid_text, plan_text) in zip(rows, expected, text_rows):
+        assert row[1] == "v1" and row[0].endswith("+00:00")
+        assert (row[2], row[4]) == (cid_text, plan_text) == ("" if exp[0] is None else exp[0], exp[2])
+        for cell, value in ((row[3], exp[1]), (row[5], exp[3]), (row[6], exp[4]), (row[8], exp[6])):
+            if value != value:  # NaN: missing
+                assert cell == ""
+            else:
+                assert float(cell) == value and np.signbit(float(cell)) == np.signbit(value)  # exact, -0.0 kept
+        assert row[7] == str(exp[5])
+    raw = log_path(tmp_path, "v1").read_text()
+    assert '"pro, annual"' in raw and '"say ""hi"""' in raw and '"multi\nline"' in raw and '"id,with,commas"' in raw
+
+
+def _csv_line(values: list) -> str:
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def test_arrays_and_instance_dicts_of_one_model_share_its_file(tmp_path: Path):
+    from serving.prediction_log import Layout
+
+    log = PredictionLog(tmp_path, flush_seconds=60)
+    log.start()
+    log.record("v1", FEATURES, _instances(2, "d"), np.array([0.1, 0.9]), 0.5)
+    log.record_columns("v1", Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1))),
+                       _columns(3, "a", np.random.default_rng(1)), np.array([0.2, 0.6, 0.7]), 0.5)
+    log.close()
+    rows = list(csv.DictReader(log_path(tmp_path, "v1").open()))
+    assert [r["customer_id"] for r in rows] == ["d-0", "d-1", "", "a-1", "id,with,commas"]
+    assert [r["churned"] for r in rows] == ["0", "1", "0", "1", "1"] and log.written == 5
+
+
+def test_text_cells_are_written_byte_for_byte_as_csv_writer_writes_them():
+    from serving.prediction_log import _text_column
+
+    for values in (["a", "b,c", None, 'x"y', "l\nm", "", "é", "a\rb"], [1.5, 'q"', None, True, 3, "s,t"],
+                   ["plain", "x"]):
+        assert b",".join(_text_column(values)).decode() + "\n" == _csv_line(values)

@@ -1,0 +1,164 @@
+"""Requests as columns: the validation fast path and the model's input arrays.
+
+msgspec decodes a request body straight into typed structs generated from the feature schema, checking
+everything the pydantic models in :mod:`serving.schemas` check, as it parses (one pass in C): unknown and
+missing fields, strict types (numbers for numeric features, ``int`` accepted and ``bool`` refused; text
+for categorical features and ``customer_id``), the ±1e12 range of numbers, text lengths, ``null`` only
+where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. Then the values are
+gathered into numpy arrays (a tuple of attributes per instance, read by ``np.fromiter`` for numbers).
+
+It only ever decides "valid": any body it does not accept (malformed, invalid, or merely unusual, such as
+a duplicated key or a threshold given as text) makes :meth:`ColumnParser.parse` return ``None``, and the
+request goes through the pydantic models, which accept it or give the errors per instance and field. What
+it accepts, pydantic accepts too, with the same values (``tests/serving/test_columns.py`` checks both on
+valid, invalid and edge-case bodies).
+
+The result, :class:`Columns`, holds the ONNX inputs (numeric float64 with NaN for missing, categorical
+text with ``""`` for missing, columns in schema order) and the ``customer_id``\\ s; the response and the
+prediction log are built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Any, Optional
+
+import msgspec
+import numpy as np
+
+from churn.export import CATEGORICAL_INPUT, MISSING_CATEGORY, NUMERIC_INPUT
+from churn.schema import ID_COLUMN, FeatureSchema
+from serving.schemas import MAX_TEXT, NUMBER_LIMIT
+
+_NUMBER = Annotated[float, msgspec.Meta(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]  # JSON ints accepted, bools not
+_TEXT = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+_THRESHOLD = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_ID_ATTR = "id_"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Validated instances as arrays.
+
+    Attributes:
+        numeric: float64 ``[n, len(schema.numeric)]``, NaN = missing.
+        categorical: text (object) ``[n, len(schema.categorical)]``, ``""`` = missing; ``None`` when the
+            schema has no categorical feature.
+        ids: Each instance's ``customer_id`` (``None`` when not given).
+    """
+
+    numeric: np.ndarray
+    categorical: np.ndarray | None
+    ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def concat(cls, parts: list["Columns"]) -> "Columns":
+        """The instances of ``parts``, in order."""
+        return cls(numeric=np.concatenate([c.numeric for c in parts]),
+                   categorical=None if parts[0].categorical is None else np.concatenate([c.categorical for c in parts]),
+                   ids=[i for c in parts for i in c.ids])
+
+    def feed(self) -> dict[str, np.ndarray]:
+        """The onnxruntime inputs."""
+        feed = {NUMERIC_INPUT: self.numeric}
+        if self.categorical is not None:
+            feed[CATEGORICAL_INPUT] = self.categorical
+        return feed
+
+
+def columns_from_instances(schema: FeatureSchema, instances: list[dict[str, Any]]) -> Columns:
+    """The arrays for instances already validated (by pydantic): missing numeric → NaN, missing
+    categorical → ``""``, columns in schema order."""
+    numeric, categorical = schema.numeric, schema.categorical
+    n = len(instances)
+    num = np.array([tuple(map(inst.get, numeric)) for inst in instances], dtype=np.float64).reshape(n, len(numeric))
+    cat = None
+    if categorical:
+        cat = np.array([tuple(inst.get(name) or MISSING_CATEGORY for name in categorical) for inst in instances],
+                       dtype=object).reshape(n, len(categorical))
+    return Columns(numeric=num, categorical=cat, ids=[inst.get(ID_COLUMN) for inst in instances])
+
+
+def _rows(attrs: list[str]) -> Callable[[Any], tuple]:
+    """``obj -> tuple(getattr(obj, a) for a in attrs)`` in C (``attrgetter`` returns a bare value for one)."""
+    if len(attrs) == 1:
+        attr = attrs[0]
+        return lambda obj: (getattr(obj, attr),)
+    if not attrs:
+        return lambda obj: ()
+    return attrgetter(*attrs)
+
+
+class ColumnParser:
+    """The fast path for one feature schema (see the module docstring).
+
+    Args:
+        schema: The model's feature schema.
+        max_instances: Most instances per request (more: left to the pydantic path, which answers 413).
+    """
+
+    def __init__(self, schema: FeatureSchema, max_instances: int) -> None:
+        # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys.
+        attr = {spec.name: f"f{i}" for i, spec in enumerate(schema.features)}
+        fields: list[tuple] = []
+        for spec in schema.features:
+            kind = _NUMBER if spec.kind == "numeric" else _TEXT
+            fields.append((attr[spec.name], Optional[kind], None) if spec.nullable else (attr[spec.name], kind))
+        fields.append((_ID_ATTR, Optional[_TEXT], None))
+        rename = {a: name for name, a in attr.items()} | {_ID_ATTR: ID_COLUMN}
+        instance = msgspec.defstruct("CustomerInstance", fields, kw_only=True, forbid_unknown_fields=True,
+                                     rename=rename, gc=False)
+        parameters = msgspec.defstruct("PredictParameters", [("threshold", Optional[_THRESHOLD], None)],
+                                       forbid_unknown_fields=True, gc=False)
+        batch = msgspec.defstruct(
+            "PredictRequest",
+            [("instances", Annotated[list[instance], msgspec.Meta(min_length=1, max_length=max_instances)]),
+             ("parameters", Optional[parameters], None)],
+            kw_only=True, forbid_unknown_fields=True, gc=False)
+        self._batch = msgspec.json.Decoder(batch)
+        self._single = msgspec.json.Decoder(instance)
+        self._numeric_rows = _rows([attr[name] for name in schema.numeric])
+        self._categorical_rows = _rows([attr[name] for name in schema.categorical])
+        self._ids = attrgetter(_ID_ATTR)
+        self._nullable_categorical = any(schema.get(name).nullable for name in schema.categorical)
+        self._width = (len(schema.numeric), len(schema.categorical))
+        self._rename = rename
+
+    def parse(self, body: bytes) -> tuple[list[Any], float | None, Columns] | None:
+        """``(instances, threshold, columns)`` when the body is certainly valid, else ``None``.
+
+        The instances are msgspec structs; :meth:`as_dict` turns one into the instance dict.
+        """
+        try:
+            if b'"instances"' in body:
+                request = self._batch.decode(body)
+                instances = request.instances
+                threshold = None if request.parameters is None else request.parameters.threshold
+            else:  # one customer object
+                instances, threshold = [self._single.decode(body)], None
+        except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8
+            return None
+        return instances, threshold, self.columns(instances)
+
+    def columns(self, instances: list[Any]) -> Columns:
+        """The arrays for decoded (valid) instances."""
+        n = len(instances)
+        k_num, k_cat = self._width
+        num = np.fromiter(chain.from_iterable(map(self._numeric_rows, instances)), dtype=np.float64,
+                          count=n * k_num).reshape(n, k_num)  # None (null or absent) → NaN
+        cat = None
+        if k_cat:
+            cat = np.array(list(map(self._categorical_rows, instances)), dtype=object).reshape(n, k_cat)
+            if self._nullable_categorical:
+                cat[np.equal(cat, None)] = MISSING_CATEGORY
+        return Columns(numeric=num, categorical=cat, ids=list(map(self._ids, instances)))
+
+    def as_dict(self, instance: Any) -> dict[str, Any]:
+        """A decoded instance as the instance dict (absent optional fields as ``None``)."""
+        return {self._rename[k]: v for k, v in msgspec.structs.asdict(instance).items()}
