@@ -8,6 +8,10 @@ TOOLS       := .tools
 UV          := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV        := .venv
 PY          := $(VENV)/bin/python
+VENV_MON    := .venv-monitoring
+PY_MON      := $(VENV_MON)/bin/python
+DRIFT_TRIGGER ?= local
+DRIFT_ARGS  ?=
 RAW_DIR     ?= data/raw
 CUSTOMERS   ?= 5000
 SEED        ?= 42
@@ -15,6 +19,7 @@ IMAGE       ?= churn-pipeline:local
 
 
 .PHONY: help setup lock run data compile test test-fast mlflow-ui bench clean
+.PHONY: setup-monitoring drift bench-drift
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,9 +36,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(UV)
 
 setup: $(VENV)/.installed ## Create .venv from the pinned requirements (uv is installed if missing)
 
+# TFDV needs protobuf < 6 (kfp needs >= 6.31): the drift check has its own environment.
+$(VENV_MON)/.installed: monitoring/requirements.txt pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_BOOT) $(VENV_MON)
+	$(UV) pip sync --quiet --python $(PY_MON) monitoring/requirements.txt
+	$(UV) pip install --quiet --python $(PY_MON) --no-deps -e .
+	@touch $@
+
+setup-monitoring: $(VENV_MON)/.installed ## Create .venv-monitoring (TFDV) from monitoring/requirements.txt
+
 lock: | $(UV) ## Re-pin requirements.txt (runtime) and requirements-dev.txt (tests) from the .in files
 	$(UV) pip compile --quiet requirements.in --python-version 3.11 -o requirements.txt
 	$(UV) pip compile --quiet requirements-dev.in --python-version 3.11 -o requirements-dev.txt
+	$(UV) pip compile --quiet monitoring/requirements.in --python-version 3.11 -o monitoring/requirements.txt
 
 data: $(VENV)/.installed ## Generate sample raw data into data/raw (CUSTOMERS=5000 SEED=42)
 	$(PY) -m churn.sample_data --customers $(CUSTOMERS) --seed $(SEED) --out $(RAW_DIR)
@@ -45,17 +60,24 @@ run: $(VENV)/.installed ## Run the whole pipeline locally (generates sample data
 compile: $(VENV)/.installed ## Compile the pipeline to churn_pipeline.yaml (IMAGE=...)
 	$(PY) pipeline.py compile --image $(IMAGE) --output churn_pipeline.yaml
 
-test: $(VENV)/.installed ## Run the test suite
-	$(PY) -m pytest
+test: $(VENV)/.installed $(VENV_MON)/.installed ## Run the test suite (main env, then the monitoring tests in .venv-monitoring)
+	$(PY) -m pytest --ignore=tests/monitoring
+	$(PY_MON) -m pytest tests/monitoring
 
 test-fast: $(VENV)/.installed ## Run the tests except the slow end-to-end ones
 	$(PY) -m pytest -m "not slow"
+
+drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs data/processed/train.csv → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS=...)
+	$(PY_MON) monitoring/drift_check.py --trigger $(DRIFT_TRIGGER) $(DRIFT_ARGS)
 
 mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
 bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference
 	$(PY) bench/bench_prep.py
+
+bench-drift: $(VENV_MON)/.installed ## Benchmark the drift check on 1M logged predictions (wall time, TF import, peak RSS)
+	$(PY_MON) bench/bench_drift.py
 
 .PHONY: serve bench-serving
 serve: $(VENV)/.installed ## Start the prediction server on :8080 (local champion)

@@ -24,7 +24,10 @@ import pandas as pd
 from churn.schema import ID_COLUMN, LABEL_COLUMN, FeatureSchema, FeatureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
     from kfp.dsl import PythonComponent
+
+    from components.data_prep import CsvText
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ MIX_FIELDS = ("category", "channel")
 MAX_MIX_VALUES = 8
 RESERVED_CUSTOMER_COLUMNS = frozenset({ID_COLUMN, "signup_date", LABEL_COLUMN})
 DAY_NS = 86_400 * 10**9
+_NUMERIC_PROBE = 1000
 
 _DERIVED = (
     ("tenure_days", "days from signup to the cutoff"),
@@ -61,6 +65,9 @@ def _sanitize(name: str) -> str:
 def _is_numeric_text(values: pd.Series) -> bool:
     present = values[values.astype(str).str.strip() != ""]
     if present.empty:
+        return False
+    # Text columns fail on their first values: probe those before converting a million strings.
+    if not pd.to_numeric(present.iloc[:_NUMERIC_PROBE], errors="coerce").notna().all():
         return False
     return bool(pd.to_numeric(present, errors="coerce").notna().all())
 
@@ -132,6 +139,47 @@ def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[st
     return out
 
 
+def _arrow_text(values: pd.Series) -> "pa.Array | None":
+    """The pyarrow string array behind a text column without missing values, else None."""
+    import pyarrow as pa
+
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow") or values.hasnans:
+        return None
+    array = pa.array(values)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
+    """``ids.get_indexer(values.astype(str))``: each value's position in the unique ``ids``, -1 if absent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from components.data_prep import digit_id_positions
+
+    text = _arrow_text(values)
+    if text is None or not ids.is_unique or ids.hasnans:
+        return ids.get_indexer(values.astype(str))
+    if len(ids) and len(values):
+        positions = digit_id_positions(pd.Series(ids), values)
+        if positions is not None:
+            return positions.astype(np.intp)
+    id_set = pa.array(ids.to_numpy(), type=pa.string())
+    positions = pc.index_in(text.cast(pa.string()), value_set=id_set)
+    return np.asarray(pc.fill_null(positions, -1), dtype=np.intp)
+
+
+def _value_codes(column: pd.Series, values: list[str]) -> np.ndarray:
+    """``pd.Categorical(column.to_numpy().astype(str), categories=values).codes`` as int64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _arrow_text(column)
+    if text is None or len(set(values)) < len(values) or not all(isinstance(v, str) for v in values):
+        return pd.Categorical(column.to_numpy().astype(str), categories=values).codes.astype(np.int64)
+    codes = pc.index_in(text.cast(pa.string()), value_set=pa.array(values, pa.string()))
+    return np.asarray(pc.fill_null(codes, -1), dtype=np.int64)
+
+
 def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
                    schema: FeatureSchema) -> pd.DataFrame:
     """Computes the schema's features for every customer, using transactions up to ``cutoff`` only.
@@ -147,7 +195,7 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
     """
     ids = pd.Index(customers[ID_COLUMN].astype(str))
     n = len(ids)
-    code = ids.get_indexer(transactions[ID_COLUMN].astype(str))
+    code = _positions(ids, transactions[ID_COLUMN])
     ts_ns = transactions["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     keep = (code >= 0) & (ts_ns <= cutoff.value)
     code = code[keep]
@@ -166,10 +214,9 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
     frequency = count(buy)
     spend = total(buy)
     tenure = np.clip((cutoff - customers["signup_date"]).dt.total_seconds().to_numpy() / 86_400, 0, None)
-    last_age = np.full(n, np.nan)
-    if buy.any():
-        mins = pd.Series(age[buy]).groupby(code[buy]).min()
-        last_age[mins.index.to_numpy()] = mins.to_numpy()
+    last_age = np.full(n, np.inf)
+    np.minimum.at(last_age, code[buy], age[buy])
+    last_age[np.isinf(last_age)] = np.nan  # no purchase (ages are finite)
     out = {
         "tenure_days": tenure,
         "recency_days": np.where(np.isnan(last_age), tenure, last_age),
@@ -185,10 +232,10 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
     }
     for fld, values in schema.mix_columns.items():
         if fld in transactions.columns:
-            col = pd.Categorical(transactions[fld].to_numpy()[keep][buy].astype(str), categories=values)
+            codes = _value_codes(transactions[fld], values)[keep][buy]
             k = len(values)
-            valid = col.codes >= 0
-            grid = np.bincount(code[buy][valid] * k + col.codes[valid], minlength=n * k).reshape(n, k)
+            valid = codes >= 0
+            grid = np.bincount(code[buy][valid] * k + codes[valid], minlength=n * k).reshape(n, k)
         else:
             grid = np.zeros((n, len(values)))
         shares = np.divide(grid, frequency[:, None], out=np.zeros(grid.shape), where=frequency[:, None] > 0)
@@ -229,6 +276,40 @@ def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
             for split in ("train", "validation")}
 
 
+def _write_split(split: pd.DataFrame, features: pd.DataFrame, features_text: "CsvText | None", path: Path) -> None:
+    """Writes a processed split as ``split.to_csv(path, index=False)`` would.
+
+    A split's rows are rows of ``features`` plus the label, so the text already rendered for the
+    features file is reused (formatting floats is most of the cost of writing CSV); anything
+    unexpected falls back to rendering the split itself.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from components.data_prep import CsvText, csv_column_text, digit_id_positions, write_csv, write_csv_text
+
+    columns = list(features.columns)
+    label = None
+    if (features_text is not None and len(split) and list(split.columns) == [*columns, LABEL_COLUMN]
+            and split.dtypes[columns].equals(features.dtypes[columns]) and features[ID_COLUMN].is_unique):
+        label = csv_column_text(split[LABEL_COLUMN])
+    if label is None:
+        write_csv(split, path)
+        return
+    positions = digit_id_positions(features[ID_COLUMN], split[ID_COLUMN])
+    if positions is None:
+        positions = pd.Index(features[ID_COLUMN]).get_indexer(split[ID_COLUMN])
+    if (positions < 0).any():
+        write_csv(split, path)
+        return
+    feature_rows = pa.chunked_array(features_text.rows)
+    step = 1 << 19
+    rows = [pc.binary_join_element_wise(feature_rows.take(pa.array(positions[lo : lo + step])),
+                                        label.slice(lo, step), ",")
+            for lo in range(0, len(split), step)]
+    write_csv_text(CsvText(header=f"{features_text.header},{LABEL_COLUMN}", rows=rows), path)
+
+
 def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: Path) -> dict:
     """Runs the stage on folders.
 
@@ -241,7 +322,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     Returns:
         Facts about the run: schema version, feature count, rows per file, paths.
     """
-    from components.data_prep import read_interim
+    from components.data_prep import csv_text, read_interim, write_csv_text
 
     started = time.monotonic()
     interim = read_interim(interim_dir)
@@ -255,13 +336,17 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
                 time.monotonic() - started)
     features_dir.mkdir(parents=True, exist_ok=True)
     features_path = features_dir / feature_file_name(schema.version)
-    features.to_csv(features_path, index=False)
+    features_text = csv_text(features)
+    if features_text is None:
+        features.to_csv(features_path, index=False)
+    else:
+        write_csv_text(features_text, features_path)
     paths = {"features": str(features_path), "schema": str(schema.save(features_dir))}
     splits = processed_splits(features, interim.labels)
     for name, folder in (("train", train_dir), ("validation", validation_dir)):
         folder.mkdir(parents=True, exist_ok=True)
         schema.save(folder)
-        splits[name].to_csv(folder / f"{name}.csv", index=False)
+        _write_split(splits[name], features, features_text, folder / f"{name}.csv")
         paths[name] = str(folder / f"{name}.csv")
     return {
         "schema_version": schema.version,
