@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -419,7 +420,8 @@ def import_tfdv() -> Any:
     level = root.level
     root.setLevel(logging.ERROR)  # Beam warns about optional packages (crcmod) on import
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Google clients on Python's support calendar
             import tensorflow_data_validation as tfdv
     finally:
         root.setLevel(level)
