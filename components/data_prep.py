@@ -285,35 +285,10 @@ def _string_buffers(array: "pa.Array") -> tuple[np.ndarray, np.ndarray] | None:
     return offsets.astype(np.int64), (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
 
 
-def _strip_changes_nothing(col: pd.Series) -> bool:
-    """True when ``col.str.strip()`` would return the same strings (pyarrow text only).
-
-    Looks at the first and last byte of every string: stripping can only change a string that
-    starts or ends with whitespace (ASCII 9-13, 28-32) or with a non-ASCII character.
-    """
-    import pyarrow as pa
-
-    if not _is_arrow_text(col):
-        return False
-    may_strip = np.zeros(256, dtype=bool)
-    may_strip[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
-    may_strip[128:] = True
-    for chunk in pa.chunked_array(pa.array(col)).chunks:
-        buffers = _string_buffers(chunk)
-        if buffers is None:
-            return False
-        offsets, data = buffers
-        starts, ends = offsets[:-1], offsets[1:]
-        filled = ends > starts
-        if may_strip[data[starts[filled]]].any() or may_strip[data[ends[filled] - 1]].any():
-            return False
-    return True
-
-
 def _to_text(col: pd.Series) -> pd.Series:
     """Converts a parsed JSON field to text, keeping nulls; 17.0 becomes '17'."""
     if pd.api.types.is_string_dtype(col) and col.dtype != object:
-        return col.copy(deep=False) if _strip_changes_nothing(col) else col.str.strip()
+        return col.str.strip()
     if pd.api.types.is_float_dtype(col):
         as_int = col.where(col.isna() | (col % 1 != 0), col.round().astype("Int64").astype(str).astype(object))
         return as_int.astype("string").str.replace(r"\.0$", "", regex=True)
@@ -495,7 +470,16 @@ def parse_transactions(path: Path, *, chunk_bytes: int = 64 << 20) -> Cleaned:
         )
     kept = _concat(kept_parts)
     rejected = _concat(rejected_parts)
+    del kept_parts, rejected_parts
+    _release_arrow_memory()  # the JSON parser's buffers
     return Cleaned(kept=kept, rejected=rejected, raw_rows=total)
+
+
+def _release_arrow_memory() -> None:
+    """Gives memory that pyarrow's pool keeps for reuse back to the system (lower peak RSS later)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -717,9 +701,9 @@ def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame, churn_windo
         cutoff = end - window
         eligible = customers["signup_date"] <= cutoff
         excluded["signed up after cutoff"] = int((~eligible).sum())
-        purchases = transactions.loc[~transactions["is_refund"], [ID_COLUMN, "timestamp"]]
-        after = purchases["timestamp"] > cutoff
-        active_after = purchases.loc[after & (purchases["timestamp"] <= cutoff + window), ID_COLUMN].unique()
+        ts = transactions["timestamp"]
+        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= cutoff + window)  # purchases, not refunds
+        active_after = transactions.loc[in_window, ID_COLUMN].unique()
         frame = customers.loc[eligible, [ID_COLUMN]].copy()
         active = _isin_text(frame[ID_COLUMN], pd.Series(active_after, dtype=active_after.dtype))
         frame[LABEL_COLUMN] = pd.Series(~active, index=frame.index).astype("int8")
@@ -1071,18 +1055,32 @@ def read_interim(interim_dir: Path) -> Interim:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path}: not found; run data_prep first (python components/data_prep.py).")
     metadata = json.loads(meta_path.read_text())
+    # Text is read as large_string, which is what pandas keeps it as (reading string would mean a
+    # converted copy of every text column in to_pandas).
+    text_cols = {"customer_id": pa.large_string(), "transaction_id": pa.large_string(), "category": pa.large_string(),
+                 "channel": pa.large_string(), "status": pa.large_string()}
+    read_options = pacsv.ReadOptions(block_size=16 << 20)  # fewer, larger blocks: less overhead per block
+    convert_options = pacsv.ConvertOptions(column_types={**text_cols, "timestamp": pa.timestamp("us", tz="UTC")})
+    _release_arrow_memory()
+    try:
+        # Block by block: read_csv holds about the whole file on top of the table (~2.5 GB more
+        # for 20M rows). The other columns' types come from the first block here ...
+        with pacsv.open_csv(interim_dir / FILTERED_SALES, read_options=read_options,
+                            convert_options=convert_options) as reader:
+            table = reader.read_all()
+    except pa.ArrowInvalid:
+        # ... and from all blocks in read_csv: a later block that doesn't fit (say, the first
+        # decimal amount after a block of whole ones) needs it.
+        table = pacsv.read_csv(interim_dir / FILTERED_SALES, read_options=read_options,
+                               convert_options=convert_options)
+    _release_arrow_memory()
+    text = pd.StringDtype("pyarrow")
+    transactions = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get)
+    del table
     customers = pd.read_csv(interim_dir / CLEANED_CUSTOMERS, dtype=str, keep_default_na=False, na_filter=False)
     customers["signup_date"] = pd.to_datetime(customers["signup_date"], format="ISO8601", utc=True)
     if LABEL_COLUMN in customers.columns:
         customers[LABEL_COLUMN] = pd.to_numeric(customers[LABEL_COLUMN].replace("", None)).astype("Int8")
-    text_cols = {"customer_id": pa.string(), "transaction_id": pa.string(), "category": pa.string(),
-                 "channel": pa.string(), "status": pa.string()}
-    table = pacsv.read_csv(
-        interim_dir / FILTERED_SALES,
-        read_options=pacsv.ReadOptions(block_size=16 << 20),  # fewer, larger blocks: less overhead per block
-        convert_options=pacsv.ConvertOptions(column_types={**text_cols, "timestamp": pa.timestamp("us", tz="UTC")}),
-    )
-    transactions = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
     labels = pd.read_csv(interim_dir / LABELS_FILE, dtype={ID_COLUMN: str, LABEL_COLUMN: "int8", "split": str})
     return Interim(customers=customers, transactions=transactions, labels=labels, metadata=metadata)
 

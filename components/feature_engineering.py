@@ -139,14 +139,13 @@ def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[st
     return out
 
 
-def _arrow_text(values: pd.Series) -> "pa.Array | None":
-    """The pyarrow string array behind a text column without missing values, else None."""
+def _arrow_text(values: pd.Series) -> "pa.ChunkedArray | None":
+    """The pyarrow strings behind a text column without missing values (no copy), else None."""
     import pyarrow as pa
 
     if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow") or values.hasnans:
         return None
-    array = pa.array(values)
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return pa.chunked_array(pa.array(values))
 
 
 def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
@@ -163,21 +162,21 @@ def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
         positions = digit_id_positions(pd.Series(ids), values)
         if positions is not None:
             return positions.astype(np.intp)
-    id_set = pa.array(ids.to_numpy(), type=pa.string())
-    positions = pc.index_in(text.cast(pa.string()), value_set=id_set)
+    id_set = pa.array(ids.to_numpy(), type=text.type)
+    positions = pc.index_in(text, value_set=id_set)
     return np.asarray(pc.fill_null(positions, -1), dtype=np.intp)
 
 
 def _value_codes(column: pd.Series, values: list[str]) -> np.ndarray:
-    """``pd.Categorical(column.to_numpy().astype(str), categories=values).codes`` as int64."""
+    """``pd.Categorical(column.to_numpy().astype(str), categories=values).codes`` (as int32)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     text = _arrow_text(column)
     if text is None or len(set(values)) < len(values) or not all(isinstance(v, str) for v in values):
-        return pd.Categorical(column.to_numpy().astype(str), categories=values).codes.astype(np.int64)
-    codes = pc.index_in(text.cast(pa.string()), value_set=pa.array(values, pa.string()))
-    return np.asarray(pc.fill_null(codes, -1), dtype=np.int64)
+        return pd.Categorical(column.to_numpy().astype(str), categories=values).codes.astype(np.int32)
+    codes = pc.index_in(text, value_set=pa.array(values, text.type))
+    return np.asarray(pc.fill_null(codes, -1), dtype=np.int32)
 
 
 def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
@@ -196,7 +195,7 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
     ids = pd.Index(customers[ID_COLUMN].astype(str))
     n = len(ids)
     code = _positions(ids, transactions[ID_COLUMN])
-    ts_ns = transactions["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ts_ns = transactions["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     keep = (code >= 0) & (ts_ns <= cutoff.value)
     code = code[keep]
     age = (cutoff.value - ts_ns[keep]) / DAY_NS
@@ -334,6 +333,8 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     features = build_features(eligible, interim.transactions, cutoff, schema)
     logger.info("built %d features for %d customers (%.1fs)", len(schema.features), len(features),
                 time.monotonic() - started)
+    labels = interim.labels
+    del interim, eligible  # the transactions are done with: free them before writing
     features_dir.mkdir(parents=True, exist_ok=True)
     features_path = features_dir / feature_file_name(schema.version)
     features_text = csv_text(features)
@@ -342,7 +343,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     else:
         write_csv_text(features_text, features_path)
     paths = {"features": str(features_path), "schema": str(schema.save(features_dir))}
-    splits = processed_splits(features, interim.labels)
+    splits = processed_splits(features, labels)
     for name, folder in (("train", train_dir), ("validation", validation_dir)):
         folder.mkdir(parents=True, exist_ok=True)
         schema.save(folder)
