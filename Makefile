@@ -79,6 +79,10 @@ bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a
 bench-drift: $(VENV_MON)/.installed ## Benchmark the drift check on 1M logged predictions (wall time, TF import, peak RSS)
 	$(PY_MON) bench/bench_drift.py
 
+.PHONY: demo
+demo: $(VENV)/.installed $(VENV_MON)/.installed ## The closed loop offline in demo/: train v1 → serve → drifted traffic → drift check → retrain → v2 promoted and served
+	$(PY) -m churn.demo --workdir demo
+
 .PHONY: serve bench-serving
 serve: $(VENV)/.installed ## Start the prediction server on :8080 (local champion)
 	$(PY) -m serving
@@ -87,4 +91,4 @@ bench-serving: $(VENV)/.installed ## Benchmark the prediction server against a n
 	$(PY) bench/bench_serving.py
 
 clean: ## Remove generated data, models, runs and local pipeline outputs (keeps environments)
-	rm -rf data/interim data/processed data/features data/predictions data/monitoring data/run_summary.json models mlruns local_outputs churn_pipeline.yaml
+	rm -rf demo data/interim data/processed data/features data/predictions data/monitoring data/run_summary.json models mlruns local_outputs churn_pipeline.yaml

@@ -63,7 +63,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
 
     outputs = NamedTuple("Outputs", interim=Dataset, features=Dataset, train_data=Dataset, validation_data=Dataset,
                          model=Model, metrics=Metrics, classification=ClassificationMetrics, report=HTML,
-                         registration=Artifact)
+                         evaluation=Artifact, registration=Artifact)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Customer churn: clean → features → train → evaluate → gate + register")
     def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
@@ -85,7 +85,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
                        model=trained.outputs["model"], metrics=evaluated.outputs["metrics"],
                        classification=evaluated.outputs["classification"], report=evaluated.outputs["report"],
-                       registration=registered.outputs["registration"])
+                       evaluation=evaluated.outputs["evaluation"], registration=registered.outputs["registration"])
 
     return churn_pipeline
 
@@ -192,8 +192,8 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
     for src, dest in copies.values():
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dest, dirs_exist_ok=True)
-    (model_home / "evaluation").mkdir(exist_ok=True)
-    shutil.copy(_artifact_path(outputs["report"]), model_home / "evaluation" / "report.html")
+    # metrics.json, report.html and validation_predictions.csv: the drift check finds its reference scores here
+    shutil.copytree(_artifact_path(outputs["evaluation"]), model_home / "evaluation", dirs_exist_ok=True)
     shutil.copy(_artifact_path(outputs["registration"]) / "registration.json", model_home / "registration.json")
     latest = layout.models / "latest"
     shutil.rmtree(latest, ignore_errors=True)
@@ -207,6 +207,7 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
         "feature_schema": str(layout.features / "feature_schema.json"),
         "model": str(model_home),
         "report": str(model_home / "evaluation" / "report.html"),
+        "validation_predictions": str(model_home / "evaluation" / "validation_predictions.csv"),
     }
 
 

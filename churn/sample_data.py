@@ -123,6 +123,48 @@ _REFUND_MAX_DAYS = 30
 
 
 @dataclasses.dataclass(frozen=True)
+class Shift:
+    """A change of the simulated world, for drift demos and drift tests; the default changes nothing.
+
+    Attributes:
+        amount_scale: Every purchase amount is multiplied by this (a price change).
+        plan_shares: Share of customers on basic, standard, premium (default: 50/33/17%).
+        region_churn_logit: Churn log-odds added per region (north, south, east, west, central), e.g. a
+            competitor opening in one region: a relationship the previous model never saw.
+        churn_recent_days: Most churners stop buying within this many days before the cutoff (default 120).
+        fade_factor: Purchase-rate factor in the ~90 days before a churner stops (default 0.5; 1 = churners
+            leave without slowing down first, which makes churn harder to see coming).
+    """
+
+    amount_scale: float = 1.0
+    plan_shares: tuple[float, float, float] = tuple(_PLAN_SHARES)
+    region_churn_logit: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    churn_recent_days: int = _CHURN_RECENT_DAYS
+    fade_factor: float = _FADE_FACTOR
+
+    def __post_init__(self) -> None:
+        if not self.amount_scale > 0:
+            raise ValueError(f"amount_scale must be > 0, got {self.amount_scale}")
+        if len(self.plan_shares) != len(PLANS) or min(self.plan_shares) < 0 or abs(sum(self.plan_shares) - 1) > 1e-9:
+            raise ValueError(f"plan_shares must be {len(PLANS)} non-negative shares summing to 1, got {self.plan_shares}")
+        if len(self.region_churn_logit) != len(REGIONS):
+            raise ValueError(f"region_churn_logit needs {len(REGIONS)} values ({', '.join(REGIONS)})")
+        if self.churn_recent_days < 1:
+            raise ValueError(f"churn_recent_days must be >= 1, got {self.churn_recent_days}")
+        if not 0 < self.fade_factor <= 1:
+            raise ValueError(f"fade_factor must be in (0, 1], got {self.fade_factor}")
+
+
+NO_SHIFT = Shift()
+# What ``make demo`` sends to production: prices up 30%, more customers on the basic plan, a competitor in
+# the south, and churners who leave abruptly. Inputs drift (amounts, plan mix) and so does the relation
+# between inputs and churn, so a model retrained on the new data beats the old one.
+DRIFTED = Shift(amount_scale=1.3, plan_shares=(0.62, 0.28, 0.10), region_churn_logit=(0.0, 1.5, 0.0, 0.0, 0.0),
+                churn_recent_days=45, fade_factor=1.0)
+SHIFTS: dict[str, Shift] = {"none": NO_SHIFT, "drifted": DRIFTED}
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleData:
     """Generated raw data and its ground-truth churn labels.
 
@@ -163,6 +205,7 @@ def generate(
     history_days: int = 730,
     churn_window_days: int = 90,
     avg_transactions: float = 20.0,
+    shift: Shift = NO_SHIFT,
 ) -> SampleData:
     """Generate customers, transactions and churn labels.
 
@@ -182,6 +225,7 @@ def generate(
         history_days: Length of the history in days, ending at ``end_date``.
         churn_window_days: Churn window ``W`` used for the labels.
         avg_transactions: Expected purchases per customer over the history.
+        shift: Changes to the simulated world (``DRIFTED`` for drift demos); the default changes nothing.
 
     Returns:
         The generated ``SampleData``; ``labels`` follow the labelling rule
@@ -208,15 +252,16 @@ def generate(
     end_s = start_s + history_days * _DAY - 1  # end_date 23:59:59
     cutoff_s = end_s - churn_window_days * _DAY
 
-    attrs = _draw_customers(rng, n_customers, history_days, churn_window_days)
+    attrs = _draw_customers(rng, n_customers, history_days, churn_window_days, shift)
     signup_s = start_s + attrs["signup_day"] * _DAY
-    churner, stop_s = _draw_churn(rng, attrs, signup_s, cutoff_s)
+    churner, stop_s = _draw_churn(rng, attrs, signup_s, cutoff_s, shift)
     _LOG.info(
         "drew %d customers (%d latent churners); simulating purchases", n_customers, int(churner.sum())
     )
-    cust, ts = _draw_purchase_times(rng, attrs, churner, signup_s, stop_s, cutoff_s, end_s, avg_transactions)
+    cust, ts = _draw_purchase_times(rng, attrs, churner, signup_s, stop_s, cutoff_s, end_s, avg_transactions,
+                                    shift.fade_factor)
     _LOG.info("drew %d purchase times (%.1fs); drawing details and refunds", ts.size, _since(started))
-    tx = _draw_purchase_details(rng, attrs, cust, ts)
+    tx = _draw_purchase_details(rng, attrs, cust, ts, shift.amount_scale)
     tx = _add_refunds(rng, tx, n_customers)
     _LOG.info("sorting %d transactions and building frames (%.1fs)", tx["ts"].size, _since(started))
     order = _chronological_order(tx["ts"])
@@ -315,10 +360,10 @@ def _since(started: float) -> float:
 
 
 def _draw_customers(
-    rng: np.random.Generator, n: int, history_days: int, churn_window_days: int
+    rng: np.random.Generator, n: int, history_days: int, churn_window_days: int, shift: Shift = NO_SHIFT
 ) -> dict[str, np.ndarray]:
     """Draw customer attributes and signup day offsets (0 = first history day)."""
-    plan = rng.choice(len(PLANS), size=n, p=_PLAN_SHARES).astype(np.int8)
+    plan = rng.choice(len(PLANS), size=n, p=np.asarray(shift.plan_shares)).astype(np.int8)
     region = rng.choice(len(REGIONS), size=n, p=_REGION_SHARES).astype(np.int8)
     acq = rng.choice(len(ACQUISITION_CHANNELS), size=n, p=_ACQ_SHARES).astype(np.int8)
     payment = rng.choice(len(PAYMENT_METHODS), size=n, p=_PAYMENT_SHARES).astype(np.int8)
@@ -344,7 +389,8 @@ def _draw_customers(
 
 
 def _draw_churn(
-    rng: np.random.Generator, attrs: dict[str, np.ndarray], signup_s: np.ndarray, cutoff_s: int
+    rng: np.random.Generator, attrs: dict[str, np.ndarray], signup_s: np.ndarray, cutoff_s: int,
+    shift: Shift = NO_SHIFT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw latent churners and the second at which each churner stops buying.
 
@@ -359,6 +405,7 @@ def _draw_churn(
         + _PAYMENT_LOGIT[attrs["payment"]]
         + _TICKET_LOGIT * np.minimum(attrs["tickets"], 6)
         + _AGE_LOGIT * (attrs["age"] - 45)
+        + np.asarray(shift.region_churn_logit)[attrs["region"]]
     )
     eligible = signup_s <= cutoff_s
     intercept = _calibrate_intercept(logit[eligible], _TARGET_CHURN_RATE)
@@ -367,7 +414,7 @@ def _draw_churn(
 
     last_s = cutoff_s - _DAY  # churners buy nothing in the last day before the cutoff either
     recent = rng.random(n) < _CHURN_RECENT_SHARE
-    stop_recent = last_s - np.floor(rng.random(n) * _CHURN_RECENT_DAYS * _DAY).astype(np.int64)
+    stop_recent = last_s - np.floor(rng.random(n) * shift.churn_recent_days * _DAY).astype(np.int64)
     span = np.maximum(last_s - signup_s, 0)
     stop_any = signup_s + np.floor(rng.random(n) * span).astype(np.int64)
     stop_s = np.where(recent & (stop_recent >= signup_s), stop_recent, stop_any)
@@ -397,6 +444,7 @@ def _draw_purchase_times(
     cutoff_s: int,
     end_s: int,
     avg_transactions: float,
+    fade_factor: float = _FADE_FACTOR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw purchase times as a two-segment inhomogeneous Poisson process.
 
@@ -416,7 +464,7 @@ def _draw_purchase_times(
     seg_start = np.stack([signup_s, mid], axis=1)
     seg_end = np.stack([mid, np.where(active, end_s + 1, np.maximum(stop_s, mid_churn))], axis=1)
     seg_len = seg_end - seg_start
-    seg_factor = np.stack([np.ones(n), np.where(active, 1.0, _FADE_FACTOR)], axis=1)
+    seg_factor = np.stack([np.ones(n), np.where(active, 1.0, fade_factor)], axis=1)
 
     base = rng.gamma(_RATE_GAMMA_SHAPE, 1.0 / _RATE_GAMMA_SHAPE, size=n) * _PLAN_RATE[attrs["plan"]]
     exposure = (seg_len * seg_factor).sum(axis=1)
@@ -434,7 +482,8 @@ def _draw_purchase_times(
 
 
 def _draw_purchase_details(
-    rng: np.random.Generator, attrs: dict[str, np.ndarray], cust: np.ndarray, ts: np.ndarray
+    rng: np.random.Generator, attrs: dict[str, np.ndarray], cust: np.ndarray, ts: np.ndarray,
+    amount_scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Draw category, channel, quantity and amount for each purchase."""
     n = attrs["plan"].size
@@ -446,7 +495,7 @@ def _draw_purchase_details(
     channel = _sample_per_customer(rng, chan_pref, cust)
 
     quantity = 1 + rng.poisson(_CATEGORY_EXTRA_QTY[category])
-    mean = _PLAN_MEAN_AMOUNT[attrs["plan"][cust]] * _CATEGORY_AMOUNT[category] * (1.0 + 0.35 * (quantity - 1))
+    mean = _PLAN_MEAN_AMOUNT[attrs["plan"][cust]] * _CATEGORY_AMOUNT[category] * (1.0 + 0.35 * (quantity - 1)) * amount_scale
     raw = rng.standard_gamma(_AMOUNT_GAMMA_SHAPE, size=cust.size) * (mean * (100.0 / _AMOUNT_GAMMA_SHAPE))
     cents = np.clip(np.rint(raw), 50, 10_000_000).astype(np.int32)
     return {
@@ -786,6 +835,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--with-label", action="store_true", help="add the true 'churned' label column to customers.csv"
     )
+    parser.add_argument(
+        "--end-date",
+        type=dt.date.fromisoformat,
+        default=dt.date(2026, 6, 30),
+        metavar="YYYY-MM-DD",
+        help="last day of the simulated 730-day history (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shift",
+        choices=sorted(SHIFTS),
+        default="none",
+        help="'drifted' simulates a changed world for drift demos: prices +30%%, more basic plans, a "
+        "competitor in the south, churners who leave abruptly (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.customers < 1:
         parser.error("--customers must be >= 1")
@@ -818,7 +881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seed,
             args.transactions_per_customer,
         )
-        data = generate(args.customers, args.seed, avg_transactions=args.transactions_per_customer)
+        data = generate(args.customers, args.seed, end_date=args.end_date,
+                        avg_transactions=args.transactions_per_customer, shift=SHIFTS[args.shift])
         _LOG.info("writing %s and %s (%s) to %s", CUSTOMERS_FILE, TRANSACTIONS_FILE, args.fmt, args.out)
         paths = write_raw(data, args.out, fmt=args.fmt, include_label=args.with_label)
         print(

@@ -251,11 +251,32 @@ def retrain_on_drift(decision_uri: str, retrain: Mapping[str, Any]) -> str | Non
         logger.warning("the drift check asks for retraining (%s) but no training run is configured",
                        decision.get("reason"))
         return None
-    missing = [k for k in ("template", "project", "region", "pipeline_root") if not retrain.get(k)]
+    return submit_retraining(retrain, date=str(decision.get("date", "")))
+
+
+RETRAIN_REQUIRED = ("template", "project", "region", "pipeline_root")
+
+
+def submit_retraining(retrain: Mapping[str, Any], *, date: str = "") -> str:
+    """Submits the training pipeline a drift decision asked for, labelled ``trigger=drift``.
+
+    Args:
+        retrain: ``template``, ``project``, ``region``, ``pipeline_root`` and optionally ``parameter_values``,
+            ``service_account``, ``experiment``, ``api_endpoint`` (the drift pipeline's ``retrain``
+            parameter, as ``pipeline.py schedule`` builds it).
+        date: The drift check's date, recorded as the ``drift_date`` label.
+
+    Returns:
+        The PipelineJob resource name.
+
+    Raises:
+        ValueError: ``retrain`` lacks a required key.
+    """
+    missing = [k for k in RETRAIN_REQUIRED if not retrain.get(k)]
     if missing:
         raise ValueError(f"the retraining spec lacks {missing}; give the schedule --retrain-template, --raw-dir "
                          f"and --serving-image (see python pipeline.py schedule --help)")
-    labels = {"trigger": "drift", "drift_date": label_value(decision.get("date", "")) or "unknown"}
+    labels = {"trigger": "drift", "drift_date": label_value(date) or "unknown"}
     return submit_pipeline_job(retrain["template"], project=retrain["project"], region=retrain["region"],
                                pipeline_root=retrain["pipeline_root"],
                                parameter_values=retrain.get("parameter_values") or {},

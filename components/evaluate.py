@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+# The model's scores on its validation split: the drift check's reference for prediction drift.
+PREDICTIONS_FILE = "validation_predictions.csv"
 CURVE_POINTS = 200
 
 
@@ -175,8 +177,12 @@ def evaluate(model_dir: Path, validation_dir: Path) -> dict:
     """Scores the validation split with the model folder's model.
 
     Returns:
-        ``metrics``, ``roc`` points, confusion ``matrix``, ``figures``, model ``card``.
+        ``metrics``, ``roc`` points, confusion ``matrix``, ``figures``, model ``card`` and ``predictions``
+        (``customer_id``, ``churn_probability``, ``churned`` per validation row).
     """
+    import pandas as pd
+
+    from churn.schema import ID_COLUMN
     from components.feature_engineering import read_split
     from components.train import load_model
 
@@ -190,11 +196,14 @@ def evaluate(model_dir: Path, validation_dir: Path) -> dict:
         "matrix": confusion(y_true, scores, model.threshold),
         "figures": plot_figures(y_true, scores, model.threshold),
         "card": model.card,
+        "predictions": pd.DataFrame({ID_COLUMN: validation[ID_COLUMN].to_numpy(), "churn_probability": scores,
+                                     LABEL_COLUMN: y_true}),
     }
 
 
 def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, tracking_uri: str = "") -> dict:
-    """Runs the stage: writes ``metrics.json`` and ``report.html`` and logs metrics to the model's run.
+    """Runs the stage: writes ``metrics.json``, ``report.html`` and ``validation_predictions.csv`` (the reference
+    for the drift check's prediction drift) and logs the metrics to the model's tracking run.
 
     Returns:
         The evaluation (see :func:`evaluate`).
@@ -206,6 +215,7 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, tracking_uri: s
     (out_dir / METRICS_FILE).write_text(json.dumps(
         {"metrics": result["metrics"], "confusion_matrix": result["matrix"], "roc_curve": result["roc"]}, indent=2) + "\n")
     (out_dir / REPORT_FILE).write_text(render_report(result["metrics"], result["matrix"], result["figures"], result["card"]))
+    result["predictions"].to_csv(out_dir / PREDICTIONS_FILE, index=False, float_format="%.17g")
     run_id = result["card"].get("tracking_run_id") or None
     if tracking_uri and run_id:
         tracker = get_tracker(tracking_uri)
@@ -225,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     layout = DataLayout()
     parser = argparse.ArgumentParser(
         prog="evaluate",
-        description="Score data/processed/validation.csv with a model folder; write metrics.json and an HTML "
-                    "report (ROC, precision-recall, calibration, score distribution) and log the metrics to the "
-                    "model's tracking run.",
+        description="Score data/processed/validation.csv with a model folder; write metrics.json, an HTML "
+                    "report (ROC, precision-recall, calibration, score distribution) and validation_predictions.csv "
+                    "(the drift check's reference scores), and log the metrics to the model's tracking run.",
     )
     parser.add_argument("--model-dir", type=Path, default=layout.models / "latest", help="default: %(default)s")
     parser.add_argument("--processed-dir", type=Path, default=layout.processed, help="default: %(default)s")
@@ -245,23 +255,24 @@ def main(argv: list[str] | None = None) -> int:
 def component(base_image: str) -> "PythonComponent":
     """The KFP component, built for the project's image (a compile-time setting)."""
     from kfp import dsl
-    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
     def evaluate(model: Input[Model], validation_data: Input[Dataset], tracking_uri: str,
-                 metrics: Output[Metrics], classification: Output[ClassificationMetrics], report: Output[HTML]):
-        """Validation metrics, ROC curve, confusion matrix and an HTML report with plots."""
+                 metrics: Output[Metrics], classification: Output[ClassificationMetrics], report: Output[HTML],
+                 evaluation: Output[Artifact]):
+        """Validation metrics, ROC curve, confusion matrix, an HTML report with plots, and a folder with
+        metrics.json, report.html and validation_predictions.csv (the drift check's reference scores)."""
         import shutil
-        import tempfile
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
         from components.evaluate import REPORT_FILE, run
 
         setup_cli_logging()
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run(Path(model.path), Path(validation_data.path), Path(tmp), tracking_uri=tracking_uri)
-            shutil.copy(Path(tmp) / REPORT_FILE, report.path)
+        folder = Path(evaluation.path)
+        result = run(Path(model.path), Path(validation_data.path), folder, tracking_uri=tracking_uri)
+        shutil.copy(folder / REPORT_FILE, report.path)
         for key, value in result["metrics"].items():
             metrics.log_metric(key, value)
         roc = result["roc"]

@@ -45,6 +45,8 @@ PREDICTION_COLUMN = "churn_probability"
 LOG_COLUMNS = (ID_COLUMN, PREDICTION_COLUMN, LABEL_COLUMN, "model_version", "timestamp", "threshold")
 DEFAULT_BASELINE = "data/processed/train.csv"
 DEFAULT_PREDICTIONS = "data/predictions"
+DEFAULT_MODELS = "models"
+REFERENCE_PREDICTIONS = "validation_predictions.csv"  # evaluate's scores on the validation split
 PREDICTIONS_PATTERN = "*_outputs.csv"
 DEFAULT_OUTPUT = "data/monitoring"
 SUMMARY_FILE = "drift_summary.csv"
@@ -594,6 +596,25 @@ class CheckConfig:
     trigger: Trigger = field(default_factory=DryRunTrigger)
     fail_on_drift: bool = False
     with_tfdv: bool = True
+    models_dir: str = DEFAULT_MODELS
+
+
+def model_evaluation_dir(current_uri: str, models_dir: str) -> Path | None:
+    """The evaluation folder of the model that wrote a prediction log, when it is on this machine.
+
+    The server names its log ``<model_version>_outputs.csv`` (``v3_outputs.csv``) and ``pipeline.py run``
+    publishes each model's evaluation (``metrics.json``, ``validation_predictions.csv``) to
+    ``models/<name>/v<N>/evaluation/``; this joins the two. None for ``gs://`` logs, other names, or when
+    no or several model names have that version.
+    """
+    name = current_uri.rstrip("/").rsplit("/", 1)[-1]
+    if current_uri.startswith("gs://") or not name.endswith("_outputs.csv"):
+        return None
+    version = name[: -len("_outputs.csv")]
+    root = Path(models_dir)
+    found = [d for d in sorted(root.glob(f"*/{version}/evaluation")) if d.parent.parent.name != "latest"] \
+        if version and root.is_dir() else []
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass
@@ -647,6 +668,12 @@ def run_check(config: CheckConfig) -> CheckResult:
         raise InputError(f"{config.baseline}: the baseline does not match the feature schema ({errors}). Fix: pass "
                          f"the train.csv and {SCHEMA_FILE} written together by feature_engineering")
 
+    evaluation = model_evaluation_dir(current_uri, config.models_dir)
+    if evaluation is not None:
+        if not config.baseline_predictions and (evaluation / REFERENCE_PREDICTIONS).is_file():
+            config = replace(config, baseline_predictions=str(evaluation / REFERENCE_PREDICTIONS))
+        if config.labels and not config.validation_metrics and (evaluation / "metrics.json").is_file():
+            config = replace(config, validation_metrics=str(evaluation / "metrics.json"))
     reference = _reference_predictions(config, baseline)
     prediction = None
     if reference is not None and PREDICTION_COLUMN in current.frame:
@@ -886,11 +913,17 @@ examples:
     io_.add_argument("--schema", default=None, help=f"feature schema (default: {SCHEMA_FILE} beside --baseline)")
     io_.add_argument("--baseline-predictions", default=None,
                      help=f"CSV with {PREDICTION_COLUMN} = the model's scores on its own data, the reference for "
-                          f"prediction drift (default: a {PREDICTION_COLUMN} column of --baseline, if any)")
+                          f"prediction drift (default: for a log named v<N>_outputs.csv, "
+                          f"<models-dir>/<name>/v<N>/evaluation/{REFERENCE_PREDICTIONS}, written by evaluate; else "
+                          f"a {PREDICTION_COLUMN} column of --baseline, if any)")
+    io_.add_argument("--models-dir", default=DEFAULT_MODELS,
+                     help="published models, where the served version's evaluation is looked up (default: "
+                          "%(default)s)")
     io_.add_argument("--labels", default=None, help="CSV of observed outcomes: customer_id and --label-column")
     io_.add_argument("--label-column", default=LABEL_COLUMN, help="outcome column in --labels (default: %(default)s)")
     io_.add_argument("--validation-metrics", default=None,
-                     help="JSON with the model's validation roc_auc (data/run_summary.json or metrics.json)")
+                     help="JSON with the model's validation roc_auc (default: the served version's "
+                          "evaluation/metrics.json, see --baseline-predictions)")
     io_.add_argument("--date", default="", help="date of the run, YYYY-MM-DD (default: today, UTC)")
     sens = parser.add_argument_group("sensitivity")
     defaults = DriftPolicy()
@@ -915,6 +948,10 @@ examples:
     act.add_argument("--raw-dir", type=Path, default=None,
                      help="raw data to retrain on (default: the newest folder with customers.csv and "
                           "transactions.json under data/raw)")
+    act.add_argument("--retrain-spec", default=None,
+                     help="for --trigger vertex: JSON file (local or gs://) naming the training run: template, "
+                          "project, region, pipeline_root, parameter_values (raw_dir, ...), service_account -- "
+                          "the drift pipeline's 'retrain' parameter")
     act.add_argument("--pipeline-python", default=".venv/bin/python",
                      help="interpreter of the main environment for --trigger local (default: %(default)s)")
     act.add_argument("--fail-on-drift", action="store_true", help="exit 1 when retraining was decided")
@@ -947,7 +984,18 @@ def _trigger(args: argparse.Namespace) -> Trigger:
         return LocalPipelineTrigger(python=args.pipeline_python, raw_dir=args.raw_dir,
                                     extra_args=("--summary-json", "data/run_summary.json"))
     if args.trigger == "vertex":
-        return VertexPipelineTrigger()
+        if not args.retrain_spec:
+            raise InputError("--trigger vertex needs --retrain-spec FILE: JSON with template, project, region, "
+                             "pipeline_root and parameter_values (see README, 'Run on Vertex AI')")
+        try:
+            with local_file(args.retrain_spec) as path:
+                spec = json.loads(path.read_text())
+        except ValueError as err:
+            raise InputError(f"{args.retrain_spec}: not JSON ({err})") from None
+        if not isinstance(spec, dict):
+            raise InputError(f"{args.retrain_spec}: expected a JSON object with template, project, region, "
+                             f"pipeline_root, parameter_values")
+        return VertexPipelineTrigger(spec=spec)
     return DryRunTrigger()
 
 
@@ -972,7 +1020,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             baseline=args.baseline, current=args.current, output_dir=args.output_dir, schema=args.schema,
             baseline_predictions=args.baseline_predictions, labels=args.labels, label_column=args.label_column,
             validation_metrics=args.validation_metrics, date=args.date, policy=_policy(args),
-            trigger=_trigger(args), fail_on_drift=args.fail_on_drift, with_tfdv=not args.no_tfdv)
+            trigger=_trigger(args), fail_on_drift=args.fail_on_drift, with_tfdv=not args.no_tfdv,
+            models_dir=args.models_dir)
         result = run_check(config)
     except InputError as err:
         print(f"drift_check: error: {err}", file=sys.stderr)

@@ -4,12 +4,12 @@ A :class:`Trigger` turns a :class:`RetrainRequest` (why, which features) into a 
 (what was started, when, how it ended), which :func:`write_record` keeps as JSON beside the drift reports.
 
 * :class:`LocalPipelineTrigger` runs the training pipeline on this machine:
-  ``.venv/bin/python pipeline.py run --raw-dir <newest raw folder>`` in the project folder, waits for it
+  ``.venv/bin/python <checkout>/pipeline.py run --raw-dir <newest raw folder>`` in the project folder, waits for it
   and keeps its output in a log file. The main environment runs it (kfp cannot live in the monitoring
   environment), so this is a subprocess, never an import.
 * :class:`DryRunTrigger` records what would have started (``--trigger none``).
-* :class:`VertexPipelineTrigger` is where the Vertex AI PipelineJob submission plugs in (the Vertex issue);
-  until then it reports that it is not configured, which is recorded as a failed trigger.
+* :class:`VertexPipelineTrigger` submits the training pipeline as a Vertex AI PipelineJob, as the nightly
+  drift pipeline's ``retrain_on_drift`` step does, for a drift check run outside Vertex.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 RAW_FILES = ("customers.csv", "transactions.json")
+PIPELINE_SCRIPT = Path(__file__).resolve().parents[1] / "pipeline.py"  # this checkout's training pipeline
 RECORD_PREFIX = "retrain_trigger_"
 
 
@@ -126,8 +127,11 @@ class LocalPipelineTrigger:
     """Runs the training pipeline locally, in the main environment, and waits for it.
 
     Attributes:
-        project_root: The project folder (``pipeline.py``, ``data/``, ``models/``); the run's working folder.
+        project_root: The data folder of the project (``data/``, ``models/``, ``mlruns/``): the run's working
+            folder, where ``pipeline.py run`` publishes.
         python: The main environment's interpreter (kfp, scikit-learn), relative to ``project_root`` or absolute.
+        script: The training pipeline's ``pipeline.py`` (default: this checkout's, so a project folder other
+            than the checkout works too, as ``make demo``'s does).
         raw_dir: The raw folder to train on; ``None`` picks :func:`newest_raw_dir` of ``raw_root``.
         raw_root: Where to look for the newest raw folder.
         extra_args: More ``pipeline.py run`` arguments (``--summary-json`` …).
@@ -136,6 +140,7 @@ class LocalPipelineTrigger:
 
     project_root: Path = Path(".")
     python: str = ".venv/bin/python"
+    script: str = str(PIPELINE_SCRIPT)
     raw_dir: Path | None = None
     raw_root: Path = Path("data/raw")
     extra_args: tuple[str, ...] = ()
@@ -144,7 +149,7 @@ class LocalPipelineTrigger:
 
     def command(self, raw_dir: Path) -> list[str]:
         """The command line that starts the run."""
-        return [self.python, "pipeline.py", "run", "--raw-dir", str(raw_dir), *self.extra_args]
+        return [self.python, self.script, "run", "--raw-dir", str(raw_dir), *self.extra_args]
 
     def fire(self, request: RetrainRequest, log_dir: Path) -> TriggerRecord:
         """Runs ``pipeline.py run`` on the newest raw data; its output goes to ``retrain_<date>.log``."""
@@ -199,33 +204,41 @@ class DryRunTrigger:
 
 @dataclass(frozen=True)
 class VertexPipelineTrigger:
-    """Submits the compiled training pipeline as a Vertex AI PipelineJob (to be completed by the Vertex issue).
+    """Submits the training pipeline as a Vertex AI PipelineJob (``churn.vertex.submit_retraining``).
+
+    The same submission as the nightly drift pipeline's ``retrain_on_drift`` step, for a drift check run
+    outside Vertex (a VM, a cron job). It returns once Vertex accepted the job: the record says which job and
+    where to follow it; the run itself goes on in Vertex AI Pipelines.
 
     Attributes:
-        project: GCP project.
-        region: Vertex AI region.
-        template: Compiled pipeline YAML (local path or ``gs://``).
-        pipeline_root: ``gs://`` root for pipeline outputs.
-        raw_dir: ``gs://`` folder of the newest raw data.
-        service_account: Service account the job runs as.
+        spec: The training run: ``template`` (compiled pipeline YAML, local, ``gs://`` or Artifact Registry),
+            ``project``, ``region``, ``pipeline_root`` (``gs://``) and optionally ``parameter_values`` (at least
+            ``raw_dir``; registry and tracking URIs as ``pipeline.py submit`` builds them), ``service_account``,
+            ``experiment``, ``api_endpoint`` -- the JSON of the drift pipeline's ``retrain`` parameter.
     """
 
-    project: str = ""
-    region: str = ""
-    template: str = ""
-    pipeline_root: str = ""
-    raw_dir: str = ""
-    service_account: str = ""
+    spec: dict = field(default_factory=dict)
     name: str = "vertex"
 
     def fire(self, request: RetrainRequest, log_dir: Path) -> TriggerRecord:
-        """Not wired yet: returns a failed record naming what is missing."""
-        now = _now()
-        return TriggerRecord(trigger=self.name, reason=request.reason, features=list(request.features),
-                             date=request.date, requested_at=now, finished_at=now, started=False, succeeded=False,
-                             detail={"error": "the Vertex AI trigger is not implemented yet (Vertex issue); run "
-                                              "with --trigger local or none",
-                                     "project": self.project, "region": self.region, "template": self.template})
+        """Submits the job; a spec that lacks keys or a refused submission is a failed record, never a raise."""
+        requested = _now()
+        started = time.monotonic()
+        common = dict(trigger=self.name, reason=request.reason, features=list(request.features), date=request.date,
+                      requested_at=requested)
+        where = {k: self.spec.get(k) for k in ("project", "region", "template", "pipeline_root")}
+        try:
+            from churn.vertex import console_url, submit_retraining
+
+            job = submit_retraining(self.spec, date=request.date)
+        except Exception as err:  # noqa: BLE001 - any refusal (spec, credentials, API) is recorded, not raised
+            return TriggerRecord(**common, finished_at=_now(), started=False, succeeded=False,
+                                 seconds=round(time.monotonic() - started, 1),
+                                 detail={**where, "error": f"{type(err).__name__}: {err}"})
+        return TriggerRecord(**common, finished_at=_now(), started=True, succeeded=True,
+                             seconds=round(time.monotonic() - started, 1),
+                             detail={**where, "pipeline_job": job, "console": console_url(job),
+                                     "note": "submitted; the run continues in Vertex AI Pipelines"})
 
 
 def write_record(record: TriggerRecord, out_dir: Path) -> Path:

@@ -58,7 +58,7 @@ def test_components_pass_typed_artifacts(compiled: Path) -> None:
                                               "validation_data": "system.Dataset"}
     assert outputs("train") == {"model": "system.Model"}
     assert outputs("evaluate") == {"metrics": "system.Metrics", "classification": "system.ClassificationMetrics",
-                                   "report": "system.HTML"}
+                                   "report": "system.HTML", "evaluation": "system.Artifact"}
     assert outputs("register-model") == {"registration": "system.Artifact"}
     train_inputs = comps["comp-train"]["inputDefinitions"]["artifacts"]
     assert train_inputs["train_data"]["artifactType"]["schemaTitle"] == "system.Dataset"
@@ -131,8 +131,15 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
                 "data/processed/train.csv", "data/processed/validation.csv",
                 "data/features/customer_features_v1.csv", "data/features/feature_schema.json",
                 "models/churn-model/v1/model.joblib", "models/churn-model/v1/evaluation/report.html",
-                "models/latest/model_card.json"):
+                "models/churn-model/v1/evaluation/metrics.json", "models/latest/model_card.json"):
         assert (tmp_path / rel).is_file(), rel
+    # the drift check's reference scores: the model's validation predictions, one per validation row
+    scores = pd.read_csv(tmp_path / "models/churn-model/v1/evaluation/validation_predictions.csv",
+                         dtype={"customer_id": str})
+    validation = pd.read_csv(tmp_path / "data/processed/validation.csv", dtype={"customer_id": str})
+    assert list(scores["customer_id"]) == list(validation["customer_id"])
+    assert scores["churn_probability"].between(0, 1).all() and scores["churned"].isin([0, 1]).all()
+    assert summary["artifacts"]["validation_predictions"].endswith("v1/evaluation/validation_predictions.csv")
     train = pd.read_csv(tmp_path / "data/processed/train.csv", dtype={"customer_id": str})
     raw_ids = set(pd.read_csv(dirty_raw_dir / "customers.csv", dtype=str)["customer_id"])
     assert set(train["customer_id"]) <= raw_ids and train["customer_id"].str.startswith("0").all()

@@ -148,6 +148,37 @@ def test_amount_depends_on_plan(data: SampleData) -> None:
     assert (purchases["amount"] > 0).all()
 
 
+def _plan_amounts(data: SampleData) -> pd.Series:
+    purchases = data.transactions[data.transactions["status"] == "completed"]
+    plan = data.customers.set_index("customer_id")["plan"].astype(str)
+    return purchases["amount"].groupby(plan.reindex(purchases["customer_id"]).to_numpy()).mean()
+
+
+def test_no_shift_is_the_default_world(small: SampleData) -> None:
+    again = generate(200, seed=7, shift=sample_data.Shift())
+    pd.testing.assert_frame_equal(again.transactions, small.transactions)
+    pd.testing.assert_frame_equal(again.customers, small.customers)
+
+
+def test_drifted_world_changes_inputs_and_churn(data: SampleData) -> None:
+    drifted = generate(3000, seed=42, shift=sample_data.DRIFTED)
+    ratio = _plan_amounts(drifted) / _plan_amounts(data)
+    assert ratio.between(1.2, 1.4).all(), ratio  # prices +30% within every plan
+    basic = (drifted.customers["plan"] == "basic").mean()
+    assert abs(basic - 0.62) < 0.03 and abs((data.customers["plan"] == "basic").mean() - 0.50) < 0.03
+    # a competitor in the south: churn there rises well above the other regions'
+    region = drifted.customers.set_index("customer_id")["region"].astype(str).reindex(drifted.labels.index)
+    by_region = drifted.labels.groupby(region.to_numpy()).mean()
+    assert by_region["south"] > by_region.drop("south").max() + 0.1
+
+
+def test_shift_is_validated() -> None:
+    for bad in ({"amount_scale": 0}, {"plan_shares": (0.5, 0.5, 0.5)}, {"plan_shares": (1.0, 0.0)},
+                {"region_churn_logit": (1.0,)}, {"churn_recent_days": 0}, {"fade_factor": 1.5}):
+        with pytest.raises(ValueError):
+            sample_data.Shift(**bad)
+
+
 def test_refunds_are_negative_and_follow_a_purchase(data: SampleData) -> None:
     tx = data.transactions
     refunded = tx["status"] == "refunded"

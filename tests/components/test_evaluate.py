@@ -5,7 +5,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from components import evaluate, train
 
@@ -53,6 +55,12 @@ def test_run_writes_metrics_and_report(processed, tmp_path: Path) -> None:
     assert saved["metrics"]["roc_auc"] == pytest.approx(trained.scores["logistic_regression"])
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_top_decile"):
         assert math.isfinite(saved["metrics"][key])
+    scores = pd.read_csv(tmp_path / "eval" / evaluate.PREDICTIONS_FILE, dtype={"customer_id": str})
+    validation = processed.split("validation")
+    assert list(scores.columns) == ["customer_id", "churn_probability", "churned"]
+    assert list(scores["customer_id"]) == list(validation["customer_id"])  # ids as text, leading zeros kept
+    assert (scores["churned"].to_numpy() == validation["churned"].to_numpy()).all()
+    assert roc_auc_score(scores["churned"], scores["churn_probability"]) == pytest.approx(saved["metrics"]["roc_auc"])
     html = (tmp_path / "eval" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     for title in ("ROC curve", "Precision-recall curve", "Calibration", "Score distribution"):

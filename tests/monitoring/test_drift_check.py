@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _args(files: DriftFiles, current: Path, out: Path, *extra: str) -> list[str]:
     return ["--baseline", str(files.baseline), "--current", str(current), "--output-dir", str(out),
-            "--baseline-predictions", str(files.baseline_scores), "--date", "2026-07-01", *extra]
+            "--baseline-predictions", str(files.baseline_scores), "--date", "2026-07-01",
+            "--models-dir", str(files.root / "no-models"), *extra]  # never this checkout's models/
 
 
 def _decision(out: Path) -> dict:
@@ -79,11 +80,11 @@ def test_injected_drift_is_flagged_end_to_end_and_retraining_starts(
     # the trigger ran `pipeline.py run` on the newest raw folder, from the project folder, and was recorded
     record = json.loads((out / "retrain_trigger_2026-07-01.json").read_text())
     assert record["succeeded"] and record["exit_status"] == 0
-    assert record["command"][1:4] == ["pipeline.py", "run", "--raw-dir"]
+    assert record["command"][1:4] == [str(ROOT / "pipeline.py"), "run", "--raw-dir"]  # this checkout's pipeline
     assert record["command"][4].endswith("data/raw/2026-07-01")
     assert set(record["features"]) == set(decision["drifted_features"]) and record["reason"] == decision["reason"]
     args = (tmp_path / "fake-args.txt").read_text().splitlines()
-    assert args[:2] == ["pipeline.py", "run"] and Path(args[-1]) == project
+    assert args[:2] == [str(ROOT / "pipeline.py"), "run"] and Path(args[-1]) == project
     assert "training pipeline output" in Path(record["log"]).read_text()
     assert decision["trigger"]["succeeded"] is True
 

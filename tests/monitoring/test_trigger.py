@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.trigger import (DryRunTrigger, LocalPipelineTrigger, RetrainRequest, VertexPipelineTrigger,
-                                newest_raw_dir, write_record)
+from monitoring.trigger import (PIPELINE_SCRIPT, DryRunTrigger, LocalPipelineTrigger, RetrainRequest,
+                                VertexPipelineTrigger, newest_raw_dir, write_record)
 
 REQUEST = RetrainRequest(reason="retrain: 1 of 26 features drifted: plan", features=["plan"], date="2026-07-01")
 
@@ -27,7 +27,8 @@ def test_local_trigger_runs_the_pipeline_in_the_project_and_records_it(project: 
     trigger = LocalPipelineTrigger(python=str(fake_pipeline_python))
     record = trigger.fire(REQUEST, tmp_path / "out")
     assert record.started and record.succeeded and record.exit_status == 0
-    assert record.command == [str(fake_pipeline_python), "pipeline.py", "run", "--raw-dir",
+    assert PIPELINE_SCRIPT.is_file() and PIPELINE_SCRIPT.name == "pipeline.py"
+    assert record.command == [str(fake_pipeline_python), str(PIPELINE_SCRIPT), "run", "--raw-dir",
                               str(project / "data" / "raw" / "2026-07-01")]
     assert record.reason == REQUEST.reason and record.features == ["plan"]
     assert record.requested_at <= record.finished_at
@@ -53,8 +54,29 @@ def test_local_trigger_without_main_environment_says_how_to_fix(project: Path, t
     assert "make setup" in record.detail["error"]
 
 
-def test_dry_run_and_vertex_placeholder(tmp_path: Path):
+def test_dry_run_records_without_starting(tmp_path: Path):
     dry = DryRunTrigger().fire(REQUEST, tmp_path)
     assert not dry.started and dry.succeeded and "dry run" in dry.detail["note"]
-    vertex = VertexPipelineTrigger(project="p", region="europe-west4").fire(REQUEST, tmp_path)
-    assert not vertex.started and not vertex.succeeded and "not implemented" in vertex.detail["error"]
+
+
+def test_vertex_trigger_with_an_incomplete_spec_is_a_failed_record_naming_the_keys(tmp_path: Path):
+    # (a submission against a stand-in Vertex AI is tested in tests/gcp/test_retrain_trigger.py)
+    record = VertexPipelineTrigger(spec={"project": "p", "region": "europe-west4"}).fire(REQUEST, tmp_path)
+    assert not record.started and not record.succeeded
+    assert "template" in record.detail["error"] and "pipeline_root" in record.detail["error"]
+
+
+def test_vertex_trigger_is_built_from_the_retrain_spec_file(tmp_path: Path):
+    from monitoring.drift_check import InputError, _trigger, build_parser
+
+    spec = {"template": "gs://b/t.yaml", "project": "p", "region": "r", "pipeline_root": "gs://b/root",
+            "parameter_values": {"raw_dir": "gs://b/raw"}}
+    (tmp_path / "retrain.json").write_text(json.dumps(spec))
+    trigger = _trigger(build_parser().parse_args(["--trigger", "vertex", "--retrain-spec",
+                                                  str(tmp_path / "retrain.json")]))
+    assert isinstance(trigger, VertexPipelineTrigger) and trigger.spec == spec
+    with pytest.raises(InputError, match="--retrain-spec"):
+        _trigger(build_parser().parse_args(["--trigger", "vertex"]))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="JSON object"):
+        _trigger(build_parser().parse_args(["--trigger", "vertex", "--retrain-spec", str(tmp_path / "bad.json")]))
