@@ -10,27 +10,45 @@ count scored 0.036), so no single threshold separates drift from noise. So this 
   bucket for nulls). Every bucket holds about the same share of the baseline, whatever the shape; the
   quantiles are taken from the data (``inverted_cdf``), so a point mass such as "0 purchases" or "share
   = 1" gets a bucket of its own, and buckets under half an average bucket are merged into a neighbour;
-* scores numeric features (and the prediction) with the **PSI** over those buckets, which sees any change
-  of shape, and the **rank shift** of the non-zero values (the Mann-Whitney statistic), which sees a
-  shift or a scaling that moves every bucket only a little; the Jensen-Shannon divergence (log base 2, in
-  [0, 1], Vertex's scale) is reported beside them;
+* scores numeric features (and the prediction) with four checks, each answering a different question:
+  the **PSI** over those buckets (any change of shape); the **rank shift** of the non-zero values (the
+  Mann-Whitney statistic: a scaling of a heavy-tailed, zero-inflated amount, where zeros stay zero); the
+  **rank shift with zeros** (a rare count moving off zero: a few more customers with one refund); and the
+  **mean shift**, Welch's standardized mean difference on the raw scale (the mean itself: the strongest
+  check for light-tailed days and counts, e.g. ``recency_days`` scaled by 1.1). The Jensen-Shannon divergence
+  (log base 2, in [0, 1], Vertex's scale) is reported beside them;
 * scores categorical features with the **L-infinity distance** of category shares (TFDV's and Vertex's
   metric), with one bucket for values unseen in the baseline and one for nulls, and reports PSI beside it;
-* sets each feature's threshold from its **sampling noise**: with ``n_b`` baseline and ``n_c`` current
-  rows and ``k`` buckets, a same-distribution PSI is about ``(1/n_b + 1/n_c) * chi2(k - 1)``, so the
-  threshold is that chi-square quantile at ``false_alarm_rate / number_of_checks`` (Bonferroni: the
-  whole run raises a false alarm at most ``false_alarm_rate`` of the time); the rank shift uses its normal
-  approximation, L-infinity the widest category's standard error;
-* never lets a threshold fall below the **smallest drift worth retraining for**: half the PSI (and rank
-  shift) of the gentlest possible 10% rise of *that* feature's mean, the baseline exponentially tilted
-  (:func:`tilted_weights`; every other 10% shift is further away). This is the per-feature part: the same
-  PSI is a large change for a rare count and a small one for a spread-out amount. It keeps a million rows
-  from alarming on what nobody would retrain for, while any 10% shift still clears it. Categorical
+* sets each check's threshold from its **sampling noise**: the run-level ``false_alarm_rate`` is split
+  evenly over features and then over a feature's four checks (Bonferroni: the whole run raises a false
+  alarm at most ``false_alarm_rate`` of the time, whatever the correlation of the checks). With ``n_b``
+  baseline and ``n_c`` current rows and ``k`` buckets a same-distribution PSI is about
+  ``(1/n_b + 1/n_c) * chi2(k - 1)``, so its threshold is that chi-square quantile; the rank and mean shifts
+  use their normal approximations (two-sided), L-infinity the widest category's standard error;
+* never lets a threshold fall below the **smallest drift worth retraining for**: half of what the gentlest
+  possible 10% rise of *that* feature's mean does to the check (:func:`effect_floors`). For the PSI and the
+  rank shifts that is the baseline exponentially tilted (:func:`tilted_weights`; every other 10% shift is
+  further away); for the mean shift it is exact, ``0.05 * |mean| / sd``. This is the per-feature part: the
+  same PSI is a large change for a rare count and a small one for a spread-out amount. Categorical
   features use a floor of one percentage point; an override file pins any threshold;
 * refuses to judge below ``min_rows`` current rows (the chi-square view needs a few dozen rows a bucket).
 
-The calibration (a 10% larger numeric feature, a 5-percentage-point category shift, 100 same-distribution
-samples) is in ``tests/monitoring/test_calibration.py`` and the README.
+**The trade-off, by sample size.** The threshold is the larger of noise and floor, so the check behaves
+differently at either end. With few rows noise decides: a 10% mean shift is flagged when the data can show
+it at all. With many rows the floor decides: at 1M rows noise would let the mean shift flag a 0.6%-of-an-SD
+move, but its floor is half of a 10% rise, so a 2% scaling is *not* flagged and a 10% one always is
+(``tests/monitoring/test_drift.py``). We chose "half of ``min_effect``" rather than ``min_effect`` itself so
+that a 10% shift of any shape sits at about twice the floor, clear of noise at 10k rows, and rather than
+nothing so that big tables do not retrain on differences nobody acts on. ``--min-effect`` moves the line.
+
+**What sample sizes can show** (calibration: ``bench/calibrate_drift.py``, asserted in
+``tests/monitoring/test_calibration.py``). The floors do not hide a 10% shift at 10k rows; noise does, and
+for a few features no test can do better. Making every value 10% larger moves ``monetary_total`` by ~0.06
+log-scale standard deviations; between 10k baseline and 10k current rows even the Neyman-Pearson test that
+knows the exact alternative reaches only z ≈ 5.1 (and adding 10% of the mean to ``refund_count``, 0.3 a
+customer, z ≈ 4.3), against ~4.45 that the 0.1% run budget split over 27 features x 4 checks requires.
+A training-sized baseline (100k rows) against the current window's 10k rows brings the standard error of a
+mean difference to ~0.01 SD; the measured rates for both cases are in the calibration table.
 """
 
 from __future__ import annotations
@@ -41,7 +59,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,10 +87,13 @@ class DriftPolicy:
         effect_fraction: The share of the ``min_effect`` drift used as the floor (0.5: half of it).
         psi_floor: Absolute smallest PSI threshold, for features where ``min_effect`` moves nothing (all zero).
         rank_shift_floor: Absolute smallest rank-shift threshold (0.001: a current row beats a baseline
-            row 50.1% of the time instead of 50%).
+            row 50.1% of the time instead of 50%); both rank shifts.
+        mean_shift_floor: Absolute smallest mean-shift threshold, in baseline standard deviations (0.01). It
+            decides only for features whose mean is near zero (the signed trends), where 10% of the mean is
+            no change at all.
         l_infinity_floor: Smallest L-infinity threshold (categorical features): 0.01 = one percentage point.
-        overrides: Fixed thresholds, ``{feature: {metric: threshold}}`` with metric ``psi``, ``rank_shift``
-            or ``l_infinity``; they replace the computed threshold of that one check.
+        overrides: Fixed thresholds, ``{feature: {metric: threshold}}`` with metric ``psi``, ``rank_shift``,
+            ``rank_shift_all``, ``mean_shift`` or ``l_infinity``; they replace the computed threshold of that one check.
         max_auc_drop: Retrain when ROC AUC on labelled predictions is this much below validation.
         min_labelled_rows: Fewest labelled predictions (with both classes) to judge performance.
     """
@@ -84,6 +105,7 @@ class DriftPolicy:
     effect_fraction: float = 0.5
     psi_floor: float = 0.0005
     rank_shift_floor: float = 0.001
+    mean_shift_floor: float = 0.01
     l_infinity_floor: float = 0.01
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_auc_drop: float = 0.05
@@ -273,30 +295,30 @@ def l_infinity_noise_threshold(expected: np.ndarray, n_current: int, alpha: floa
     return float(z * math.sqrt(np.max(p * (1.0 - p)) * (1.0 / n_baseline + 1.0 / n_current)))
 
 
-def rank_shift(baseline: np.ndarray, current: np.ndarray, grid: int = 2000) -> tuple[float, float]:
-    """How far the current non-zero values sit above the baseline's, and its standard error under no drift.
+def rank_shift(baseline: np.ndarray, current: np.ndarray, grid: int = 2000, *,
+               drop_zeros: bool = True) -> tuple[float, float]:
+    """How far the current values sit above the baseline's, and its standard error under no drift.
 
     The shift is ``P(current > baseline) + P(equal) / 2 - 0.5`` (the Mann-Whitney statistic as an AUC,
     minus one half): 0 when neither side tends to be larger, 0.02 when a current row beats a baseline row
     52% of the time. Being rank-based it sees a shift or a scaling of a heavy-tailed feature that moves every
-    bucket only a little. Nulls and zeros are left out: the PSI has a bucket for each, so it sees their share
-    change, and in zero-inflated features (amounts, counts, shares) the values that are not zero carry the
-    rest of the information. Dropping a third of the rows that cannot move makes the test ~1.5x sharper on
-    ``monetary_90d`` and ~4x on ``refund_count``.
-
-    Values are ranked on a grid of ``grid`` baseline quantiles (values in one grid cell count as tied), which
-    keeps a million rows to a few bucket counts instead of a full sort of both sides; the standard error
-    treats the cells as ties, so the test stays exact for what it computes.
+    bucket only a little, and one huge value cannot move it. With ``drop_zeros`` (the ``rank_shift`` check)
+    nulls and zeros are left out, which sees a scaling of a zero-inflated amount (zeros stay zero) at full
+    strength; without it (the ``rank_shift_all`` check) zeros count, which sees a rare count moving off zero
+    (a few more customers with one refund). The standard error is the tie-corrected normal approximation.
+    Computed on a grid of baseline quantiles (``grid`` cells, exact for features with fewer distinct values),
+    so it costs two binary searches instead of a full rank.
 
     Args:
         baseline: Baseline values (NaN = null).
         current: Current values (NaN = null).
         grid: Number of quantile cells.
+        drop_zeros: Leave zeros out (see above).
 
     Returns:
-        ``(shift, standard_error)``; NaN when a side has no non-zero values.
+        ``(shift, standard_error)``; NaN when a side has no (non-zero) values.
     """
-    return _rank_shift_of_sorted(_sorted_finite(baseline), _sorted_finite(current), grid)
+    return _rank_shift_of_sorted(_sorted_finite(baseline), _sorted_finite(current), grid, drop_zeros=drop_zeros)
 
 
 def _without_zeros(ordered: np.ndarray) -> np.ndarray:
@@ -304,9 +326,11 @@ def _without_zeros(ordered: np.ndarray) -> np.ndarray:
     return ordered if lo == hi else np.concatenate((ordered[:lo], ordered[hi:]))
 
 
-def _rank_shift_of_sorted(b: np.ndarray, c: np.ndarray, grid: int = 2000) -> tuple[float, float]:
-    """:func:`rank_shift` of sorted finite values (zeros are dropped here)."""
-    b, c = _without_zeros(b), _without_zeros(c)
+def _rank_shift_of_sorted(b: np.ndarray, c: np.ndarray, grid: int = 2000, *,
+                          drop_zeros: bool = True) -> tuple[float, float]:
+    """:func:`rank_shift` of sorted finite values."""
+    if drop_zeros:
+        b, c = _without_zeros(b), _without_zeros(c)
     if b.size == 0 or c.size == 0:
         return float("nan"), float("nan")
     edges = np.unique(b[np.linspace(0, b.size - 1, min(grid, b.size)).astype(np.int64)])
@@ -320,6 +344,35 @@ def _rank_shift_of_sorted(b: np.ndarray, c: np.ndarray, grid: int = 2000) -> tup
     tie_factor = max(1e-12, 1.0 - float(np.sum(ties ** 3 - ties)) / (total ** 3 - total)) if total > 1 else 1.0
     se = math.sqrt(tie_factor * (total + 1.0) / (12.0 * n_b * n_c))
     return shift, se
+
+
+def mean_shift(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """The standardized mean difference (Welch): how far the current mean moved, in baseline standard deviations.
+
+    ``(mean_c - mean_b) / sd_b`` with standard error ``sqrt(var_b / n_b + var_c / n_c) / sd_b``; their ratio
+    is Welch's z. It tests the quantity the retraining question is about (did the average customer change?)
+    on the raw scale, where a 10% rise of the mean is a 10% rise whatever its shape: the most powerful of the
+    four checks for light-tailed features (gamma- or exponential-like days and counts), the weakest for
+    heavy-tailed amounts, where the rank checks take over. Nulls are left out.
+
+    Args:
+        baseline: Baseline values (NaN = null).
+        current: Current values (NaN = null).
+
+    Returns:
+        ``(shift, standard_error)``; NaN when a side has fewer than 2 values or the baseline is constant.
+    """
+    return _mean_shift_of_finite(_sorted_finite(baseline), _sorted_finite(current))
+
+
+def _mean_shift_of_finite(b: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    if b.size < 2 or c.size < 2:
+        return float("nan"), float("nan")
+    sd_b = float(b.std(ddof=1))
+    if not sd_b > 0.0:
+        return float("nan"), float("nan")
+    se = math.sqrt(sd_b ** 2 / b.size + float(c.var(ddof=1)) / c.size) / sd_b
+    return (float(c.mean()) - float(b.mean())) / sd_b, se
 
 
 def tilted_weights(values: np.ndarray, change: float) -> np.ndarray | None:
@@ -364,38 +417,62 @@ def tilted_weights(values: np.ndarray, change: float) -> np.ndarray | None:
     return weights(t)
 
 
-def effect_floors(baseline: np.ndarray, edges: np.ndarray, change: float, fraction: float,
-                  max_rows: int = 100_000) -> tuple[float, float]:
-    """``fraction`` of the PSI and of the rank shift of the gentlest ``change`` rise of the feature's mean.
+class EffectFloors(NamedTuple):
+    """``fraction`` of each numeric check's value under the smallest drift worth retraining for."""
 
-    The gentlest rise is the baseline tilted by :func:`tilted_weights`; any other distribution whose mean
-    is ``change`` higher is at least as far from the baseline, so with ``fraction`` 0.5 a 10% shift of any
-    shape sits at about twice the floor or more. Computed on the baseline itself (at most ``max_rows``
-    rows, seeded), without sampling noise.
+    psi: float
+    rank_shift: float
+    rank_shift_all: float
+    mean_shift: float
+
+
+def effect_floors(baseline: np.ndarray, edges: np.ndarray, change: float, fraction: float,
+                  max_rows: int = 100_000) -> EffectFloors:
+    """``fraction`` of each check's value under the gentlest ``change`` rise of the feature's mean.
+
+    For the PSI and the two rank shifts the gentlest rise is the baseline tilted by :func:`tilted_weights`;
+    any other distribution whose mean is ``change`` higher is at least as far from the baseline, so with
+    ``fraction`` 0.5 a 10% shift of any shape sits at about twice the floor or more. For the mean shift it is
+    exact: every ``change`` rise moves the mean by ``change * |mean| / sd`` baseline standard deviations.
+    Computed on the baseline itself (at most ``max_rows`` rows, seeded), without sampling noise.
 
     Returns:
-        ``(psi_floor, rank_shift_floor)``; zeros when the mean cannot move (all zero or constant).
+        The floors; zeros when the mean cannot move (all zero, constant, or a mean of zero).
     """
     b = np.asarray(baseline, dtype=float)
-    if b.size > max_rows:
-        b = b[np.random.default_rng(0).integers(0, b.size, max_rows)]  # a seeded sample is plenty for a floor
-    finite = b[np.isfinite(b)]
-    weights = tilted_weights(finite, change)
+    ordered = _sorted_finite(b)
+    return _effect_floors_of_sorted(ordered, b.size - ordered.size, edges, change, fraction, max_rows)
+
+
+def _effect_floors_of_sorted(ordered: np.ndarray, n_null: int, edges: np.ndarray, change: float, fraction: float,
+                             max_rows: int = 100_000) -> EffectFloors:
+    """:func:`effect_floors` of sorted finite values and a count of nulls."""
+    n = ordered.size + n_null
+    if n > max_rows:  # a seeded sample is plenty for a floor; sorted indices keep it sorted
+        idx = np.sort(np.random.default_rng(0).integers(0, n, max_rows))
+        n_null = int(np.count_nonzero(idx >= ordered.size))
+        ordered = ordered[idx[idx < ordered.size]]
+    weights = tilted_weights(ordered, change)
     if weights is None:
-        return 0.0, 0.0
-    expected = numeric_counts(b, edges)
-    tilted = np.bincount(np.searchsorted(edges, finite, side="left"), weights=weights * finite.size,
+        return EffectFloors(0.0, 0.0, 0.0, 0.0)
+    expected = np.append(_counts_of_sorted(ordered, edges), n_null).astype(float)
+    tilted = np.bincount(np.searchsorted(edges, ordered, side="left"), weights=weights * ordered.size,
                          minlength=edges.size + 1)
-    psi_floor = psi(expected, np.append(tilted, expected[-1]))
-    nonzero = finite != 0.0
-    ranked = np.sort(finite[nonzero])
-    if ranked.size == 0:
-        return fraction * psi_floor, 0.0
-    x = finite[nonzero]
-    mid_rank = (np.searchsorted(ranked, x, "left") + np.searchsorted(ranked, x, "right")) / (2.0 * ranked.size)
-    w = weights[nonzero] / weights[nonzero].sum()
-    shift_floor = abs(float(np.dot(w, mid_rank)) - float(np.mean(mid_rank)))
-    return fraction * psi_floor, fraction * shift_floor
+    psi_floor = psi(expected, np.append(tilted, n_null))
+    mean_floor = change * abs(float(ordered.mean())) / float(ordered.std(ddof=1))
+    ordered_weights = weights
+
+    def rank_floor(keep: np.ndarray) -> float:
+        x = ordered[keep]
+        if x.size == 0:
+            return 0.0
+        _, start, count = np.unique(x, return_index=True, return_counts=True)
+        mid_rank = np.repeat(start + 0.5 * count, count) / x.size  # tied values share their mid rank
+        w = ordered_weights[keep]
+        return abs(float(np.dot(w, mid_rank)) / float(w.sum()) - float(np.mean(mid_rank)))
+
+    return EffectFloors(fraction * psi_floor, fraction * rank_floor(ordered != 0.0),
+                        fraction * rank_floor(np.ones(ordered.size, dtype=bool)), fraction * mean_floor)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -410,7 +487,7 @@ class FeatureDrift:
         feature: Column name.
         kind: ``numeric``, ``categorical`` or ``prediction``.
         metric: The metric shown in ``value``/``threshold``: the check furthest past (or closest to) its
-            threshold: ``psi`` or ``rank_shift`` for numeric features, ``l_infinity`` for categorical ones.
+            threshold: one of :data:`NUMERIC_CHECKS` for numeric features, ``l_infinity`` for categorical ones.
         value: Its value (NaN when the check could not run).
         threshold: The threshold it is compared with (``value > threshold`` is drift).
         drifted: Whether any check of the feature fired.
@@ -420,6 +497,10 @@ class FeatureDrift:
         psi_threshold: Threshold of the PSI check (numeric; NaN for categorical, where PSI is informative).
         rank_shift: Rank shift (numeric), signed: above 0 when current values tend to be larger.
         rank_shift_threshold: Threshold of ``abs(rank_shift)``.
+        rank_shift_all: Rank shift of all values, zeros included (numeric), signed.
+        rank_shift_all_threshold: Threshold of ``abs(rank_shift_all)``.
+        mean_shift: Standardized mean difference, ``(mean_c - mean_b) / sd_b`` (numeric), signed.
+        mean_shift_threshold: Threshold of ``abs(mean_shift)``.
         js: Jensen-Shannon divergence over the same buckets, log base 2 (informative).
         l_infinity: Largest share difference over the buckets.
         threshold_source: Which rule set ``threshold``: ``noise`` (sample size), ``effect`` (half the gentlest
@@ -440,6 +521,10 @@ class FeatureDrift:
     psi_threshold: float = float("nan")
     rank_shift: float = float("nan")
     rank_shift_threshold: float = float("nan")
+    rank_shift_all: float = float("nan")
+    rank_shift_all_threshold: float = float("nan")
+    mean_shift: float = float("nan")
+    mean_shift_threshold: float = float("nan")
     js: float = float("nan")
     l_infinity: float = float("nan")
     threshold_source: str = ""
@@ -462,11 +547,18 @@ def _ratio(value: float, threshold: float) -> float:
     return abs(value) / threshold
 
 
+NUMERIC_CHECKS = ("psi", "rank_shift", "rank_shift_all", "mean_shift")
+
+
 def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: DriftPolicy, alpha: float,
                   *, kind: DriftKind = "numeric") -> FeatureDrift:
-    """Compares one numeric column (or the prediction): PSI over baseline-quantile buckets and rank shift.
+    """Compares one numeric column (or the prediction) with four checks, each getting a quarter of ``alpha``.
 
-    Each of the two checks gets half of ``alpha``; the feature drifted when either exceeds its threshold.
+    ``psi`` over baseline-quantile buckets (any change of shape), ``rank_shift`` of the non-zero values (a
+    scaling of a zero-inflated amount), ``rank_shift_all`` with zeros (a count moving off zero) and
+    ``mean_shift``, Welch's standardized mean difference (the mean itself, strongest on light tails). Each
+    threshold is the largest of its noise bound at ``alpha / 4``, its effect floor (:func:`effect_floors`)
+    and its absolute floor, unless overridden; the feature drifted when any check exceeds its threshold.
 
     Args:
         name: Column name.
@@ -477,7 +569,8 @@ def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: 
         kind: ``numeric`` or ``prediction`` (recorded in the row).
 
     Returns:
-        The feature's row.
+        The feature's row; ``metric``/``value``/``threshold`` are those of the check furthest past (or
+        closest to) its threshold.
     """
     baseline = np.asarray(baseline, dtype=float)
     current = np.asarray(current, dtype=float)
@@ -487,24 +580,38 @@ def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: 
     expected = np.append(_counts_of_sorted(b_sorted, edges), n_b - b_sorted.size).astype(float)
     actual = np.append(_counts_of_sorted(c_sorted, edges), n_c - c_sorted.size).astype(float)
     live = int(np.count_nonzero(expected))
-    psi_value = psi(expected, actual) if n_b and n_c else float("nan")
-    psi_effect, shift_effect = effect_floors(baseline, edges, policy.min_effect, policy.effect_fraction)
-    psi_thr, psi_src = _threshold(name, "psi", psi_noise_threshold(n_b, n_c, live, alpha / 2.0),
-                                  [(psi_effect, "effect"), (policy.psi_floor, "floor")], policy)
+    check_alpha = alpha / len(NUMERIC_CHECKS)
+    z = NormalDist().inv_cdf(1.0 - check_alpha / 2.0)  # the three z checks are two-sided
+    floors = _effect_floors_of_sorted(b_sorted, n_b - b_sorted.size, edges, policy.min_effect,
+                                      policy.effect_fraction)
+
+    def z_threshold(metric: str, se: float, effect: float, floor: float) -> tuple[float, str]:
+        noise = z * se if not math.isnan(se) else float("inf")
+        return _threshold(name, metric, noise, [(effect, "effect"), (floor, "floor")], policy)
+
+    values: dict[str, float] = {"psi": psi(expected, actual) if n_b and n_c else float("nan")}
+    thresholds = {"psi": _threshold(name, "psi", psi_noise_threshold(n_b, n_c, live, check_alpha),
+                                    [(floors.psi, "effect"), (policy.psi_floor, "floor")], policy)}
     shift, se = _rank_shift_of_sorted(b_sorted, c_sorted)
-    z = NormalDist().inv_cdf(1.0 - alpha / 4.0)  # alpha / 2 for this check, two-sided
-    shift_thr, shift_src = _threshold(name, "rank_shift", z * se if not math.isnan(se) else float("inf"),
-                                      [(shift_effect, "effect"), (policy.rank_shift_floor, "floor")], policy)
-    psi_fired = bool(psi_value > psi_thr)
-    shift_fired = bool(abs(shift) > shift_thr)
-    use_shift = _ratio(shift, shift_thr) > _ratio(psi_value, psi_thr)
+    values["rank_shift"] = shift
+    thresholds["rank_shift"] = z_threshold("rank_shift", se, floors.rank_shift, policy.rank_shift_floor)
+    shift_all, se_all = _rank_shift_of_sorted(b_sorted, c_sorted, drop_zeros=False)
+    values["rank_shift_all"] = shift_all
+    thresholds["rank_shift_all"] = z_threshold("rank_shift_all", se_all, floors.rank_shift_all,
+                                               policy.rank_shift_floor)
+    d, se_d = _mean_shift_of_finite(b_sorted, c_sorted)
+    values["mean_shift"] = d
+    thresholds["mean_shift"] = z_threshold("mean_shift", se_d, floors.mean_shift, policy.mean_shift_floor)
+    fired = {m: bool(abs(values[m]) > thresholds[m][0]) for m in NUMERIC_CHECKS}  # NaN never fires
+    top = max(NUMERIC_CHECKS, key=lambda m: _ratio(values[m], thresholds[m][0]))
     note = "" if edges.size else "baseline has no values"
     return FeatureDrift(
-        feature=name, kind=kind, metric="rank_shift" if use_shift else "psi",
-        value=abs(shift) if use_shift else psi_value, threshold=shift_thr if use_shift else psi_thr,
-        drifted=psi_fired or shift_fired, n_baseline=n_b, n_current=n_c, psi=psi_value, psi_threshold=psi_thr,
-        rank_shift=shift, rank_shift_threshold=shift_thr, js=jensen_shannon(expected, actual),
-        l_infinity=l_infinity(expected, actual), threshold_source=shift_src if use_shift else psi_src,
+        feature=name, kind=kind, metric=top, value=abs(values[top]), threshold=thresholds[top][0],
+        drifted=any(fired.values()), n_baseline=n_b, n_current=n_c, psi=values["psi"],
+        psi_threshold=thresholds["psi"][0], rank_shift=shift, rank_shift_threshold=thresholds["rank_shift"][0],
+        rank_shift_all=shift_all, rank_shift_all_threshold=thresholds["rank_shift_all"][0], mean_shift=d,
+        mean_shift_threshold=thresholds["mean_shift"][0], js=jensen_shannon(expected, actual),
+        l_infinity=l_infinity(expected, actual), threshold_source=thresholds[top][1],
         buckets=int(expected.size), note=note)
 
 

@@ -108,11 +108,44 @@ def test_effect_floor_is_below_what_any_10_percent_shift_causes():
     rng = np.random.default_rng(6)
     base = np.where(rng.random(100_000) < 0.3, 0.0, rng.gamma(1.5, 40.0, 100_000))
     edges = D.quantile_edges(base, 20)
-    psi_floor, shift_floor = D.effect_floors(base, edges, 0.10, 0.5)
+    floors = D.effect_floors(base, edges, 0.10, 0.5)
     expected = D.numeric_counts(base, edges)
     for moved in (base * 1.1, base + 0.1 * base.mean(), np.where(base > 80, base * 1.3, base)):
         assert moved.mean() >= 1.09 * base.mean()
-        assert D.psi(expected, D.numeric_counts(moved, edges)) > 1.8 * psi_floor
+        assert D.psi(expected, D.numeric_counts(moved, edges)) > 1.8 * floors.psi
+        assert abs(D.mean_shift(base, moved)[0]) > 1.8 * floors.mean_shift
+    assert floors.mean_shift == pytest.approx(0.05 * base.mean() / base.std(ddof=1))
+
+
+def test_mean_shift_is_welchs_standardized_difference():
+    rng = np.random.default_rng(8)
+    base, cur = rng.normal(10.0, 2.0, 40_000), rng.normal(10.2, 4.0, 10_000)
+    d, se = D.mean_shift(base, np.append(cur, np.nan))
+    assert d == pytest.approx((cur.mean() - base.mean()) / base.std(ddof=1))
+    assert se == pytest.approx(np.sqrt(base.var(ddof=1) / base.size + cur.var(ddof=1) / cur.size) / base.std(ddof=1))
+    assert d / se > 4
+    assert all(math.isnan(v) for v in D.mean_shift(np.ones(100), cur))
+
+
+def test_rank_shift_with_zeros_sees_a_rare_count_moving_off_zero():
+    """A few more customers with one refund: the non-zero ranks barely move, the ranks with zeros do."""
+    rng = np.random.default_rng(9)
+    base, cur = rng.poisson(0.3, 100_000).astype(float), rng.poisson(0.3, 10_000).astype(float)
+    moved = cur + (rng.random(cur.size) < 0.03)
+    nonzero, nonzero_se = D.rank_shift(base, moved)
+    with_zeros, with_zeros_se = D.rank_shift(base, moved, drop_zeros=False)
+    assert with_zeros / with_zeros_se > 5 > abs(nonzero / nonzero_se)
+    row = D.numeric_drift("refund_count", base, moved, D.DriftPolicy(), 1e-4)
+    assert row.drifted and abs(row.rank_shift_all) > row.rank_shift_all_threshold
+
+
+def test_a_million_rows_do_not_alarm_on_a_2_percent_scaling_but_do_on_10_percent():
+    """The trade-off of the effect floors: at 1M rows noise is tiny, so half of a 10% mean shift decides."""
+    rng = np.random.default_rng(10)
+    base, cur = rng.gamma(2.0, 30.0, 1_000_000), rng.gamma(2.0, 30.0, 1_000_000)
+    small = D.numeric_drift("amount", base, cur * 1.02, D.DriftPolicy(), 1e-4)
+    assert not small.drifted and small.threshold_source == "effect", small
+    assert D.numeric_drift("amount", base, cur * 1.10, D.DriftPolicy(), 1e-4).drifted
 
 
 def test_rank_shift_sees_a_scaling_and_ignores_zeros():
@@ -126,6 +159,7 @@ def test_rank_shift_sees_a_scaling_and_ignores_zeros():
     assert s1 > 8 * se
     # all-zero or null current values: nothing to rank
     assert math.isnan(D.rank_shift(base, np.zeros(10))[0])
+    assert not math.isnan(D.rank_shift(base, np.zeros(10), drop_zeros=False)[0])
 
 
 def test_js_of_a_30_percent_shift_is_far_below_vertex_default_but_the_calibrated_check_sees_it():
