@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,13 +72,17 @@ class Cleaned:
 
     def accounting(self) -> dict:
         """Row counts and rejection reasons; raw always equals kept + rejected."""
-        reasons = self.rejected[REASON].value_counts().to_dict() if len(self.rejected) else {}
-        return {
-            "raw": int(self.raw_rows),
-            "kept": int(len(self.kept)),
-            "rejected": int(len(self.rejected)),
-            "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
-        }
+        return _accounting(self.raw_rows, len(self.kept), self.rejected)
+
+
+def _accounting(raw_rows: int, kept_rows: int, rejected: pd.DataFrame) -> dict:
+    reasons = rejected[REASON].value_counts().to_dict() if len(rejected) else {}
+    return {
+        "raw": int(raw_rows),
+        "kept": int(kept_rows),
+        "rejected": int(len(rejected)),
+        "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
+    }
 
 
 @dataclass(frozen=True)
@@ -508,18 +512,30 @@ def clean_transactions(parsed: Cleaned, known_customers: pd.Series) -> Cleaned:
     if "transaction_id" in tx.columns:
         dup = _duplicated_text(tx["transaction_id"]) & ~unknown
     bad = unknown | dup
-    newly = tx[bad].copy()
+    rejected = _all_rejected(parsed.rejected, tx[bad], unknown[bad])
+    kept = tx[~bad].reset_index(drop=True) if bad.any() else tx.reset_index(drop=True)
+    return Cleaned(kept=kept, rejected=rejected, raw_rows=parsed.raw_rows)
+
+
+def _all_rejected(per_record: pd.DataFrame, cross: pd.DataFrame, unknown: np.ndarray) -> pd.DataFrame:
+    """Per-record rejects plus the kept records the cross-record rules reject, by source row.
+
+    Args:
+        per_record: Rejected rows of :func:`parse_transactions`.
+        cross: The kept records (typed, as :func:`validate_transaction_records` keeps them) that a
+            cross-record rule rejects.
+        unknown: Per row of ``cross``: rejected for its customer (else for a repeated transaction id).
+    """
+    newly = cross.copy()
     if len(newly):
-        reason = np.where(unknown[bad], "unknown customer_id (not in kept customers)",
+        reason = np.where(unknown, "unknown customer_id (not in kept customers)",
                           "duplicate transaction_id (first occurrence kept)")
         newly.insert(1, REASON, reason)
         newly = newly.drop(columns=["is_refund"])
         for col in newly.columns:
             if col not in (SOURCE_ROW, REASON):
                 newly[col] = _to_text(newly[col]) if col != "timestamp" else newly[col].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-    rejected = _concat([parsed.rejected, newly]).sort_values(SOURCE_ROW, kind="stable").reset_index(drop=True)
-    kept = tx[~bad].reset_index(drop=True) if bad.any() else tx.reset_index(drop=True)
-    return Cleaned(kept=kept, rejected=rejected, raw_rows=parsed.raw_rows)
+    return _concat([per_record, newly]).sort_values(SOURCE_ROW, kind="stable").reset_index(drop=True)
 
 
 def _is_arrow_text(values: pd.Series) -> bool:
@@ -688,6 +704,30 @@ def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame, churn_windo
     if churn_window_days <= 0:
         raise ValueError(f"churn_window_days must be positive, got {churn_window_days}")
     end = transactions["timestamp"].max()
+    active_after = None
+    if LABEL_COLUMN not in customers.columns:
+        cutoff = end - pd.Timedelta(days=churn_window_days)
+        ts = transactions["timestamp"]
+        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= end)  # purchases, not refunds
+        ids = transactions.loc[in_window, ID_COLUMN].unique()
+        active_after = pd.Series(ids, dtype=ids.dtype)
+    return labels_at(customers, end, active_after, churn_window_days)
+
+
+def labels_at(customers: pd.DataFrame, end: pd.Timestamp, active_after: pd.Series | None,
+              churn_window_days: int) -> Labels:
+    """:func:`make_labels` given what it needs of the transactions.
+
+    Args:
+        customers: Kept customers (``signup_date`` UTC).
+        end: Latest kept transaction (UTC).
+        active_after: Customers with a purchase (not a refund) in (end - window, end]; only used
+            (and only needed) when customers.csv has no ``churned`` column.
+        churn_window_days: Label window in days.
+
+    Returns:
+        The labels, without split.
+    """
     window = pd.Timedelta(days=churn_window_days)
     excluded: dict[str, int] = {}
     if LABEL_COLUMN in customers.columns:
@@ -701,11 +741,8 @@ def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame, churn_windo
         cutoff = end - window
         eligible = customers["signup_date"] <= cutoff
         excluded["signed up after cutoff"] = int((~eligible).sum())
-        ts = transactions["timestamp"]
-        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= cutoff + window)  # purchases, not refunds
-        active_after = transactions.loc[in_window, ID_COLUMN].unique()
         frame = customers.loc[eligible, [ID_COLUMN]].copy()
-        active = _isin_text(frame[ID_COLUMN], pd.Series(active_after, dtype=active_after.dtype))
+        active = _isin_text(frame[ID_COLUMN], active_after)
         frame[LABEL_COLUMN] = pd.Series(~active, index=frame.index).astype("int8")
         source = "derived"
     return Labels(frame=frame.reset_index(drop=True), cutoff=cutoff, end=end, source=source, excluded=excluded)
@@ -758,22 +795,25 @@ class Prepared:
 
     def metadata(self, churn_window_days: int, seed: int, validation_fraction: float) -> dict:
         """Run facts: cutoff, label source, row accounting per input, exclusions."""
-        split_counts = self.labels.frame.groupby(["split", LABEL_COLUMN]).size()
-        return {
-            "cutoff": self.labels.cutoff.isoformat(),
-            "end": self.labels.end.isoformat(),
-            "churn_window_days": churn_window_days,
-            "label_source": self.labels.source,
-            "seed": seed,
-            "validation_fraction": validation_fraction,
-            "rows": {
-                CUSTOMERS_FILE: self.customers.accounting(),
-                TRANSACTIONS_FILE: self.transactions.accounting(),
-            },
-            "excluded_from_training": self.labels.excluded,
-            "labelled": {f"{s}_{'churned' if y else 'retained'}": int(n) for (s, y), n in split_counts.items()},
-            "churn_rate": float(self.labels.frame[LABEL_COLUMN].mean()),
-        }
+        return _metadata(self.labels, self.customers.accounting(), self.transactions.accounting(),
+                         churn_window_days, seed, validation_fraction)
+
+
+def _metadata(labels: Labels, customers: dict, transactions: dict, churn_window_days: int, seed: int,
+              validation_fraction: float) -> dict:
+    split_counts = labels.frame.groupby(["split", LABEL_COLUMN]).size()
+    return {
+        "cutoff": labels.cutoff.isoformat(),
+        "end": labels.end.isoformat(),
+        "churn_window_days": churn_window_days,
+        "label_source": labels.source,
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+        "rows": {CUSTOMERS_FILE: customers, TRANSACTIONS_FILE: transactions},
+        "excluded_from_training": labels.excluded,
+        "labelled": {f"{s}_{'churned' if y else 'retained'}": int(n) for (s, y), n in split_counts.items()},
+        "churn_rate": float(labels.frame[LABEL_COLUMN].mean()),
+    }
 
 
 def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42) -> Prepared:
@@ -886,24 +926,34 @@ def write_interim(prepared: Prepared, out_dir: Path, metadata: dict) -> dict[str
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    def write_sales(path: Path) -> None:
+        tx = prepared.transactions.kept.drop(columns=[SOURCE_ROW])
+        table = pa.Table.from_pandas(tx.assign(timestamp=_iso_utc(tx["timestamp"])), preserve_index=False)
+        pacsv.write_csv(table, path)
+
+    return _write_interim_files(out_dir, prepared.customers, write_sales, prepared.transactions.rejected,
+                                prepared.labels, metadata)
+
+
+def _write_interim_files(out_dir: Path, customers: Cleaned, write_sales, rejected_transactions: pd.DataFrame,
+                         labels: Labels, metadata: dict) -> dict[str, Path]:
+    """Writes the interim files; ``write_sales(path)`` writes filtered_sales.csv."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    customers = prepared.customers.kept.copy()
-    customers["signup_date"] = customers["signup_date"].dt.strftime("%Y-%m-%d")
+    kept_customers = customers.kept.copy()
+    kept_customers["signup_date"] = kept_customers["signup_date"].dt.strftime("%Y-%m-%d")
     paths[CLEANED_CUSTOMERS] = out_dir / CLEANED_CUSTOMERS
-    write_csv(customers, paths[CLEANED_CUSTOMERS])
+    write_csv(kept_customers, paths[CLEANED_CUSTOMERS])
 
-    tx = prepared.transactions.kept.drop(columns=[SOURCE_ROW])
-    table = pa.Table.from_pandas(tx.assign(timestamp=_iso_utc(tx["timestamp"])), preserve_index=False)
     paths[FILTERED_SALES] = out_dir / FILTERED_SALES
-    pacsv.write_csv(table, paths[FILTERED_SALES])
+    write_sales(paths[FILTERED_SALES])
 
-    for name, cleaned in (("customers", prepared.customers), ("transactions", prepared.transactions)):
+    for name, rejected in (("customers", customers.rejected), ("transactions", rejected_transactions)):
         path = out_dir / f"rejected_{name}.csv"
-        cleaned.rejected.to_csv(path, index=False)
+        rejected.to_csv(path, index=False)
         paths[path.name] = path
     paths[LABELS_FILE] = out_dir / LABELS_FILE
-    write_csv(prepared.labels.frame, paths[LABELS_FILE])
+    write_csv(labels.frame, paths[LABELS_FILE])
     paths[METADATA_FILE] = out_dir / METADATA_FILE
     paths[METADATA_FILE].write_text(json.dumps(metadata, indent=2) + "\n")
     return paths
@@ -1085,8 +1135,431 @@ def read_interim(interim_dir: Path) -> Interim:
     return Interim(customers=customers, transactions=transactions, labels=labels, metadata=metadata)
 
 
-def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42) -> dict:
-    """Runs the stage on folders and returns its metadata (row accounting included)."""
+# --------------------------------------------------------------------------- fast path (DuckDB)
+#
+# The same transactions rules in DuckDB, for JSON Lines files whose every field has one plain JSON
+# type: the file is parsed once, in several threads, and the transactions never become a pandas
+# frame. DuckDB builds each kept row's line of filtered_sales.csv as pyarrow's CSV writer would
+# write it; rejected rows go through the pandas functions above. Whatever the fast path cannot
+# promise to treat exactly like the pandas path (see :func:`_fast_transactions`) it leaves to that
+# path: such a run is as slow as before, never different.
+# tests/components/test_prep_fast_path.py runs both paths on the same inputs and compares the files.
+
+_FAST_NUMERIC = ("amount", "quantity")
+_FAST_RESERVED = frozenset({SOURCE_ROW, REASON, "is_refund", "raw_record", "_pos"})
+_FAST_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]*")
+# Number texts (as DuckDB re-serialises JSON numbers) that pyarrow's CSV writer prints the same
+# way once a trailing ".0" is dropped: plain decimals below 1e9 (checked in the tests).
+_NUMBER_SAFE = r"-?(0|[1-9][0-9]{0,8})(\.[0-9]+)?"
+# ISO 8601 texts that DuckDB and pandas' format="ISO8601" read alike (checked in the tests); the
+# other texts are parsed by pandas itself, once per distinct text.
+_TS_SAFE = (r"(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+            r"([T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+_MAX_ODD_TIMESTAMPS = 100_000
+_SCAN_BYTES = 64 << 20
+_NOT_FAST = "fast path: a value it does not take (other JSON type, spaces at the ends, no fields)"
+_PENDING = "NULL::TINYINT"
+
+
+@dataclass(frozen=True)
+class _ByteFacts:
+    """What a byte scan of the file tells: all ASCII, any ``\\``, how many ``"``."""
+
+    ascii: bool
+    backslash: bool
+    quotes: int
+
+
+def _byte_facts(path: Path) -> _ByteFacts:
+    import mmap
+
+    if path.stat().st_size == 0:
+        return _ByteFacts(True, False, 0)
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm.find(b"\\") >= 0:
+            return _ByteFacts(True, True, 0)
+        data = np.frombuffer(mm, dtype=np.uint8)
+        quotes, is_ascii = 0, True
+        for lo in range(0, len(data), _SCAN_BYTES):
+            block = data[lo : lo + _SCAN_BYTES]
+            is_ascii = is_ascii and int(block.max()) < 128
+            quotes += int(np.count_nonzero(block == ord('"')))
+        del data, block
+    return _ByteFacts(is_ascii, False, quotes)
+
+
+def _sql(con, statement: str) -> None:
+    """Runs a statement that returns no rows (DuckDB wants every result finished)."""
+    con.execute(statement).fetchall()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _iso_sql(ts: str) -> str:
+    """SQL for :func:`_iso_utc`'s text of a TIMESTAMPTZ (the session runs in UTC)."""
+    return (f"CASE WHEN microsecond({ts}) % 1000000 = 0 THEN strftime({ts}, '%Y-%m-%dT%H:%M:%SZ') "
+            f"ELSE strftime({ts}, '%Y-%m-%dT%H:%M:%S.%fZ') END")
+
+
+def _line_sql(fields: list[str], json_of: dict[str, str], ts_out: str, is_refund: str) -> str:
+    """SQL for a row of filtered_sales.csv as pyarrow writes it, from the fields' JSON texts.
+
+    A JSON string without escapes is the field as pyarrow quotes it; numbers lose a trailing
+    ``.0``; missing values are empty.
+    """
+    parts = []
+    for f in fields:
+        j = json_of[f]
+        if f == "timestamp":
+            parts.append(f"'\"' || {ts_out} || '\"'")
+        elif f in _FAST_NUMERIC:
+            parts.append(f"coalesce(CASE WHEN ends_with({j}, '.0') THEN substr({j}, 1, length({j}) - 2) ELSE {j} END, '')")
+        else:
+            parts.append(f"coalesce({j}, '')")
+    parts.append(f"CASE WHEN {is_refund} THEN 'true' ELSE 'false' END")
+    return "concat(" + ", ',', ".join(parts) + ", chr(10))"
+
+
+@dataclass(frozen=True)
+class _FastTx:
+    """Transactions cleaned in DuckDB; the kept rows are ``rule = 0`` in table ``tx``."""
+
+    fields: list[str]
+    raw_rows: int
+    kept_rows: int
+    rejected: pd.DataFrame
+
+
+def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series]") -> _FastTx | None:
+    """Applies every transactions rule in DuckDB, or returns None when the pandas path must do it.
+
+    The fast path takes a file only when it reads it exactly as :func:`parse_transactions` does:
+    JSON Lines, ASCII without escapes (``\\``), every line an object; the first line holds every
+    key there is; ``amount``/``quantity`` are JSON numbers written as plain decimals below 1e9;
+    every other field is a JSON string without a space at either end. No unknown or repeated keys
+    and no explicit nulls: the file's ``"`` count must equal what the parsed values account for
+    (each of those would add quotes nothing accounts for). DuckDB stops at any line it cannot
+    parse (the pandas path rejects such a line on its own).
+    Rejected rows are rendered by the pandas functions (:func:`validate_transaction_records`,
+    :func:`_all_rejected`), from the rows' JSON texts.
+
+    Args:
+        path: transactions.json.
+        con: A DuckDB connection (session time zone UTC); the result stays in its table ``tx``.
+        known_customers: Gives the kept customer ids; called once the file is read (the customers
+            can be cleaned meanwhile).
+
+    Returns:
+        Row counts and the rejected rows, or None.
+    """
+    import threading
+
+    import pyarrow as pa
+
+    with path.open("rb") as fh:
+        first_line = fh.readline(1 << 20)
+    try:
+        first = json.loads(first_line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(first, dict) or not first:
+        return None
+    fields = list(first)
+    if (any(not _FAST_KEY.fullmatch(f) or f in _FAST_RESERVED for f in fields)
+            or any(f not in fields for f in REQUIRED_TRANSACTION_FIELDS)):
+        return None
+    facts: list[_ByteFacts] = []
+    scan = threading.Thread(target=lambda: facts.append(_byte_facts(path)), name="json-byte-scan")
+    scan.start()
+
+    j = {f: f"j{i}" for i, f in enumerate(fields)}  # each field's JSON text
+    text_fields = [f for f in fields if f not in _FAST_NUMERIC]
+    checks, quotes = [], []
+    for f in fields:
+        if f in _FAST_NUMERIC:
+            checks.append(f"({j[f]} IS NULL OR regexp_full_match({j[f]}, {_sql_text(_NUMBER_SAFE)}))")
+            quotes.append(f"CASE WHEN {j[f]} IS NULL THEN 0 ELSE 2 END")
+        else:
+            checks.append(f"({j[f]} IS NULL OR (starts_with({j[f]}, '\"') AND NOT starts_with({j[f]}, '\" ') "
+                          f"AND NOT ends_with({j[f]}, ' \"')))")
+            quotes.append(f"CASE WHEN {j[f]} IS NULL THEN 0 ELSE 4 END")
+    checks.append("(" + " OR ".join(f"{j[f]} IS NOT NULL" for f in fields) + ")")  # `{}` and `null` lines
+    jts, jcid, jamount = j["timestamp"], j[ID_COLUMN], j["amount"]
+    refund_texts = ", ".join(_sql_text(f'"{s}"') for s in sorted(REFUND_STATUSES))
+    is_refund = f"coalesce(lower({j['status']}) IN ({refund_texts}), false)" if "status" in j else "false"
+    canonical = (f"(length({jts}) = 22 AND substr({jts}, 12, 1) = 'T' AND ends_with({jts}, 'Z\"'))")
+    ts_out = f"CASE WHEN {canonical} THEN substr({jts}, 2, 20) ELSE {_iso_sql('ts')} END"
+    rule = (f"CASE WHEN {jcid} IS NULL OR {jcid} = '\"\"' THEN 1 WHEN {jts} IS NULL THEN 2 "
+            f"WHEN NOT ts_safe THEN {_PENDING} WHEN ts IS NULL THEN 3 WHEN {jamount} IS NULL THEN 4 "
+            f"WHEN try_cast({jamount} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END")
+    raw_list = "[" + ", ".join(j[f] for f in fields) + "]"
+    json_columns = "{" + ", ".join(f"{_sql_text(f)}: 'JSON'" for f in fields) + "}"
+    started = time.monotonic()
+    try:
+        _sql(con, f"""
+            CREATE TABLE tx AS
+            SELECT {_line_sql(fields, j, ts_out, 'is_refund')} AS line,
+                   {jcid} AS cid, {j['transaction_id'] if 'transaction_id' in j else 'NULL::VARCHAR'} AS tid,
+                   ts, is_refund, rule::TINYINT AS rule,
+                   CASE WHEN rule IS DISTINCT FROM 0 THEN {raw_list} END AS raw,
+                   CASE WHEN {' AND '.join(checks)} THEN ({' + '.join(quotes)})::UTINYINT
+                        ELSE error({_sql_text(_NOT_FAST)}) END AS quotes
+            FROM (SELECT *, {rule} AS rule FROM (
+                  SELECT *, CASE WHEN ts_safe THEN try_cast(substr({jts}, 2, length({jts}) - 2) AS TIMESTAMPTZ) END AS ts,
+                         {is_refund} AS is_refund
+                  FROM (SELECT *, coalesce(regexp_full_match({jts}, {_sql_text('"' + _TS_SAFE + '"')}), false) AS ts_safe
+                        FROM (SELECT {', '.join(f'{_ident(f)}::VARCHAR AS {j[f]}' for f in fields)}
+                              FROM read_json({_sql_text(str(path))}, format='newline_delimited', columns={json_columns})))))
+        """)
+    except duckdb_errors() as exc:
+        scan.join()
+        logger.info("%s: fast path not taken (%s)", path.name, str(exc).splitlines()[0])
+        return None
+    rows, expected_quotes, pending = con.execute(
+        "SELECT count(*), coalesce(sum(quotes), 0), count(*) FILTER (WHERE rule IS NULL) FROM tx").fetchall()[0]
+    scan.join()
+    fact = facts[0] if facts else None
+    why = None
+    if fact is None or not fact.ascii or fact.backslash:
+        why = "not ASCII, or escapes in strings"
+    elif rows == 0:
+        why = "no records"
+    elif fact.quotes != expected_quotes:
+        why = "keys beyond the first line's, repeated keys or explicit nulls"
+    if why:
+        logger.info("%s: fast path not taken (%s)", path.name, why)
+        return None
+    logger.info("%s: %d records read by DuckDB (%.1fs)", path.name, rows, time.monotonic() - started)
+    jraw = {f: f"raw[{i + 1}]" for i, f in enumerate(fields)}
+    if pending:
+        texts = [r[0] for r in con.execute(
+            f"SELECT DISTINCT {jraw['timestamp']} FROM tx WHERE rule IS NULL").fetchall()]
+        if len(texts) > _MAX_ODD_TIMESTAMPS:
+            logger.info("%s: fast path not taken (%d distinct timestamps in other formats)", path.name, len(texts))
+            return None
+        parsed = pd.to_datetime(pd.Series([json.loads(t) for t in texts], dtype=object), format="ISO8601",
+                                utc=True, errors="coerce")
+        if (parsed.dropna().dt.as_unit("ns").astype("int64") % 1000 != 0).any():
+            logger.info("%s: fast path not taken (timestamps finer than microseconds)", path.name)
+            return None
+        con.register("odd_ts", pd.DataFrame({"t": texts, "ts": parsed}))
+        amount_raw = jraw["amount"]
+        _sql(con, "UPDATE tx SET ts = odd_ts.ts FROM odd_ts WHERE tx.rule IS NULL AND tx.raw[" +
+             str(fields.index("timestamp") + 1) + "] = odd_ts.t")
+        _sql(con, f"UPDATE tx SET rule = CASE WHEN ts IS NULL THEN 3 WHEN {amount_raw} IS NULL THEN 4 "
+                  f"WHEN try_cast({amount_raw} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END, "
+                  f"line = {_line_sql(fields, jraw, _iso_sql('ts'), 'is_refund')} WHERE rule IS NULL")
+        con.unregister("odd_ts")
+
+    ids = known_customers().astype(str).to_numpy()
+    con.register("known_customers", pa.table({"id": pa.array(ids, pa.string())}))
+    known = "(SELECT '\"' || id || '\"' FROM known_customers)"
+    _sql(con, f"""
+        CREATE TABLE cross_rejected AS
+        SELECT rid, unknown FROM (
+            SELECT rid, unknown, CASE WHEN maybe_dup THEN row_number() OVER (PARTITION BY tid ORDER BY rid) END AS nth
+            FROM (SELECT rowid AS rid, tid, NOT (cid IN {known}) AS unknown,
+                         coalesce(tid IN (SELECT tid FROM tx WHERE rule = 0 AND tid IS NOT NULL
+                                          GROUP BY tid HAVING count(*) > 1), false) AS maybe_dup
+                  FROM tx WHERE rule = 0)
+            WHERE unknown OR maybe_dup)
+        WHERE unknown OR nth > 1
+    """)
+    con.unregister("known_customers")
+    _sql(con, "UPDATE tx SET rule = CASE WHEN c.unknown THEN 8 ELSE 9 END FROM cross_rejected c WHERE tx.rowid = c.rid")
+
+    per_record = _fast_rejected_records(con, fields)
+    if per_record is None:
+        logger.warning("%s: fast path not taken (its rules kept rows the pandas rules reject)", path.name)
+        return None
+    rejected = _all_rejected(per_record, *_fast_cross_rejected(con, fields))
+    kept_rows = rows - len(rejected)
+    return _FastTx(fields=fields, raw_rows=rows, kept_rows=kept_rows, rejected=rejected)
+
+
+def _text_frame(columns: dict[str, list]) -> pd.DataFrame:
+    text = pd.StringDtype("pyarrow")
+    return pd.DataFrame({k: pd.Series(v, dtype=text if k not in _FAST_NUMERIC else "float64")
+                         for k, v in columns.items()})
+
+
+def _fast_rejected_records(con, fields: list[str]) -> pd.DataFrame | None:
+    """Rows the per-record rules reject, rendered by :func:`validate_transaction_records`, or None
+    when that function would keep one of them."""
+    rows = con.execute("SELECT rowid + 1, raw FROM tx WHERE rule BETWEEN 1 AND 7 ORDER BY rowid").fetchall()
+    values = {f: [] for f in fields}
+    for _, raw in rows:
+        for f, text in zip(fields, raw):
+            value = None if text is None else json.loads(text)
+            values[f].append(float(value) if f in _FAST_NUMERIC and value is not None else value)
+    still_kept, rejected = validate_transaction_records(_text_frame(values))
+    if len(still_kept):
+        return None
+    source_rows = np.array([r[0] for r in rows], dtype=np.int64)
+    rejected[SOURCE_ROW] = source_rows[rejected[SOURCE_ROW].to_numpy() - 1]
+    return rejected
+
+
+def _fast_cross_rejected(con, fields: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Kept records the cross-record rules reject, typed as :func:`validate_transaction_records` keeps them."""
+    import csv
+    import io
+
+    rows = con.execute("SELECT rowid + 1, line, ts, is_refund, rule = 8 FROM tx WHERE rule IN (8, 9) ORDER BY rowid"
+                       ).fetchall()
+    parsed = list(csv.reader(io.StringIO("".join(r[1] for r in rows))))
+    columns = {f: [row[i] for row in parsed] for i, f in enumerate(fields)}
+    for f in fields:
+        if f in _FAST_NUMERIC:
+            columns[f] = [float(v) if v != "" else None for v in columns[f]]
+        elif f != "timestamp":
+            # pyarrow writes a missing text as nothing and an empty one as "": both read back as ''
+            # here, and both are written as '' to rejected_transactions.csv.
+            columns[f] = [v if v != "" else None for v in columns[f]]
+    frame = _text_frame({f: v for f, v in columns.items() if f != "timestamp"})
+    frame.insert(fields.index("timestamp"), "timestamp",
+                 pd.Series(pd.to_datetime([r[2] for r in rows], utc=True), dtype="datetime64[ns, UTC]"))
+    frame = frame[fields]
+    frame.insert(0, SOURCE_ROW, np.array([r[0] for r in rows], dtype=np.int64))
+    frame["is_refund"] = np.array([r[3] for r in rows], dtype=bool)
+    return frame, np.array([r[4] for r in rows], dtype=bool)
+
+
+def _write_text_bytes(fh, lines: "pa.Array") -> None:
+    """Writes the strings of a pyarrow string array back to back."""
+    import pyarrow as pa
+
+    if isinstance(lines, pa.ChunkedArray):
+        for chunk in lines.chunks:
+            _write_text_bytes(fh, chunk)
+        return
+    if lines.null_count or not len(lines):
+        if lines.null_count:
+            raise ValueError("a line of filtered_sales.csv is missing")
+        return
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    if not (pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type)):
+        lines = lines.cast(pa.large_string())
+        width = np.int64
+    offsets = np.frombuffer(lines.buffers()[1], dtype=width)[lines.offset : lines.offset + len(lines) + 1]
+    fh.write(lines.buffers()[2][int(offsets[0]) : int(offsets[-1])])
+
+
+def duckdb_errors() -> tuple[type[Exception], ...]:
+    """DuckDB's errors for input it cannot read (malformed JSON, values of other types, ...)."""
+    import duckdb
+
+    return (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.BinderException)
+
+
+def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2,
+             seed: int = 42) -> dict | None:
+    """:func:`run` with DuckDB for the transactions, or None (nothing written) when the input needs the pandas path.
+
+    Writes the same interim files as :func:`prepare` + :func:`write_interim`, byte for byte.
+
+    Args:
+        raw_dir: Folder with customers.csv and transactions.json.
+        out_dir: Interim folder.
+        churn_window_days: Label window.
+        validation_fraction: Share of labelled customers in validation.
+        seed: Split seed.
+
+    Returns:
+        The metadata, or None.
+
+    Raises:
+        RawDataError: As :func:`prepare`.
+    """
+    import importlib
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is pinned in requirements.txt
+        return None
+
+    if churn_window_days <= 0 or not 0 < validation_fraction < 1:
+        return None  # the pandas path raises the error
+    tx_path = raw_dir / TRANSACTIONS_FILE
+    if not tx_path.is_file() or _is_json_array(tx_path):
+        return None
+    started = time.monotonic()
+    customers_path = raw_dir / CUSTOMERS_FILE
+
+    def cleaned_customers() -> Cleaned:
+        importlib.import_module("sklearn.model_selection")  # seconds of imports the split needs later
+        cleaned = clean_customers(read_customers(customers_path))
+        logger.info("customers: %d raw, %d kept, %d rejected", cleaned.raw_rows, len(cleaned.kept),
+                    len(cleaned.rejected))
+        if cleaned.kept.empty:
+            raise RawDataError(f"{customers_path}: no usable rows ({cleaned.accounting()['reasons']}).")
+        return cleaned
+
+    # The customers are cleaned (pandas, one core) while DuckDB reads the transactions.
+    with tempfile.TemporaryDirectory(prefix="duckdb-") as spill, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="customers") as pool:
+        pending_customers = pool.submit(cleaned_customers)
+        con = duckdb.connect(config={"threads": max(1, os.cpu_count() or 1), "preserve_insertion_order": True,
+                                     "temp_directory": spill, "memory_limit": "4GB"})
+        try:
+            _sql(con, "SET TimeZone = 'UTC'")
+            fast = _fast_transactions(tx_path, con, lambda: pending_customers.result().kept[ID_COLUMN])
+            if fast is None:
+                pending_customers.cancel()
+                return None
+            customers = pending_customers.result()
+            tx_acc = _accounting(fast.raw_rows, fast.kept_rows, fast.rejected)
+            logger.info("transactions: %d raw, %d kept, %d rejected (%.1fs)", fast.raw_rows, fast.kept_rows,
+                        len(fast.rejected), time.monotonic() - started)
+            if fast.kept_rows == 0:
+                raise RawDataError(f"{tx_path}: no usable rows ({tx_acc['reasons']}).")
+            end = pd.Timestamp(con.execute("SELECT max(ts) FROM tx WHERE rule = 0").fetchall()[0][0]).tz_convert("UTC")
+            active = None
+            if LABEL_COLUMN not in customers.kept.columns:
+                cutoff = end - pd.Timedelta(days=churn_window_days)
+                ids = con.sql("SELECT DISTINCT substr(cid, 2, length(cid) - 2) FROM tx WHERE rule = 0 "
+                              f"AND NOT is_refund AND ts > TIMESTAMPTZ '{cutoff.isoformat()}'").to_arrow_table().column(0)
+                active = pd.Series(ids.to_pandas(types_mapper={ids.type: pd.StringDtype("pyarrow")}.get))
+            labels = split_customers(labels_at(customers.kept, end, active, churn_window_days),
+                                     validation_fraction, seed)
+            logger.info("labels (%s): cutoff %s, %d customers, churn rate %.1f%%", labels.source,
+                        labels.cutoff.date(), len(labels.frame), 100 * labels.frame[LABEL_COLUMN].mean())
+            metadata = _metadata(labels, customers.accounting(), tx_acc, churn_window_days, seed, validation_fraction)
+
+            def write_sales(path: Path) -> None:
+                header = ",".join(f'"{f}"' for f in [*fast.fields, "is_refund"]) + "\n"
+                reader = con.sql("SELECT line FROM tx WHERE rule = 0").to_arrow_reader(1 << 20)
+                with open(path, "wb") as fh:
+                    fh.write(header.encode())
+                    for batch in reader:
+                        _write_text_bytes(fh, batch.column(0))
+
+            _write_interim_files(out_dir, customers, write_sales, fast.rejected, labels, metadata)
+        finally:
+            con.close()
+    return metadata
+
+
+def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
+        fast: bool = True) -> dict:
+    """Runs the stage on folders and returns its metadata (row accounting included).
+
+    With ``fast`` (the default), :func:`run_fast` does it when the input allows; the files are the
+    same either way.
+    """
+    if fast:
+        metadata = run_fast(raw_dir, out_dir, churn_window_days=churn_window_days,
+                            validation_fraction=validation_fraction, seed=seed)
+        if metadata is not None:
+            return metadata
     prepared = prepare(raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction, seed=seed)
     metadata = prepared.metadata(churn_window_days, seed, validation_fraction)
     write_interim(prepared, out_dir, metadata)

@@ -1,0 +1,201 @@
+"""data_prep's DuckDB fast path: the same interim files as the pandas path, or no fast path at all.
+
+Every test runs both paths on the same raw folder and compares the files byte for byte; inputs the
+fast path cannot promise to read like the pandas path must make it step aside (run_fast -> None).
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components import data_prep as dp
+from components import feature_engineering as fe
+from tests.conftest import write_customers
+
+INTERIM_FILES = ("cleaned_customers.csv", "filtered_sales.csv", "rejected_customers.csv",
+                 "rejected_transactions.csv", "labels.csv", "prep_metadata.json")
+
+CUSTOMERS = "customer_id,signup_date,plan\n" + "\n".join(
+    [f"{i:05d},2024-01-{1 + i % 28:02d},{'basic' if i % 2 else 'premium'}" for i in range(1, 21)]
+    + ["00007,2024-02-01,basic", ",2024-01-01,basic", "00099,never,basic"])
+
+
+def tx(tid: str, cid: str, ts: str, amount, **extra) -> dict:
+    return {"transaction_id": tid, "customer_id": cid, "timestamp": ts, "amount": amount,
+            "quantity": 1, "category": "books", "channel": "web", "status": "completed", **extra}
+
+
+def _good_rows() -> list[dict]:
+    """Purchases of customers 1-20 in Jan-Jul; the even ones buy again in December (not churned)."""
+    rows = []
+    for i in range(1, 21):
+        for k in range(4 + (i % 2 == 0)):
+            month = 12 if k == 4 else 1 + 2 * k
+            rows.append(tx(f"g{i}-{k}", f"{i:05d}", f"2024-{month:02d}-{1 + (i * k) % 28:02d}T{k:02d}:15:00Z",
+                           round(3.5 * i + k, 2), category=["books", "games", "home"][(i + k) % 3],
+                           channel=["web", "app"][k % 2]))
+    return rows
+
+
+def _without(row: dict, *keys: str) -> dict:
+    return {k: v for k, v in row.items() if k not in keys}
+
+
+# Every rule the fast path applies itself, in rows it must accept.
+BAD_ROWS = [
+    _without(tx("b1", "00001", "2024-05-01", 5.0), "customer_id"),          # missing customer_id
+    tx("b2", "", "2024-05-01", 5.0),                                        # empty customer_id
+    _without(tx("b3", "00002", "x", 5.0), "timestamp"),                     # missing timestamp
+    tx("b4", "00002", "2024-13-01", 5.0),                                   # unparseable (safe pattern)
+    tx("b5", "00002", "2024-02-30T10:00:00Z", 5.0),                         # no such day
+    tx("b6", "00002", "notadate", 5.0),                                     # unparseable (pandas decides)
+    tx("b7", "00003", "20240601", 5.0),                                     # ISO basic format: pandas decides
+    tx("b8", "00003", "2024-06-01T10:00:00.123456+02:00", 5.0),             # offset and fraction
+    tx("b9", "00003", "2024-06-01 10:00", 7.25),                            # no seconds: pandas decides
+    tx("b10", "00003", "2024-06-01T10:00:00.5Z", 7.25),
+    _without(tx("b11", "00004", "2024-06-01", 0), "amount"),                # missing amount
+    tx("b12", "00004", "2024-06-01", -3),                                   # negative, not a refund
+    tx("b13", "00004", "2024-06-02T00:00:00+02:00", -3, status="Refunded"),  # a refund (any case)
+    tx("b14", "99999", "2024-06-01", 5),                                    # unknown customer
+    tx("b15", "00099", "2024-06-01", 5),                                    # customer rejected itself
+    tx("g1-0", "00005", "2024-06-01", 5),                                   # repeated transaction id
+    tx("d1", "99999", "2024-06-01", 5),                                     # first d1: unknown customer
+    tx("d1", "00005", "2024-06-03", 6),                                     # ... so this one is a repeat
+    tx("d2", "00005", "nope", 5),                                           # first d2 rejected per record
+    tx("d2", "00005", "2024-06-04", 6),                                     # ... so this one is kept
+    _without(tx("b16", "00006", "2024-06-05T08:00:00Z", 12.5), "category", "quantity"),
+    tx("b17", "00006", "2024-06-06T08:00:00Z", -0.0, category=""),
+    tx("b18", "00006", "2024-06-07T08:00:00Z", 123456789.125, quantity=3.0),
+    tx("b19", "00007", "2024-06-08T08:00:00Z", 0.001, category="a,b"),
+]
+
+
+def _write_jsonl(raw: Path, rows: list, *, compact: bool = True) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    seps = (",", ":") if compact else (", ", ": ")
+    (raw / "transactions.json").write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, separators=seps)) + "\n" for r in rows))
+
+
+def _both(raw: Path, out: Path, **kw) -> tuple[dict | None, dict]:
+    fast = dp.run_fast(raw, out / "fast", validation_fraction=0.5, seed=3, **kw)
+    slow = dp.run(raw, out / "slow", validation_fraction=0.5, seed=3, fast=False, **kw)
+    return fast, slow
+
+
+def _assert_same_files(out: Path) -> None:
+    for name in INTERIM_FILES:
+        assert (out / "fast" / name).read_bytes() == (out / "slow" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_bad_rows_give_the_same_files_on_both_paths(tmp_path: Path, compact: bool) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    rows = _good_rows()
+    rows[5:5] = BAD_ROWS
+    _write_jsonl(tmp_path / "raw", rows, compact=compact)
+    fast, slow = _both(tmp_path / "raw", tmp_path)
+    assert fast is not None, "the fast path should take this input"
+    assert fast == slow
+    _assert_same_files(tmp_path)
+    acc = fast["rows"]["transactions.json"]
+    assert acc["raw"] == len(rows) == acc["kept"] + acc["rejected"]
+    rejected = pd.read_csv(tmp_path / "fast" / "rejected_transactions.csv", dtype=str, keep_default_na=False)
+    reasons = dict(zip(rejected["transaction_id"] + "@" + rejected["source_row"], rejected["reason"]))
+    assert "non-numeric amount" not in reasons.values()
+    assert sum(r.startswith("duplicate transaction_id") for r in reasons.values()) == 2  # g1-0 and the 2nd d1
+    assert sum(r.startswith("unknown customer_id") for r in reasons.values()) == 3
+
+
+def test_feature_engineering_reads_either_interim_alike(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    rows = _good_rows()
+    rows[3:3] = BAD_ROWS
+    _write_jsonl(tmp_path / "raw", rows)
+    assert _both(tmp_path / "raw", tmp_path)[0] is not None
+    for side in ("fast", "slow"):
+        fe.run(tmp_path / side, tmp_path / f"{side}-features", tmp_path / f"{side}-processed",
+               tmp_path / f"{side}-processed")
+    for rel in ("features/customer_features_v1.csv", "features/feature_schema.json", "processed/train.csv",
+                "processed/validation.csv"):
+        folder, name = rel.split("/")
+        assert (tmp_path / f"fast-{folder}" / name).read_bytes() == (tmp_path / f"slow-{folder}" / name).read_bytes()
+
+
+def test_generated_sample_gives_the_same_files(sample_raw_dir: Path, tmp_path: Path) -> None:
+    fast, slow = _both(sample_raw_dir, tmp_path)
+    assert fast is not None
+    _assert_same_files(tmp_path)
+
+
+def test_provided_labels_give_the_same_files(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", "customer_id,signup_date,churned\n" + "\n".join(
+        f"{i:03d},2024-01-01,{['yes', 'no', ''][i % 3]}" for i in range(12)))
+    _write_jsonl(tmp_path / "raw", [tx(f"t{i}", f"{i % 12:03d}", f"2024-03-{1 + i % 28:02d}", 1.5 + i)
+                                    for i in range(40)])
+    fast, slow = _both(tmp_path / "raw", tmp_path)
+    assert fast is not None and fast["label_source"] == "provided"
+    _assert_same_files(tmp_path)
+
+
+# Inputs the fast path must leave to the pandas path (which handles every one of them).
+STEP_ASIDE = {
+    "malformed line": ["this is not json"],
+    "not an object": ["[1, 2]"],
+    "null line": ["null"],
+    "empty object": [{}],
+    "text amount": [tx("s1", "00001", "2024-05-01", "12.5")],
+    "bool amount": [tx("s1", "00001", "2024-05-01", True)],
+    "huge amount": [tx("s1", "00001", "2024-05-01", 1.5e12)],
+    "exponent amount": [tx("s1", "00001", "2024-05-01", 1e-7)],
+    "numeric customer id": [tx("s1", 1, "2024-05-01", 1.0)],
+    "numeric transaction id": [tx(17.0, "00001", "2024-05-01", 1.0)],
+    "padded category": [tx("s1", "00001", "2024-05-01", 1.0, category=" books")],
+    "explicit null": [tx("s1", "00001", "2024-05-01", None)],
+    "unknown key": [tx("s1", "00001", "2024-05-01", 1.0, coupon="X1")],
+    "unknown null key": [tx("s1", "00001", "2024-05-01", 1.0, coupon=None)],
+    "nested value": [tx("s1", "00001", "2024-05-01", 1.0, category={"a": "b"})],
+    "escaped text": [tx("s1", "00001", "2024-05-01", 1.0, category='say "hi"')],
+    "non-ASCII text": [tx("s1", "00001", "2024-05-01", 1.0, category="café")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(STEP_ASIDE))
+def test_inputs_it_cannot_promise_go_to_the_pandas_path(tmp_path: Path, case: str) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    rows = _good_rows()
+    rows[7:7] = STEP_ASIDE[case]
+    _write_jsonl(tmp_path / "raw", rows)
+    assert dp.run_fast(tmp_path / "raw", tmp_path / "fast", validation_fraction=0.5, seed=3) is None
+    assert not (tmp_path / "fast").exists()
+    # run() then gives the pandas path's result
+    meta = dp.run(tmp_path / "raw", tmp_path / "out", validation_fraction=0.5, seed=3)
+    slow = dp.run(tmp_path / "raw", tmp_path / "slow", validation_fraction=0.5, seed=3, fast=False)
+    assert meta == slow
+
+
+TIMESTAMPS = [
+    "2024-06-01", "2024-06-01T10:00:00Z", "2024-06-01T10:00:00", "2024-06-01 10:00:00", "2024-06-01T10:00:00.5Z",
+    "2024-06-01T10:00:00.000000Z", "2024-06-01T10:00:00.123456-05:30", "2024-06-01T23:59:59+23:59",
+    "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31", "2024-00-10", "2024-06-00", "1900-01-01",
+    "2199-12-31T23:59:59Z", "2024-06-01T24:00:00Z", "2024-06-01T10:60:00Z", "2024-06-01T10:00:60Z",
+]
+
+
+def test_safe_timestamp_pattern_reads_like_pandas() -> None:
+    import re
+
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    safe = [t for t in TIMESTAMPS if re.fullmatch(dp._TS_SAFE, t)]
+    assert len(safe) >= 12
+    ours = [con.execute("SELECT try_cast(? AS TIMESTAMPTZ)", [t]).fetchall()[0][0] for t in safe]
+    theirs = pd.to_datetime(pd.Series(safe), format="ISO8601", utc=True, errors="coerce")
+    for text, a, b in zip(safe, ours, theirs):
+        assert (a is None) == pd.isna(b), text
+        if a is not None:
+            assert pd.Timestamp(a) == b, text
