@@ -827,12 +827,12 @@ def say(message: str) -> None:
 
 def print_result(result: CheckResult) -> None:
     """Prints the per-feature table, anomalies, the decision and the trigger outcome."""
-    say(f"{'feature':<28} {'metric':<11} {'value':>9} {'threshold':>9}  drifted")
+    say(f"{'feature':<28} {'metric':<14} {'value':>9} {'threshold':>9}  drifted")
     for r in result.rows:
         value = "" if math.isnan(r.value) else f"{r.value:.4f}"
         threshold = "" if math.isnan(r.threshold) else f"{r.threshold:.4f}"
         flag = "DRIFT" if r.drifted else ("-" if not value else "")
-        say(f"{r.feature:<28} {r.metric:<11} {value:>9} {threshold:>9}  {flag}{'  ' + r.note if r.note else ''}")
+        say(f"{r.feature:<28} {r.metric:<14} {value:>9} {threshold:>9}  {flag}{'  ' + r.note if r.note else ''}")
     if result.performance is not None:
         p = result.performance
         auc = p.current.get("roc_auc", float("nan"))
