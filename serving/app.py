@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -194,11 +195,27 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def render_predictions(version: str, ids: list[str | None], proba: np.ndarray, threshold: float) -> bytes:
-    """The JSON response body (:class:`PredictResponse`, built directly with orjson: this is the hot path)."""
-    preds = [{"customer_id": cid, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
-              "model_version": version}
-             for cid, p in zip(ids, proba.tolist())]
-    return orjson.dumps({"predictions": preds})
+    """The JSON response body (:class:`PredictResponse`; this is the hot path).
+
+    Byte for byte what ``orjson.dumps`` writes for the response dict. For many predictions it is assembled
+    from whole columns (a third faster at 1000): orjson writes all ids and all probabilities (the numpy
+    array, as it writes a Python float) in one call each, and each prediction is joined from those pieces
+    and constant text.
+    """
+    proba = np.asarray(proba, dtype=np.float64).reshape(-1)
+    n = len(ids)
+    id_text = orjson.dumps(ids) if n >= 16 else b""
+    if n < 16 or id_text.count(b",") != n - 1:  # few, or an id holds a comma: the dict
+        return orjson.dumps({"predictions": [
+            {"customer_id": cid, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
+             "model_version": version} for cid, p in zip(ids, proba.tolist())]})
+    rest = b',"threshold":' + orjson.dumps(threshold) + b',"model_version":' + orjson.dumps(version) + b"}"
+    decided = (b',"churned":false' + rest, b',"churned":true' + rest)
+    predictions = map(b"".join, zip(repeat(b'{"customer_id":', n), id_text[1:-1].split(b","),
+                                    repeat(b',"churn_probability":', n),
+                                    orjson.dumps(proba, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b","),
+                                    map(decided.__getitem__, (proba >= threshold).tolist())))
+    return b'{"predictions":[' + b",".join(predictions) + b"]}"
 
 
 # ----------------------------------------------------------------------------------------------------

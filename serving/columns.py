@@ -4,8 +4,10 @@ msgspec decodes a request body straight into typed structs generated from the fe
 everything the pydantic models in :mod:`serving.schemas` check, as it parses (one pass in C): unknown and
 missing fields, strict types (numbers for numeric features, ``int`` accepted and ``bool`` refused; text
 for categorical features and ``customer_id``), the ±1e12 range of numbers, text lengths, ``null`` only
-where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. Then the values are
-gathered into numpy arrays (a tuple of attributes per instance, read by ``np.fromiter`` for numbers).
+where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. Then each instance
+becomes one tuple ``(customer_id, *features)`` (``msgspec.structs.astuple``, in C; the struct's fields are
+in the order requests usually list them, which msgspec matches fastest) and the values are gathered from
+the tuples into numpy arrays (``np.fromiter`` for numbers).
 
 It only ever decides "valid": any body it does not accept (malformed, invalid, or merely unusual, such as
 a duplicated key or a threshold given as text) makes :meth:`ColumnParser.parse` return ``None``, and the
@@ -23,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter
+from operator import itemgetter
 from typing import Annotated, Any, Optional
 
 import msgspec
@@ -37,6 +39,7 @@ _NUMBER = Annotated[float, msgspec.Meta(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]  # J
 _TEXT = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 _THRESHOLD = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _ID_ATTR = "id_"
+_astuple = msgspec.structs.astuple
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,14 @@ def columns_from_instances(schema: FeatureSchema, instances: list[dict[str, Any]
     return Columns(numeric=num, categorical=cat, ids=[inst.get(ID_COLUMN) for inst in instances])
 
 
-def _rows(attrs: list[str]) -> Callable[[Any], tuple]:
-    """``obj -> tuple(getattr(obj, a) for a in attrs)`` in C (``attrgetter`` returns a bare value for one)."""
-    if len(attrs) == 1:
-        attr = attrs[0]
-        return lambda obj: (getattr(obj, attr),)
-    if not attrs:
-        return lambda obj: ()
-    return attrgetter(*attrs)
+def _items(positions: list[int]) -> Callable[[tuple], tuple]:
+    """``row -> tuple(row[i] for i in positions)`` in C (``itemgetter`` returns a bare value for one)."""
+    if len(positions) == 1:
+        position = positions[0]
+        return lambda row: (row[position],)
+    if not positions:
+        return lambda row: ()
+    return itemgetter(*positions)
 
 
 class ColumnParser:
@@ -104,13 +107,13 @@ class ColumnParser:
     """
 
     def __init__(self, schema: FeatureSchema, max_instances: int) -> None:
-        # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys.
+        # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys;
+        # customer_id first, as requests (and churn.export.request_instances) put it.
         attr = {spec.name: f"f{i}" for i, spec in enumerate(schema.features)}
-        fields: list[tuple] = []
+        fields: list[tuple] = [(_ID_ATTR, Optional[_TEXT], None)]
         for spec in schema.features:
             kind = _NUMBER if spec.kind == "numeric" else _TEXT
             fields.append((attr[spec.name], Optional[kind], None) if spec.nullable else (attr[spec.name], kind))
-        fields.append((_ID_ATTR, Optional[_TEXT], None))
         rename = {a: name for name, a in attr.items()} | {_ID_ATTR: ID_COLUMN}
         instance = msgspec.defstruct("CustomerInstance", fields, kw_only=True, forbid_unknown_fields=True,
                                      rename=rename, gc=False)
@@ -123,9 +126,9 @@ class ColumnParser:
             kw_only=True, forbid_unknown_fields=True, gc=False)
         self._batch = msgspec.json.Decoder(batch)
         self._single = msgspec.json.Decoder(instance)
-        self._numeric_rows = _rows([attr[name] for name in schema.numeric])
-        self._categorical_rows = _rows([attr[name] for name in schema.categorical])
-        self._ids = attrgetter(_ID_ATTR)
+        position = {name: 1 + i for i, name in enumerate(schema.names)}  # in the row tuple; 0 is customer_id
+        self._numeric_items = _items([position[name] for name in schema.numeric])
+        self._categorical_items = _items([position[name] for name in schema.categorical])
         self._nullable_categorical = any(schema.get(name).nullable for name in schema.categorical)
         self._width = (len(schema.numeric), len(schema.categorical))
         self._rename = rename
@@ -148,16 +151,17 @@ class ColumnParser:
 
     def columns(self, instances: list[Any]) -> Columns:
         """The arrays for decoded (valid) instances."""
-        n = len(instances)
+        rows = list(map(_astuple, instances))
+        n = len(rows)
         k_num, k_cat = self._width
-        num = np.fromiter(chain.from_iterable(map(self._numeric_rows, instances)), dtype=np.float64,
+        num = np.fromiter(chain.from_iterable(map(self._numeric_items, rows)), dtype=np.float64,
                           count=n * k_num).reshape(n, k_num)  # None (null or absent) → NaN
         cat = None
         if k_cat:
-            cat = np.array(list(map(self._categorical_rows, instances)), dtype=object).reshape(n, k_cat)
+            cat = np.array(list(map(self._categorical_items, rows)), dtype=object).reshape(n, k_cat)
             if self._nullable_categorical:
                 cat[np.equal(cat, None)] = MISSING_CATEGORY
-        return Columns(numeric=num, categorical=cat, ids=list(map(self._ids, instances)))
+        return Columns(numeric=num, categorical=cat, ids=[row[0] for row in rows])
 
     def as_dict(self, instance: Any) -> dict[str, Any]:
         """A decoded instance as the instance dict (absent optional fields as ``None``)."""

@@ -303,3 +303,21 @@ def test_buffered_predictions_are_flushed_on_shutdown(models, tmp_path: Path):
         assert server.stop() in (0, -signal.SIGTERM)
     files, rows = _log_rows(tmp_path / "data" / "predictions")
     assert [f.name for f in files] == ["v1_outputs.csv"] and len(rows) == 30
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 1000])
+@pytest.mark.parametrize("ids", ["plain", "none", "awkward"])
+def test_rendered_response_is_what_orjson_writes_for_the_dict(n: int, ids: str):
+    import orjson
+
+    from serving.app import render_predictions
+
+    proba = np.random.default_rng(n).random(n)
+    proba[:3] = [0.0, 1.0, 0.35][: min(3, n)]
+    customer_ids = {"plain": [f"{i:06d}" for i in range(n)], "none": [None] * n,
+                    "awkward": [f'a,"b"\\\n{i}é' for i in range(n)]}[ids]
+    for threshold in (0.0, 0.35, 1.0):
+        expected = orjson.dumps({"predictions": [
+            {"customer_id": c, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
+             "model_version": 'v"7'} for c, p in zip(customer_ids, proba.tolist())]})
+        assert render_predictions('v"7', customer_ids, proba, threshold) == expected
