@@ -10,8 +10,11 @@ Three servers run side by side on 127.0.0.1, each under uvicorn with the same wo
 
 Every scenario (1 or 1000 instances per request × concurrency 1 or 16) runs the three servers one after
 the other, so machine noise hits them alike. The load generator is a minimal asyncio HTTP/1.1 client
-with keep-alive connections sending pre-encoded requests; it runs in this process and is the same for
-all three. Then a soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling
+(on uvloop when installed) with keep-alive connections sending pre-encoded requests and reading only the
+status line and ``Content-Length`` of each response; it runs in this process and is the same for all
+three. It shares the machine's CPUs with the servers, so each scenario also reports the CPU time per
+request of the server (its whole process tree) and of the client, and how many cores other processes
+took meanwhile (from ``/proc/stat``): on a shared machine, throughput follows those. Then a soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling
 the server's memory (resident set of the uvicorn process tree).
 
 Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib``; ≥ 100k instances/s
@@ -188,8 +191,8 @@ def stop(server: Server) -> None:
         server.proc.wait()
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its descendants (Linux /proc)."""
+def _tree(pid: int) -> set[int]:
+    """A process and its descendants (Linux /proc)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -204,8 +207,13 @@ def tree_rss_bytes(pid: int) -> int:
         kids = [c for c, pp in parents.items() if pp == p and c not in tree]
         tree.update(kids)
         frontier.extend(kids)
+    return tree
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its descendants (Linux /proc)."""
     total = 0
-    for p in tree:
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -213,6 +221,24 @@ def tree_rss_bytes(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+def tree_cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of these processes, all their threads (Linux /proc)."""
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs spent busy since boot (``/proc/stat``: everything but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------- load
@@ -245,7 +271,11 @@ class Result:
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
+    server_cpu_ms: float = float("nan")  # per request, the server's process tree, warm-up included
+    client_cpu_ms: float = float("nan")  # per request, this process (the load generator)
+    other_cores: float = float("nan")  # cores busy with other processes during the run, on average
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    sent: int = field(default=0, repr=False)  # requests answered, warm-up included
 
     @property
     def p50(self) -> float:
@@ -284,6 +314,7 @@ async def _connection(port: int, payloads: list[bytes], stop_at: float, warm_unt
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, port)
                 continue
+            result.sent += 1
             if t0 >= warm_until:
                 result.latencies_ms.append((time.perf_counter() - t0) * 1e3)
                 result.requests += 1
@@ -292,9 +323,20 @@ async def _connection(port: int, payloads: list[bytes], stop_at: float, warm_unt
         writer.close()
 
 
+def _run(main: Any) -> None:
+    """Runs a coroutine on uvloop when installed (a cheaper client), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def run_load(port: int, payloads: list[bytes], concurrency: int, seconds: float, warmup: float,
-             result: Result, max_requests: int = 10**9) -> Result:
-    """Drives ``concurrency`` keep-alive connections for ``warmup + seconds``."""
+             result: Result, max_requests: int = 10**9, server_pid: int | None = None) -> Result:
+    """Drives ``concurrency`` keep-alive connections for ``warmup + seconds``; with ``server_pid``, also
+    measures the CPU time per request of the server and of this client, and what other processes took."""
     async def main() -> None:
         start_t = time.perf_counter()
         warm_until, stop_at = start_t + warmup, start_t + warmup + seconds
@@ -302,7 +344,14 @@ def run_load(port: int, payloads: list[bytes], concurrency: int, seconds: float,
                                            max_requests) for k in range(concurrency)))
         result.seconds = max(1e-9, time.perf_counter() - warm_until)
 
-    asyncio.run(main())
+    pids = _tree(server_pid) if server_pid else set()
+    server0, client0, busy0, wall0 = tree_cpu_seconds(pids), time.process_time(), machine_busy_seconds(), time.perf_counter()
+    _run(main())
+    server, client = tree_cpu_seconds(pids) - server0, time.process_time() - client0
+    busy, wall = machine_busy_seconds() - busy0, time.perf_counter() - wall0
+    if server_pid and result.sent:
+        result.server_cpu_ms, result.client_cpu_ms = server / result.sent * 1e3, client / result.sent * 1e3
+        result.other_cores = max(0.0, busy - server - client) / wall
     return result
 
 
@@ -314,10 +363,13 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def print_table(results: list[Result]) -> None:
     print(f"{'instances':>9} {'conc':>4}  {'server':<7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'req/s':>9} {'instances/s':>12}")
+          f"{'req/s':>9} {'instances/s':>12} {'srv cpu ms':>10} {'cli cpu ms':>10} {'others':>6}")
     for r in results:
         print(f"{r.instances:>9} {r.concurrency:>4}  {r.server:<7} {r.requests:>8} {r.errors:>6} {_fmt(r.p50):>8} "
-              f"{_fmt(r.p99):>8} {_fmt(r.rps, 0):>9} {_fmt(r.ips, 0):>12}")
+              f"{_fmt(r.p99):>8} {_fmt(r.rps, 0):>9} {_fmt(r.ips, 0):>12} {_fmt(r.server_cpu_ms, 3):>10} "
+              f"{_fmt(r.client_cpu_ms, 3):>10} {_fmt(r.other_cores):>6}")
+    print("srv/cli cpu ms: CPU time per request of the server's processes and of the load generator; others: "
+          "cores other processes kept busy meanwhile")
 
 
 def evaluate(results: list[Result], soak: dict[str, Any] | None) -> list[tuple[str, str, bool]]:
@@ -432,10 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                 for conc in (int(c) for c in args.concurrency.split(",")):
                     for name in SERVERS:
                         res = run_load(servers[name].port, payloads, conc, args.seconds, args.warmup,
-                                       Result(name, size, conc))
+                                       Result(name, size, conc), server_pid=servers[name].proc.pid)
                         results.append(res)
                         print(f"  {size:>5} instances, c={conc:<3} {name:<7} p50 {_fmt(res.p50)} ms, "
-                              f"{_fmt(res.ips, 0)} instances/s, {res.errors} errors", flush=True)
+                              f"{_fmt(res.ips, 0)} instances/s, {res.errors} errors, CPU/request server "
+                              f"{_fmt(res.server_cpu_ms, 3)} ms client {_fmt(res.client_cpu_ms, 3)} ms, other "
+                              f"processes {_fmt(res.other_cores)} cores", flush=True)
             if args.soak_seconds > 0:
                 mix = [request_bytes("/predict", json.dumps({"instances": rows[k:k + n]}).encode())
                        for k, n in ((0, 1), (5, 1), (9, 10), (20, 1), (31, 100), (40, 1))]
@@ -454,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{soak['errors']} errors, p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms; server RSS "
               f"{soak['rss_first_mb']:.0f} MB (first 10 s) → {soak['rss_last_mb']:.0f} MB (last 10 s)")
     print(f"prediction log: {logged:,} rows written by ours during the run")
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     print()
     checks = evaluate(results, soak)
     for desc, measured, ok in checks:
@@ -464,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                                "results": [{**{k: v for k, v in asdict(r).items() if k != "latencies_ms"},
                                             "p50_ms": r.p50, "p99_ms": r.p99, "rps": r.rps, "ips": r.ips}
                                            for r in results],
-                               "soak": soak, "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
+                               "load_average": os.getloadavg(), "soak": soak, "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
                               indent=2) + "\n")
     print(f"results: {out}")
     return 0 if all(ok for _, _, ok in checks) else 1
