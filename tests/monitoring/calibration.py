@@ -11,15 +11,12 @@ Scenarios (on :mod:`tests.monitoring.synthetic` tables):
   (+5 pp) or out of it to the others in proportion to their shares (-5 pp).
 * **Fresh same-distribution sample**: baseline and current drawn with different seeds.
 
-``python -m tests.monitoring.calibration [--trials N]`` (monitoring environment) prints the measured
-detection and false-alarm rates.
+``bench/calibrate_drift.py`` (monitoring environment) prints the measured detection and false-alarm rates
+as a Markdown table.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,11 +28,6 @@ from tests.monitoring.synthetic import feature_schema, generate
 SCHEMA = feature_schema()
 CATEGORIES = {f.name: f.categories for f in SCHEMA.features if f.kind == "categorical"}
 N_CHECKS = len(SCHEMA.names) + 1  # every feature and the prediction, as in a real run
-# The features whose spread on a log scale is so wide (log-sd 1.3-1.7, with a third of monetary_90d at 0) that
-# making every value 10% larger moves them by only ~0.06 standard deviations: at 10k + 10k rows even an optimal
-# test sees recency_days at z ~ 4 against a threshold of 4.3 (the 0.1% budget split over 27 checks), so it is
-# flagged about a third of the time. They are asserted at 30k rows (see the README table).
-WIDE_FEATURES = ("recency_days", "frequency", "monetary_total", "monetary_90d")
 
 
 def mean_shift(values: np.ndarray, change: float, *, mode: str = "scale",
@@ -108,26 +100,34 @@ def shift_category(frame: pd.DataFrame, name: str, category: str, delta: float,
     return frame.assign(**{name: values})
 
 
-def numeric_detection(n: int, trials: int, names: Sequence[str] = tuple(SCHEMA.numeric),
-                      policy: DriftPolicy = DriftPolicy(), seed: int = 0,
-                      mode: str = "scale") -> dict[str, list[float]]:
-    """Per feature and trial, the feature's strongest metric over its threshold (> 1: flagged) after its
-    mean was moved 10% up (:func:`shift_feature` with ``mode``).
+def check_ratio(row) -> float:
+    """A numeric row's strongest check over its threshold (> 1: flagged)."""
+    pairs = ((row.psi, row.psi_threshold), (row.rank_shift, row.rank_shift_threshold),
+             (row.rank_shift_all, row.rank_shift_all_threshold), (row.mean_shift, row.mean_shift_threshold))
+    return max((abs(v) / t for v, t in pairs if not np.isnan(v) and t > 0), default=0.0)
 
-    Each trial draws a fresh baseline and a fresh current sample of ``n`` rows, then shifts one feature at
-    a time in the current one; every feature is checked with the share of the false-alarm budget it gets
-    in a full run (26 features and the prediction).
+
+def numeric_detection(n: int, trials: int, names: Sequence[str] = tuple(SCHEMA.numeric),
+                      policy: DriftPolicy = DriftPolicy(), seed: int = 0, modes: Sequence[str] = ("scale",),
+                      baseline_rows: int | None = None) -> dict[tuple[str, str], list[float]]:
+    """Per (mode, feature) and trial, the feature's strongest check over its threshold (> 1: flagged) after
+    its mean was moved 10% up (:func:`shift_feature` with each of ``modes``).
+
+    Each trial draws a fresh baseline of ``baseline_rows`` rows (default ``n``) and a fresh current sample
+    of ``n`` rows, then shifts one feature at a time in the current one; every feature is checked with the
+    share of the false-alarm budget it gets in a full run (26 features and the prediction).
     """
     alpha = per_check_alpha(policy, N_CHECKS)
-    ratios: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[tuple[str, str], list[float]] = {(mode, name): [] for mode in modes for name in names}
     for trial in range(trials):
         rng = np.random.default_rng([seed, trial])
-        base = generate(n, seed=int(rng.integers(2**31)))
+        base = generate(baseline_rows or n, seed=int(rng.integers(2**31)))
         cur = generate(n, seed=int(rng.integers(2**31)))
-        for name in names:
-            shifted = shift_feature(cur, name, rng, mode=mode)
-            row = numeric_drift(name, base[name].to_numpy(), shifted[name].to_numpy(), policy, alpha)
-            ratios[name].append(max(row.psi / row.psi_threshold, abs(row.rank_shift) / row.rank_shift_threshold))
+        for mode in modes:
+            for name in names:
+                shifted = shift_feature(cur, name, rng, mode=mode)
+                row = numeric_drift(name, base[name].to_numpy(), shifted[name].to_numpy(), policy, alpha)
+                ratios[mode, name].append(check_ratio(row))
     return ratios
 
 
@@ -149,55 +149,18 @@ def categorical_detection(n: int, trials: int, policy: DriftPolicy = DriftPolicy
     return ratios
 
 
-def false_alarms(n: int, trials: int, policy: DriftPolicy = DriftPolicy(), seed: int = 0) -> list[list[str]]:
-    """Per trial on same-distribution samples, the features a full run flagged (with the prediction check)."""
+def false_alarms(n: int, trials: int, policy: DriftPolicy = DriftPolicy(), seed: int = 0,
+                 baseline_rows: int | None = None) -> list[list[str]]:
+    """Per trial on same-distribution samples (``baseline_rows`` baseline rows, default ``n``; ``n`` current
+    rows), the features a full run flagged (with the prediction check)."""
     from tests.monitoring.synthetic import churn_probability
 
     out = []
     for trial in range(trials):
-        base = generate(n, seed=1_000_003 * (seed + 1) + 2 * trial)
+        base = generate(baseline_rows or n, seed=1_000_003 * (seed + 1) + 2 * trial)
         cur = generate(n, seed=1_000_003 * (seed + 1) + 2 * trial + 1)
         rows = compare(base, cur, numeric=SCHEMA.numeric, categorical=CATEGORIES, policy=policy,
                        prediction=(churn_probability(base), churn_probability(cur)))
         decision = decide(rows, n, policy)
         out.append(decision.drifted_features)
     return out
-
-
-def report(trials: int) -> None:
-    """Prints detection rates per feature, shift and size, and false-alarm rates (the README table)."""
-    started = time.perf_counter()
-    columns = [("scale", 10_000), ("scale", 20_000), ("scale", 30_000), ("location", 10_000), ("location", 40_000)]
-    print(f"numeric features, mean 10% higher, {trials} trials per cell (fresh baseline and current each):")
-    rates = {}
-    for mode, n in columns:
-        for name, ratios in numeric_detection(n, trials, mode=mode).items():
-            rates[name, mode, n] = float(np.mean(np.array(ratios) > 1.0))
-    print(f"{'feature':<28}" + "".join(f"{f'{m} {n // 1000}k':>14}" for m, n in columns))
-    for name in SCHEMA.numeric:
-        print(f"{name:<28}" + "".join(f"{rates[name, m, n]:>14.0%}" for m, n in columns))
-    print(f"\ncategorical features, one share +/-5 pp, {trials} trials, n=10,000:")
-    cats = categorical_detection(10_000, trials)
-    for name in CATEGORIES:
-        hits = [np.mean(np.array(r) > 1.0) for (feature, _, _), r in cats.items() if feature == name]
-        print(f"{name:<28} lowest detection {min(hits):.0%} over {len(hits)} scenarios", flush=True)
-    print("\nfalse alarms, fresh same-distribution samples (a run = 26 features + the prediction):")
-    for n, runs in ((1_000, 100), (10_000, 100), (100_000, 20)):
-        flagged = false_alarms(n, runs)
-        names = sorted({f for r in flagged for f in r})
-        print(f"  n={n:>7,}: {sum(bool(r) for r in flagged)}/{runs} runs flagged anything"
-              + (f" ({', '.join(names)})" if names else ""), flush=True)
-    print(f"\n{time.perf_counter() - started:.0f}s")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tests.monitoring.calibration --trials 100``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=100)
-    args = parser.parse_args(argv)
-    report(args.trials)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
