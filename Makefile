@@ -19,7 +19,7 @@ IMAGE       ?= churn-pipeline:local
 
 
 .PHONY: help setup lock run data compile test test-fast mlflow-ui bench clean
-.PHONY: setup-monitoring drift bench-drift
+.PHONY: setup-monitoring drift bench-drift calibrate-drift
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a
 
 bench-drift: $(VENV_MON)/.installed ## Benchmark the drift check on 1M logged predictions (wall time, TF import, peak RSS)
 	$(PY_MON) bench/bench_drift.py
+
+calibrate-drift: $(VENV_MON)/.installed ## Measure the drift check's detection and false-alarm rates (100 seeded trials per cell; slow)
+	$(PY_MON) bench/calibrate_drift.py --detect-sizes 10000,10000:100000,100000 --alarm-sizes 1000,10000,100000,10000:100000
 
 .PHONY: demo
 demo: $(VENV)/.installed $(VENV_MON)/.installed ## The closed loop offline in demo/: train v1 → serve → drifted traffic → drift check → retrain → v2 promoted and served
