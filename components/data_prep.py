@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -1096,8 +1096,17 @@ class Interim:
         return pd.Timestamp(self.metadata["cutoff"])
 
 
-def read_interim(interim_dir: Path) -> Interim:
-    """Reads what :func:`write_interim` wrote (ids stay text, timestamps UTC)."""
+def read_interim(interim_dir: Path, columns: "Sequence[str] | None" = None) -> Interim:
+    """Reads what :func:`write_interim` wrote (ids stay text, timestamps UTC).
+
+    Args:
+        interim_dir: data_prep's output folder.
+        columns: The transaction columns wanted (those the file has), or None for all. Fewer
+            columns are read with every core (all columns are read block by block: less memory).
+
+    Returns:
+        The interim data.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -1105,34 +1114,52 @@ def read_interim(interim_dir: Path) -> Interim:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path}: not found; run data_prep first (python components/data_prep.py).")
     metadata = json.loads(meta_path.read_text())
-    # Text is read as large_string, which is what pandas keeps it as (reading string would mean a
-    # converted copy of every text column in to_pandas).
-    text_cols = {"customer_id": pa.large_string(), "transaction_id": pa.large_string(), "category": pa.large_string(),
-                 "channel": pa.large_string(), "status": pa.large_string()}
-    read_options = pacsv.ReadOptions(block_size=16 << 20)  # fewer, larger blocks: less overhead per block
-    convert_options = pacsv.ConvertOptions(column_types={**text_cols, "timestamp": pa.timestamp("us", tz="UTC")})
-    _release_arrow_memory()
-    try:
-        # Block by block: read_csv holds about the whole file on top of the table (~2.5 GB more
-        # for 20M rows). The other columns' types come from the first block here ...
-        with pacsv.open_csv(interim_dir / FILTERED_SALES, read_options=read_options,
-                            convert_options=convert_options) as reader:
-            table = reader.read_all()
-    except pa.ArrowInvalid:
-        # ... and from all blocks in read_csv: a later block that doesn't fit (say, the first
-        # decimal amount after a block of whole ones) needs it.
-        table = pacsv.read_csv(interim_dir / FILTERED_SALES, read_options=read_options,
-                               convert_options=convert_options)
-    _release_arrow_memory()
-    text = pd.StringDtype("pyarrow")
-    transactions = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get)
-    del table
+    transactions = _read_sales(interim_dir / FILTERED_SALES, columns)
     customers = pd.read_csv(interim_dir / CLEANED_CUSTOMERS, dtype=str, keep_default_na=False, na_filter=False)
     customers["signup_date"] = pd.to_datetime(customers["signup_date"], format="ISO8601", utc=True)
     if LABEL_COLUMN in customers.columns:
         customers[LABEL_COLUMN] = pd.to_numeric(customers[LABEL_COLUMN].replace("", None)).astype("Int8")
     labels = pd.read_csv(interim_dir / LABELS_FILE, dtype={ID_COLUMN: str, LABEL_COLUMN: "int8", "split": str})
     return Interim(customers=customers, transactions=transactions, labels=labels, metadata=metadata)
+
+
+def _read_sales(path: Path, columns: "Sequence[str] | None") -> pd.DataFrame:
+    """filtered_sales.csv (``columns`` of it, or all) with pyarrow: text as text, timestamps UTC."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    # Text is read as large_string, which is what pandas keeps it as (reading string would mean a
+    # converted copy of every text column in to_pandas).
+    text_cols = {"customer_id": pa.large_string(), "transaction_id": pa.large_string(), "category": pa.large_string(),
+                 "channel": pa.large_string(), "status": pa.large_string()}
+    read_options = pacsv.ReadOptions(block_size=16 << 20)  # fewer, larger blocks: less overhead per block
+    include = []  # all
+    if columns is not None:
+        with path.open(newline="", encoding="utf-8") as fh:
+            include = [c for c in next(csv.reader(fh), []) if c in set(columns)]
+    convert_options = pacsv.ConvertOptions(column_types={**text_cols, "timestamp": pa.timestamp("us", tz="UTC")},
+                                           include_columns=include)
+    _release_arrow_memory()
+    try:
+        if include:  # a few columns: in threads (read_csv holds about the whole file on top of them)
+            table = pacsv.read_csv(path, read_options=read_options, convert_options=convert_options)
+        else:
+            # Block by block: read_csv holds about the whole file on top of the table (~2.5 GB more
+            # for 20M rows). The other columns' types come from the first block here ...
+            with pacsv.open_csv(path, read_options=read_options, convert_options=convert_options) as reader:
+                table = reader.read_all()
+    except pa.ArrowInvalid:
+        # ... and from all blocks in read_csv: a later block that doesn't fit (say, the first
+        # decimal amount after a block of whole ones) needs it.
+        table = pacsv.read_csv(path, read_options=read_options,
+                               convert_options=convert_options)
+    _release_arrow_memory()
+    text = pd.StringDtype("pyarrow")
+    transactions = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get)
+    del table
+    return transactions
 
 
 # --------------------------------------------------------------------------- fast path (DuckDB)
@@ -1286,10 +1313,12 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
             checks.append(f"({j[f]} IS NULL OR regexp_full_match({j[f]}, {_sql_text(_NUMBER_SAFE)}))")
             quotes.append(f"CASE WHEN {j[f]} IS NULL THEN 0 ELSE 2 END")
         else:
-            checks.append(f"({j[f]} IS NULL OR (starts_with({j[f]}, '\"') AND NOT starts_with({j[f]}, '\" ') "
-                          f"AND NOT ends_with({j[f]}, ' \"')))")
+            checks.append(f"({j[f]} IS NULL OR starts_with({j[f]}, '\"'))")
             quotes.append(f"CASE WHEN {j[f]} IS NULL THEN 0 ELSE 4 END")
     checks.append("(" + " OR ".join(f"{j[f]} IS NOT NULL" for f in fields) + ")")  # `{}` and `null` lines
+    # No string starts or ends with a space: the line's fields are JSON texts side by side, with no
+    # space between them, so a quote next to a space is inside a string.
+    checks.append("NOT contains(line, '\" ') AND NOT contains(line, ' \"')")
     jts, jcid, jamount = j["timestamp"], j[ID_COLUMN], j["amount"]
     refund_texts = ", ".join(_sql_text(f'"{s}"') for s in sorted(REFUND_STATUSES))
     is_refund = f"coalesce(lower({j['status']}) IN ({refund_texts}), false)" if "status" in j else "false"
@@ -1298,24 +1327,24 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
     rule = (f"CASE WHEN {jcid} IS NULL OR {jcid} = '\"\"' THEN 1 WHEN {jts} IS NULL THEN 2 "
             f"WHEN NOT ts_safe THEN {_PENDING} WHEN ts IS NULL THEN 3 WHEN {jamount} IS NULL THEN 4 "
             f"WHEN try_cast({jamount} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END")
-    raw_list = "[" + ", ".join(j[f] for f in fields) + "]"
+    # Rows not kept (yet) carry their fields' JSON texts in `line` instead, for the pandas rules.
+    raw_line = "concat_ws(chr(1), " + ", ".join(f"coalesce({j[f]}, chr(2))" for f in fields) + ")"
     json_columns = "{" + ", ".join(f"{_sql_text(f)}: 'JSON'" for f in fields) + "}"
     started = time.monotonic()
     try:
         _sql(con, f"""
             CREATE TABLE tx AS
-            SELECT {_line_sql(fields, j, ts_out, 'is_refund')} AS line,
-                   {jcid} AS cid, {j['transaction_id'] if 'transaction_id' in j else 'NULL::VARCHAR'} AS tid,
+            SELECT line, {jcid} AS cid, {j['transaction_id'] if 'transaction_id' in j else 'NULL::VARCHAR'} AS tid,
                    ts, is_refund, rule::TINYINT AS rule,
-                   CASE WHEN rule IS DISTINCT FROM 0 THEN {raw_list} END AS raw,
                    CASE WHEN {' AND '.join(checks)} THEN ({' + '.join(quotes)})::UTINYINT
                         ELSE error({_sql_text(_NOT_FAST)}) END AS quotes
+            FROM (SELECT *, CASE WHEN rule = 0 THEN {_line_sql(fields, j, ts_out, 'is_refund')} ELSE {raw_line} END AS line
             FROM (SELECT *, {rule} AS rule FROM (
                   SELECT *, CASE WHEN ts_safe THEN try_cast(substr({jts}, 2, length({jts}) - 2) AS TIMESTAMPTZ) END AS ts,
                          {is_refund} AS is_refund
                   FROM (SELECT *, coalesce(regexp_full_match({jts}, {_sql_text('"' + _TS_SAFE + '"')}), false) AS ts_safe
                         FROM (SELECT {', '.join(f'{_ident(f)}::VARCHAR AS {j[f]}' for f in fields)}
-                              FROM read_json({_sql_text(str(path))}, format='newline_delimited', columns={json_columns})))))
+                              FROM read_json({_sql_text(str(path))}, format='newline_delimited', columns={json_columns}))))))
         """)
     except duckdb_errors() as exc:
         scan.join()
@@ -1336,7 +1365,7 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
         logger.info("%s: fast path not taken (%s)", path.name, why)
         return None
     logger.info("%s: %d records read by DuckDB (%.1fs)", path.name, rows, time.monotonic() - started)
-    jraw = {f: f"raw[{i + 1}]" for i, f in enumerate(fields)}
+    jraw = {f: f"nullif(string_split(line, chr(1))[{i + 1}], chr(2))" for i, f in enumerate(fields)}
     if pending:
         texts = [r[0] for r in con.execute(
             f"SELECT DISTINCT {jraw['timestamp']} FROM tx WHERE rule IS NULL").fetchall()]
@@ -1350,11 +1379,11 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
             return None
         con.register("odd_ts", pd.DataFrame({"t": texts, "ts": parsed}))
         amount_raw = jraw["amount"]
-        _sql(con, "UPDATE tx SET ts = odd_ts.ts FROM odd_ts WHERE tx.rule IS NULL AND tx.raw[" +
-             str(fields.index("timestamp") + 1) + "] = odd_ts.t")
-        _sql(con, f"UPDATE tx SET rule = CASE WHEN ts IS NULL THEN 3 WHEN {amount_raw} IS NULL THEN 4 "
-                  f"WHEN try_cast({amount_raw} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END, "
-                  f"line = {_line_sql(fields, jraw, _iso_sql('ts'), 'is_refund')} WHERE rule IS NULL")
+        _sql(con, f"UPDATE tx SET ts = odd_ts.ts FROM odd_ts WHERE tx.rule IS NULL AND {jraw['timestamp']} = odd_ts.t")
+        new_rule = (f"CASE WHEN ts IS NULL THEN 3 WHEN {amount_raw} IS NULL THEN 4 "
+                    f"WHEN try_cast({amount_raw} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END")
+        _sql(con, f"UPDATE tx SET rule = {new_rule}, line = CASE WHEN {new_rule} = 0 THEN "
+                  f"{_line_sql(fields, jraw, _iso_sql('ts'), 'is_refund')} ELSE line END WHERE rule IS NULL")
         con.unregister("odd_ts")
 
     ids = known_customers().astype(str).to_numpy()
@@ -1392,11 +1421,11 @@ def _text_frame(columns: dict[str, list]) -> pd.DataFrame:
 def _fast_rejected_records(con, fields: list[str]) -> pd.DataFrame | None:
     """Rows the per-record rules reject, rendered by :func:`validate_transaction_records`, or None
     when that function would keep one of them."""
-    rows = con.execute("SELECT rowid + 1, raw FROM tx WHERE rule BETWEEN 1 AND 7 ORDER BY rowid").fetchall()
+    rows = con.execute("SELECT rowid + 1, line FROM tx WHERE rule BETWEEN 1 AND 7 ORDER BY rowid").fetchall()
     values = {f: [] for f in fields}
     for _, raw in rows:
-        for f, text in zip(fields, raw):
-            value = None if text is None else json.loads(text)
+        for f, text in zip(fields, raw.split("\x01")):
+            value = None if text == "\x02" else json.loads(text)
             values[f].append(float(value) if f in _FAST_NUMERIC and value is not None else value)
     still_kept, rejected = validate_transaction_records(_text_frame(values))
     if len(still_kept):

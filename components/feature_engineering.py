@@ -36,6 +36,8 @@ MIX_FIELDS = ("category", "channel")
 MAX_MIX_VALUES = 8
 RESERVED_CUSTOMER_COLUMNS = frozenset({ID_COLUMN, "signup_date", LABEL_COLUMN})
 DAY_NS = 86_400 * 10**9
+# The transaction columns derive_schema and build_features use (of those a file has).
+TRANSACTION_COLUMNS = (ID_COLUMN, "timestamp", "amount", "is_refund", *MIX_FIELDS)
 _NUMERIC_PROBE = 1000
 
 _DERIVED = (
@@ -97,8 +99,8 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: p
     for fld in MIX_FIELDS:
         if fld not in transactions.columns:
             continue
-        counts = transactions.loc[before & ~transactions["is_refund"], fld].dropna().astype(str).value_counts()
-        ranked = sorted((v for v in counts.index if v != ""), key=lambda v: (-counts[v], v))
+        counts = _value_counts(transactions[fld], (before & ~transactions["is_refund"]).to_numpy(dtype=bool))
+        ranked = sorted((v for v in counts if v != ""), key=lambda v: (-counts[v], v))
         values = ranked[:MAX_MIX_VALUES]
         if not values:
             continue
@@ -124,6 +126,19 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: p
                                      nullable=nullable, categories=cats))
     return FeatureSchema(version=FEATURE_SET_VERSION, features=tuple(specs), cutoff=cutoff.isoformat(),
                          churn_window_days=churn_window_days, mix_columns=mix)
+
+
+def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
+    """``values[mask].dropna().astype(str).value_counts()`` as a dict; text in pyarrow is counted by pyarrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        counted = pc.value_counts(pc.filter(pa.chunked_array(pa.array(values)), pa.array(mask)))
+        return {v: int(c) for v, c in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
+                if v is not None}
+    counts = values[mask].dropna().astype(str).value_counts()
+    return {str(v): int(c) for v, c in counts.items()}
 
 
 def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[str, str]:
@@ -309,7 +324,7 @@ def _write_split(split: pd.DataFrame, features: pd.DataFrame, features_text: "Cs
     write_csv_text(CsvText(header=f"{features_text.header},{LABEL_COLUMN}", rows=rows), path)
 
 
-def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: Path) -> dict:
+def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: Path, *, fast: bool = True) -> dict:
     """Runs the stage on folders.
 
     Args:
@@ -317,6 +332,8 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
         features_dir: Receives ``customer_features_v<N>.csv`` and ``feature_schema.json``.
         train_dir: Receives ``train.csv`` (and a copy of the schema).
         validation_dir: Receives ``validation.csv`` (and a copy of the schema); may equal ``train_dir``.
+        fast: Read only the transaction columns the features use, with DuckDB when it can (the
+            files written are the same either way).
 
     Returns:
         Facts about the run: schema version, feature count, rows per file, paths.
@@ -324,7 +341,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     from components.data_prep import csv_text, read_interim, write_csv_text
 
     started = time.monotonic()
-    interim = read_interim(interim_dir)
+    interim = read_interim(interim_dir, TRANSACTION_COLUMNS if fast else None)
     cutoff = interim.cutoff
     logger.info("read interim: %d customers, %d transactions (%.1fs)", len(interim.customers),
                 len(interim.transactions), time.monotonic() - started)

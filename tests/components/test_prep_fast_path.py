@@ -109,15 +109,15 @@ def test_bad_rows_give_the_same_files_on_both_paths(tmp_path: Path, compact: boo
     assert sum(r.startswith("unknown customer_id") for r in reasons.values()) == 3
 
 
-def test_feature_engineering_reads_either_interim_alike(tmp_path: Path) -> None:
+def test_feature_engineering_gives_the_same_files_on_both_paths(tmp_path: Path) -> None:
     write_customers(tmp_path / "raw", CUSTOMERS)
     rows = _good_rows()
     rows[3:3] = BAD_ROWS
     _write_jsonl(tmp_path / "raw", rows)
     assert _both(tmp_path / "raw", tmp_path)[0] is not None
-    for side in ("fast", "slow"):
+    for side in ("fast", "slow"):  # feature_engineering's own fast read (fewer columns, threads) on one side
         fe.run(tmp_path / side, tmp_path / f"{side}-features", tmp_path / f"{side}-processed",
-               tmp_path / f"{side}-processed")
+               tmp_path / f"{side}-processed", fast=side == "fast")
     for rel in ("features/customer_features_v1.csv", "features/feature_schema.json", "processed/train.csv",
                 "processed/validation.csv"):
         folder, name = rel.split("/")
