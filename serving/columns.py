@@ -10,7 +10,7 @@ in the order requests usually list them, which msgspec matches fastest) and the 
 the tuples into numpy arrays (``np.fromiter`` for numbers).
 
 It only ever decides "valid": any body it does not accept (malformed, invalid, or merely unusual, such as
-a duplicated key or a threshold given as text) makes :meth:`ColumnParser.parse` return ``None``, and the
+a duplicated key) makes :meth:`ColumnParser.parse` return ``None``, and the
 request goes through the pydantic models, which accept it or give the errors per instance and field. What
 it accepts, pydantic accepts too, with the same values (``tests/serving/test_columns.py`` checks both on
 valid, invalid and edge-case bodies).

@@ -33,7 +33,7 @@ class PredictParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: Optional[float] = Field(
-        None, ge=0.0, le=1.0, allow_inf_nan=False,
+        None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True,  # a JSON number (int or float) or null, as documented
         description="Decision threshold for `churned` in this request (default: the model's, chosen at training).")
 
 

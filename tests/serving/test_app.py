@@ -321,3 +321,13 @@ def test_rendered_response_is_what_orjson_writes_for_the_dict(n: int, ids: str):
             {"customer_id": c, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
              "model_version": 'v"7'} for c, p in zip(customer_ids, proba.tolist())]})
         assert render_predictions('v"7', customer_ids, proba, threshold) == expected
+
+
+@pytest.mark.parametrize("threshold", [False, True, "0.5"])
+def test_threshold_that_is_not_a_number_gets_422(lr_server: ServerProcess, models, threshold):
+    # Found by the fuzz test: lax validation read false as 0.0, silently changing every decision.
+    body = {"instances": models["logistic_regression"].instances(1), "parameters": {"threshold": threshold}}
+    with lr_server.client() as client:
+        response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "parameters", "threshold"]
