@@ -1287,6 +1287,7 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
     """
     import threading
 
+    import duckdb
     import pyarrow as pa
 
     with path.open("rb") as fh:
@@ -1346,7 +1347,7 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
                         FROM (SELECT {', '.join(f'{_ident(f)}::VARCHAR AS {j[f]}' for f in fields)}
                               FROM read_json({_sql_text(str(path))}, format='newline_delimited', columns={json_columns}))))))
         """)
-    except duckdb_errors() as exc:
+    except duckdb.Error as exc:  # unreadable for DuckDB (or out of memory): the pandas path decides
         scan.join()
         logger.info("%s: fast path not taken (%s)", path.name, str(exc).splitlines()[0])
         return None
@@ -1478,13 +1479,6 @@ def _write_text_bytes(fh, lines: "pa.Array") -> None:
         width = np.int64
     offsets = np.frombuffer(lines.buffers()[1], dtype=width)[lines.offset : lines.offset + len(lines) + 1]
     fh.write(lines.buffers()[2][int(offsets[0]) : int(offsets[-1])])
-
-
-def duckdb_errors() -> tuple[type[Exception], ...]:
-    """DuckDB's errors for input it cannot read (malformed JSON, values of other types, ...)."""
-    import duckdb
-
-    return (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.BinderException)
 
 
 def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2,

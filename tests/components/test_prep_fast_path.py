@@ -199,3 +199,13 @@ def test_safe_timestamp_pattern_reads_like_pandas() -> None:
         assert (a is None) == pd.isna(b), text
         if a is not None:
             assert pd.Timestamp(a) == b, text
+
+
+def test_customer_errors_still_come_first(tmp_path: Path) -> None:
+    _write_jsonl(tmp_path / "raw", _good_rows())
+    with pytest.raises(dp.RawDataError, match=r"customers\.csv: customers file not found"):
+        dp.run(tmp_path / "raw", tmp_path / "out")
+    write_customers(tmp_path / "raw", "customer_id,signup_date\n1,never")
+    with pytest.raises(dp.RawDataError, match=r"customers\.csv: no usable rows"):
+        dp.run(tmp_path / "raw", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
