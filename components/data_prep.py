@@ -7,6 +7,10 @@ and the counts add up: raw = kept + rejected, per input.
 This stage also fixes the label and the train/validation split (stratified, seeded, by customer);
 feature_engineering turns that into ``data/processed/train.csv`` and ``validation.csv``.
 
+Two implementations of the transactions rules write the same files byte for byte: pandas/pyarrow
+(:func:`prepare`, any input) and DuckDB (:func:`run_fast`, JSON Lines files of plain, uniformly
+typed fields; it steps aside for anything else). :func:`run` tries DuckDB first.
+
 Run alone: ``python components/data_prep.py --raw-dir data/raw --out-dir data/interim``.
 """
 
