@@ -98,15 +98,19 @@ def run_logged(command: Sequence[str], *, cwd: Path, log: Path, env: dict[str, s
         proc = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
         assert proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in proc.stdout:
-            out.write(line)
-            if echo:
-                detail(line.rstrip())
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise DemoError(f"{' '.join(command)} took over {timeout:.0f}s; see {log}")
-        return proc.wait()
+        watchdog = threading.Timer(timeout, proc.kill)  # also when the command hangs without printing
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if echo:
+                    detail(line.rstrip())
+            status = proc.wait()
+        finally:
+            watchdog.cancel()
+        if status == -signal.SIGKILL:
+            raise DemoError(f"{' '.join(command)} took over {timeout:.0f}s and was stopped; see {log}")
+        return status
 
 
 # --------------------------------------------------------------------------- steps

@@ -69,3 +69,12 @@ def test_closed_loop(tmp_path: Path) -> None:
     record = json.loads(next((workdir / "data/monitoring").glob("retrain_trigger_*.json")).read_text())
     assert record["trigger"] == "local" and record["started"] and record["succeeded"]
     assert record["detail"]["raw_dir"].endswith("2026-09-30")
+
+
+def test_a_step_that_hangs_is_stopped_with_a_clear_error(tmp_path: Path) -> None:
+    log = tmp_path / "step.log"
+    with pytest.raises(demo.DemoError, match="took over 1s and was stopped"):
+        demo.run_logged([sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"],
+                        cwd=tmp_path, log=log, timeout=1)
+    assert "working" in log.read_text()
+    assert demo.run_logged([sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path, log=log) == 3
