@@ -251,7 +251,7 @@ def print_summary(summary: dict) -> None:
     print("artifacts:", file=out)
     for key, value in summary["artifacts"].items():
         if key != "pipeline_outputs":
-            print(f"  {key:<21} {value}", file=out)
+            print(f"  {key:<23} {value}", file=out)
     print(f"tracking: {summary['tracking_uri'] or 'off'}  (browse with `make mlflow-ui`)", file=out)
     print(f"finished in {summary['seconds']:.0f}s", file=out)
 
