@@ -45,6 +45,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churn.isotime import time_of_day_chars
+
 _LOG = logging.getLogger(__name__)
 
 CUSTOMERS_FILE = "customers.csv"
@@ -698,14 +700,8 @@ def _amount_piece(amount: np.ndarray, cents_table: pa.Array) -> pa.Array:
 
 def _time_of_day_table() -> pa.Array:
     """``THH:MM:SSZ`` for each second of a day."""
-    sod = np.arange(_DAY)
-    digits = np.stack(
-        [sod // 36000, sod // 3600 % 10, sod // 600 % 6, sod // 60 % 10, sod // 10 % 6, sod % 10], axis=1
-    ).astype(np.uint8) + ord("0")
     chars = np.empty((_DAY, 10), dtype=np.uint8)
-    chars[:, 0] = ord("T")
-    chars[:, [1, 2, 4, 5, 7, 8]] = digits
-    chars[:, [3, 6]] = ord(":")
+    chars[:, :9] = time_of_day_chars()
     chars[:, 9] = ord("Z")
     offsets = np.arange(0, (_DAY + 1) * 10, 10, dtype=np.int32)
     return pa.StringArray.from_buffers(_DAY, pa.py_buffer(offsets), pa.py_buffer(chars))

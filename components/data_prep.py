@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churn.isotime import time_of_day_chars
 from churn.schema import ID_COLUMN, LABEL_COLUMN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -861,19 +862,6 @@ def _iso_utc_slow(ts: pd.Series) -> pd.Series:
     return ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").str.replace(r"\.000000Z$", "Z", regex=True)
 
 
-def _time_of_day_chars() -> np.ndarray:
-    """``THH:MM:SS`` for each second of a day: a (86400, 9) table of ASCII bytes."""
-    sod = np.arange(_DAY_SECONDS)
-    digits = np.stack(
-        [sod // 36000, sod // 3600 % 10, sod // 600 % 6, sod // 60 % 10, sod // 10 % 6, sod % 10], axis=1
-    ).astype(np.uint8) + ord("0")
-    chars = np.empty((_DAY_SECONDS, 9), dtype=np.uint8)
-    chars[:, 0] = ord("T")
-    chars[:, [1, 2, 4, 5, 7, 8]] = digits
-    chars[:, [3, 6]] = ord(":")
-    return chars
-
-
 def _iso_utc(ts: pd.Series) -> pd.Series:
     """Formats UTC timestamps as ``2024-01-31T13:45:00Z`` (``.ffffff`` before the Z only when not zero).
 
@@ -897,7 +885,7 @@ def _iso_utc(ts: pd.Series) -> pd.Series:
     fraction = micros is not None and bool(micros.any())
     day_text = np.datetime_as_string(np.arange(first, last + 1).astype("datetime64[D]"), unit="D").astype("S10")
     day_chars = np.frombuffer(day_text.tobytes(), dtype=np.uint8).reshape(-1, 10)
-    second_chars = _time_of_day_chars()
+    second_chars = time_of_day_chars()
     n, width = len(ts), 19 if fraction else 20
     chars = np.empty((n, width), dtype=np.uint8)
     for lo in range(0, n, 1 << 20):  # bounded temporaries
