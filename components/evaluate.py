@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from churn.schema import LABEL_COLUMN
+from churn.schema import ID_COLUMN, LABEL_COLUMN
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfp.dsl import PythonComponent
@@ -182,7 +182,6 @@ def evaluate(model_dir: Path, validation_dir: Path) -> dict:
     """
     import pandas as pd
 
-    from churn.schema import ID_COLUMN
     from components.feature_engineering import read_split
     from components.train import load_model
 
