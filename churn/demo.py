@@ -152,6 +152,9 @@ class Server:
     port: int
     poll_seconds: float
     proc: subprocess.Popen | None = None
+    # loopback only: never through a proxy the environment may name; built once, reused by every request
+    _opener: urllib.request.OpenerDirector = field(
+        default_factory=lambda: urllib.request.build_opener(urllib.request.ProxyHandler({})))
 
     @property
     def url(self) -> str:
@@ -187,9 +190,8 @@ class Server:
                 self.proc.wait(timeout=10)
 
     def _open(self, request: urllib.request.Request) -> tuple[int, dict]:
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with direct.open(request, timeout=30) as response:
+            with self._opener.open(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
