@@ -6,8 +6,8 @@ missing fields, strict types (numbers for numeric features, ``int`` accepted and
 for categorical features and ``customer_id``), the ±1e12 range of numbers, text lengths, ``null`` only
 where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. Then each instance
 becomes one tuple ``(customer_id, *features)`` (``msgspec.structs.astuple``, in C; the struct's fields are
-in the order requests usually list them, which msgspec matches fastest) and the values are gathered from
-the tuples into numpy arrays (``np.fromiter`` for numbers).
+in the order requests usually list them, which msgspec matches fastest); the tuples fill one object array,
+from which numpy takes (and casts) whole columns.
 
 It only ever decides "valid": any body it does not accept (malformed, invalid, or merely unusual, such as
 a duplicated key) makes :meth:`ColumnParser.parse` return ``None``, and the
@@ -22,10 +22,8 @@ prediction log are built from it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
 from typing import Annotated, Any, Optional
 
 import msgspec
@@ -88,16 +86,6 @@ def columns_from_instances(schema: FeatureSchema, instances: list[dict[str, Any]
     return Columns(numeric=num, categorical=cat, ids=[inst.get(ID_COLUMN) for inst in instances])
 
 
-def _items(positions: list[int]) -> Callable[[tuple], tuple]:
-    """``row -> tuple(row[i] for i in positions)`` in C (``itemgetter`` returns a bare value for one)."""
-    if len(positions) == 1:
-        position = positions[0]
-        return lambda row: (row[position],)
-    if not positions:
-        return lambda row: ()
-    return itemgetter(*positions)
-
-
 class ColumnParser:
     """The fast path for one feature schema (see the module docstring).
 
@@ -127,10 +115,10 @@ class ColumnParser:
         self._batch = msgspec.json.Decoder(batch)
         self._single = msgspec.json.Decoder(instance)
         position = {name: 1 + i for i, name in enumerate(schema.names)}  # in the row tuple; 0 is customer_id
-        self._numeric_items = _items([position[name] for name in schema.numeric])
-        self._categorical_items = _items([position[name] for name in schema.categorical])
+        self._numeric_positions = [position[name] for name in schema.numeric]
+        self._categorical_positions = [position[name] for name in schema.categorical]
         self._nullable_categorical = any(schema.get(name).nullable for name in schema.categorical)
-        self._width = (len(schema.numeric), len(schema.categorical))
+        self._row_width = 1 + len(schema.names)
         self._rename = rename
 
     def parse(self, body: bytes) -> tuple[list[Any], float | None, Columns] | None:
@@ -150,18 +138,23 @@ class ColumnParser:
         return instances, threshold, self.columns(instances)
 
     def columns(self, instances: list[Any]) -> Columns:
-        """The arrays for decoded (valid) instances."""
-        rows = list(map(_astuple, instances))
-        n = len(rows)
-        k_num, k_cat = self._width
-        num = np.fromiter(chain.from_iterable(map(self._numeric_items, rows)), dtype=np.float64,
-                          count=n * k_num).reshape(n, k_num)  # None (null or absent) → NaN
+        """The arrays for decoded (valid) instances.
+
+        All values go into one object array ``[n, 1 + features]`` (``msgspec.structs.astuple`` per instance,
+        flattened by ``np.fromiter``), from which numpy takes whole columns: the numeric ones cast to
+        float64 in one call (``None``, null or absent, → NaN), the categorical ones as they are. No
+        per-instance Python code runs.
+        """
+        n = len(instances)
+        table = np.fromiter(chain.from_iterable(map(_astuple, instances)), dtype=object,
+                            count=n * self._row_width).reshape(n, self._row_width)
+        num = table[:, self._numeric_positions].astype(np.float64)
         cat = None
-        if k_cat:
-            cat = np.array(list(map(self._categorical_items, rows)), dtype=object).reshape(n, k_cat)
+        if self._categorical_positions:
+            cat = table[:, self._categorical_positions]
             if self._nullable_categorical:
                 cat[np.equal(cat, None)] = MISSING_CATEGORY
-        return Columns(numeric=num, categorical=cat, ids=[row[0] for row in rows])
+        return Columns(numeric=num, categorical=cat, ids=table[:, 0].tolist())
 
     def as_dict(self, instance: Any) -> dict[str, Any]:
         """A decoded instance as the instance dict (absent optional fields as ``None``)."""
