@@ -103,7 +103,8 @@ def shift_category(frame: pd.DataFrame, name: str, category: str, delta: float,
 def check_ratio(row) -> float:
     """A numeric row's strongest check over its threshold (> 1: flagged)."""
     pairs = ((row.psi, row.psi_threshold), (row.rank_shift, row.rank_shift_threshold),
-             (row.rank_shift_all, row.rank_shift_all_threshold), (row.mean_shift, row.mean_shift_threshold))
+             (row.rank_shift_all, row.rank_shift_all_threshold), (row.zero_share, row.zero_share_threshold),
+             (row.mean_shift, row.mean_shift_threshold))
     return max((abs(v) / t for v, t in pairs if not np.isnan(v) and t > 0), default=0.0)
 
 

@@ -136,7 +136,8 @@ def test_rank_shift_with_zeros_sees_a_rare_count_moving_off_zero():
     with_zeros, with_zeros_se = D.rank_shift(base, moved, drop_zeros=False)
     assert with_zeros / with_zeros_se > 5 > abs(nonzero / nonzero_se)
     row = D.numeric_drift("refund_count", base, moved, D.DriftPolicy(), 1e-4)
-    assert row.drifted and abs(row.rank_shift_all) > row.rank_shift_all_threshold
+    assert row.drifted and abs(row.zero_share) > row.zero_share_threshold
+    assert math.isnan(row.rank_shift_all_threshold)  # informative since the zero share decides
 
 
 def test_a_million_rows_do_not_alarm_on_a_2_percent_scaling_but_do_on_10_percent():
@@ -252,3 +253,26 @@ def test_policy_rejects_nonsense():
         D.DriftPolicy(false_alarm_rate=1.5)
     with pytest.raises(ValueError, match="n_bins"):
         D.DriftPolicy(n_bins=1)
+
+
+def test_zero_share_is_the_two_proportion_test_and_runs_only_with_zeros():
+    rng = np.random.default_rng(12)
+    base = np.where(rng.random(50_000) < 0.4, 0.0, rng.gamma(2.0, 10.0, 50_000))
+    cur = np.where(rng.random(10_000) < 0.37, 0.0, rng.gamma(2.0, 10.0, 10_000))
+    shift, se = D.zero_share(base, np.append(cur, np.nan))
+    p_b, p_c = np.mean(base == 0), np.mean(cur == 0)
+    pooled = (np.sum(base == 0) + np.sum(cur == 0)) / (base.size + cur.size)
+    assert shift == pytest.approx(p_c - p_b)
+    assert se == pytest.approx(np.sqrt(pooled * (1 - pooled) * (1 / base.size + 1 / cur.size)))
+    assert shift / se < -5
+    assert math.isnan(D.zero_share(base + 1.0, cur)[0])  # no zeros in the baseline: no share to move
+
+
+def test_check_shares_give_psi_its_share_and_split_the_rest_over_the_checks_that_run():
+    policy = D.DriftPolicy()
+    with_zeros = D.check_shares(np.sort(np.r_[np.zeros(10), np.arange(1.0, 91.0)]), policy)
+    without = D.check_shares(np.arange(1.0, 101.0), policy)
+    for shares in (with_zeros, without):
+        assert sum(shares.values()) == pytest.approx(1.0) and shares["psi"] == policy.psi_share
+    assert set(with_zeros) == {"psi", "rank_shift", "zero_share", "mean_shift"}
+    assert set(without) == {"psi", "rank_shift", "mean_shift"}
