@@ -129,10 +129,15 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: p
 
 
 def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
-    """``values[mask].dropna().astype(str).value_counts()`` as a dict; text in pyarrow is counted by pyarrow."""
+    """``values[mask].dropna().astype(str).value_counts()`` as a dict; text in pyarrow is counted by pyarrow,
+    a categorical by its codes."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()[mask]
+        counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
+        return {str(v): int(c) for v, c in zip(values.cat.categories, counts) if c}
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
         counted = pc.value_counts(pc.filter(pa.chunked_array(pa.array(values)), pa.array(mask)))
         return {v: int(c) for v, c in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
@@ -187,6 +192,10 @@ def _value_codes(column: pd.Series, values: list[str]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column.dtype, pd.CategoricalDtype) and not column.hasnans and len(set(values)) == len(values):
+        where = {v: i for i, v in enumerate(values)}
+        lookup = np.array([where.get(str(c), -1) for c in column.cat.categories], dtype=np.int32)
+        return lookup[column.cat.codes.to_numpy()] if len(lookup) else np.full(len(column), -1, np.int32)
     text = _arrow_text(column)
     if text is None or len(set(values)) < len(values) or not all(isinstance(v, str) for v in values):
         return pd.Categorical(column.to_numpy().astype(str), categories=values).codes.astype(np.int32)
@@ -332,8 +341,8 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
         features_dir: Receives ``customer_features_v<N>.csv`` and ``feature_schema.json``.
         train_dir: Receives ``train.csv`` (and a copy of the schema).
         validation_dir: Receives ``validation.csv`` (and a copy of the schema); may equal ``train_dir``.
-        fast: Read only the transaction columns the features use, with DuckDB when it can (the
-            files written are the same either way).
+        fast: Read only the transaction columns the features use, ``category``/``channel`` as
+            categoricals (the files written are the same either way).
 
     Returns:
         Facts about the run: schema version, feature count, rows per file, paths.
@@ -341,7 +350,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     from components.data_prep import csv_text, read_interim, write_csv_text
 
     started = time.monotonic()
-    interim = read_interim(interim_dir, TRANSACTION_COLUMNS if fast else None)
+    interim = read_interim(interim_dir, TRANSACTION_COLUMNS, MIX_FIELDS) if fast else read_interim(interim_dir)
     cutoff = interim.cutoff
     logger.info("read interim: %d customers, %d transactions (%.1fs)", len(interim.customers),
                 len(interim.transactions), time.monotonic() - started)

@@ -76,6 +76,26 @@ def test_feature_values(schema: FeatureSchema) -> None:
     assert np.isnan(f.loc["002", "age"])
 
 
+@pytest.mark.parametrize("dtype", ["category", "string[pyarrow]"])
+def test_mix_columns_as_categoricals_or_arrow_text_give_the_same_schema_and_features(dtype: str) -> None:
+    # feature_engineering.run reads category/channel as categoricals; a frame with plain text (object)
+    # must give the same mix values and shares, also with empty values, values outside the top list
+    # and categories present only after the cutoff.
+    tx = _transactions()
+    tx.loc[1, "category"] = ""
+    tx.loc[4, "channel"] = "kiosk"
+    extra = pd.DataFrame({"customer_id": ["002"], "timestamp": [pd.Timestamp("2024-08-01T00:00:00Z")],
+                          "amount": [1.0], "is_refund": [False], "category": ["late"], "channel": ["web"]})
+    plain = pd.concat([tx, extra], ignore_index=True)
+    typed = plain.astype({"category": dtype, "channel": dtype})
+    schema = fe.derive_schema(_customers(), plain, CUTOFF, 90)
+    assert fe.derive_schema(_customers(), typed, CUTOFF, 90) == schema
+    assert "" not in schema.mix_columns["category"] and "late" not in schema.mix_columns["category"]
+    expected = fe.build_features(_customers(), plain, CUTOFF, schema)
+    pd.testing.assert_frame_equal(fe.build_features(_customers(), typed, CUTOFF, schema), expected)
+    assert expected.set_index("customer_id").loc["001", "category_share_books"] == pytest.approx(1 / 3)
+
+
 def test_no_information_after_the_cutoff_leaks(schema: FeatureSchema) -> None:
     base = fe.build_features(_customers(), _transactions(), CUTOFF, schema)
     later = _transactions()
