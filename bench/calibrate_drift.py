@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 def _sizes(text: str) -> list[tuple[int, int]]:
     """``"1000,10000,10000:100000"`` → ``[(1000, 1000), (10000, 10000), (10000, 100000)]`` (current:baseline)."""
     out = []
-    for item in text.split(","):
+    for item in filter(None, text.split(",")):  # "" = none
         current, _, baseline = item.partition(":")
         out.append((int(current), int(baseline or current)))
     return out
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sizes for the category-share detection (default: 10000)")
     parser.add_argument("--alarm-sizes", type=_sizes, default=_sizes("1000,10000,100000"),
                         help="sizes for the false-alarm runs (default: 1000,10000,100000)")
+    parser.add_argument("--alarm-trials", type=int, default=None,
+                        help="seeded runs per false-alarm size (default: --trials); a rate near 1%% needs "
+                             "several hundred runs to be known")
     parser.add_argument("--false-alarm-rate", type=float, default=None,
                         help="the policy's run-level false-alarm budget (default: DriftPolicy's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trials (default: %(default)s)")
@@ -92,19 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     alarms: dict[str, dict] = {}
     for n, n_base in args.alarm_sizes:
-        runs = false_alarms(n, args.trials, policy=policy, seed=args.seed, baseline_rows=n_base)
+        runs = false_alarms(n, args.alarm_trials or args.trials, policy=policy, seed=args.seed, baseline_rows=n_base)
         alarms[_label(n, n_base)] = {"runs": len(runs), "flagged": sum(bool(r) for r in runs),
                                      "features": sorted({f for r in runs for f in r})}
         print(f"# false alarms at {_label(n, n_base)} done ({time.perf_counter() - started:.0f}s)",
               file=sys.stderr, flush=True)
 
     columns = [c for c in next(iter(detect.values()))] if detect else []
-    print(f"Numeric features, mean 10% higher: share of {args.trials} seeded trials flagged "
-          f"(false_alarm_rate {policy.false_alarm_rate}).\n")
-    print("| feature | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name in SCHEMA.numeric:
-        print(f"| {name} | " + " | ".join(f"{detect[name][c]:.0%}" for c in columns) + " |")
+    if columns:
+        print(f"Numeric features, mean 10% higher: share of {args.trials} seeded trials flagged "
+              f"(false_alarm_rate {policy.false_alarm_rate}).\n")
+        print("| feature | " + " | ".join(columns) + " |")
+        print("|---|" + "---|" * len(columns))
+        for name in SCHEMA.numeric:
+            print(f"| {name} | " + " | ".join(f"{detect[name][c]:.0%}" for c in columns) + " |")
     if cats:
         sizes = list(next(iter(cats.values())))
         print(f"\nCategory shares ±5 points: lowest detection over each feature's categories and both "
@@ -114,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in CATEGORIES:
             print(f"| {name} | " + " | ".join(f"{cats[name][s]:.0%}" for s in sizes) + " |")
     if alarms:
-        print("\nFalse alarms: full runs (26 features + the prediction) on fresh same-distribution samples.\n")
+        print(f"\nFalse alarms: full runs (26 features + the prediction) on fresh same-distribution samples "
+              f"(false_alarm_rate {policy.false_alarm_rate}).\n")
         print("| rows | runs flagging anything | features flagged |")
         print("|---|---|---|")
         for label, a in alarms.items():

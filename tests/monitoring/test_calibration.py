@@ -1,19 +1,21 @@
 """Calibration: issue #4's bar on seeded generated data.
 
 A 10% mean shift of any numeric feature (both ways: every value ×1.1, and 10% of the mean added) is
-flagged in at least 95 of 100 trials at 10k current rows, a 5-point change of any category share likewise,
-and a fresh same-distribution sample raises no alarm in at least 99 of 100 full runs. Each trial draws a
-fresh baseline and a fresh current sample (``tests/monitoring/calibration.py``); ``bench/calibrate_drift.py``
-prints the full table (1k, 10k, 100k rows).
+flagged in at least 95 of 100 trials at 10k current rows against a 100k-row baseline (a training set, the
+nightly shape), a 5-point change of any category share likewise at 10k rows, and fresh same-distribution
+samples raise an alarm in at most 1% of full runs, counted over 300 runs per size so that the rate, not
+one lucky draw, is tested. Each trial draws a fresh baseline and a fresh current sample
+(``tests/monitoring/calibration.py``); ``bench/calibrate_drift.py`` prints the full table.
 
-The detection bar is asserted against a 100k-row baseline (a training set; the standard error of a mean
-difference is then ~0.01 SD). It holds there for every feature and both shifts except two cells that sit at
-the information limit of 10k current rows under the 0.1% run budget (``monitoring/drift.py``'s docstring):
-``recency_days`` ×1.1 (94/100 measured) and ``refund_count`` +10% of its mean (85/100 with this seed, 79
-with the script's; even the Neyman-Pearson test that knows the exact shift reaches z ≈ 5.7 against a
-threshold of 4.45, ~90% power).
-They are pinned at their measured level so a regression shows; reaching 95 needs a looser budget or more
-rows, a decision for the issue, not a tuning. With only 10k baseline rows more features miss (the table).
+The run-level budget stays 0.001 (``DriftPolicy.false_alarm_rate``, a Bonferroni bound): looser budgets
+did not keep the bar, 0.01 measured 7/300 alarmed runs here and 0.005 4/300 (``monitoring/drift.py``
+explains the split over features and checks). Measured at 0.001 with this seed: 1/300 at 1k and 1/300 at 10k. The hardest
+cell, ``refund_count`` +10% of its mean (one more refund for ~3.4% of customers), sits at the information
+limit and below the bar: the zero-share test, the best one for it (the likelihood ratio of that shift is
+almost only "has any refund"), reaches z ≈ 5.5 ± 1.0 at 10k vs 100k rows against a threshold of ≈ 4.3, so
+88/100 with this seed (94/100 with a 0.01 budget). 95% would need a threshold of ≈ 3.8, i.e. this one check
+holding ~0.4% of the run's budget on its own; we do not hand budget to the cell that fails. It is pinned
+below the bar so a regression shows.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from tests.monitoring.calibration import (CATEGORIES, SCHEMA, categorical_detect
 
 TRIALS = 100
 MIN_HITS = 95
-MAX_ALARMS = 1
+ALARM_RUNS = 300
+MAX_ALARM_RATE = 0.01
 BASELINE_ROWS = 100_000
-AT_THE_LIMIT = {("scale", "recency_days"): 90, ("location", "refund_count"): 80}  # measured 94 and 85 of 100
+REFUND_LIMIT = {("location", "refund_count"): 85}  # at the information limit: 88/100 measured (see above)
 
 
 def test_a_10_percent_mean_shift_of_any_numeric_feature_is_flagged_at_10k_rows():
@@ -37,7 +40,7 @@ def test_a_10_percent_mean_shift_of_any_numeric_feature_is_flagged_at_10k_rows()
     assert {name for _, name in ratios} == set(SCHEMA.numeric)
     hits = {key: int(np.sum(np.array(r) > 1.0)) for key, r in ratios.items()}
     weak = {f"{mode} {name}": f"flagged {h}/{TRIALS}" for (mode, name), h in hits.items()
-            if h < AT_THE_LIMIT.get((mode, name), MIN_HITS)}
+            if h < REFUND_LIMIT.get((mode, name), MIN_HITS)}
     assert not weak, weak
 
 
@@ -51,10 +54,10 @@ def test_a_5_point_change_of_any_category_share_is_flagged_at_10k():
 
 
 @pytest.mark.parametrize("n", [1_000, 10_000])
-def test_same_distribution_raises_no_alarm_in_99_of_100_runs(n: int):
-    runs = false_alarms(n, TRIALS, seed=1)
+def test_same_distribution_raises_an_alarm_in_at_most_1_percent_of_runs(n: int):
+    runs = false_alarms(n, ALARM_RUNS, seed=1)
     alarms = [features for features in runs if features]
-    assert len(alarms) <= MAX_ALARMS, alarms
+    assert len(alarms) <= MAX_ALARM_RATE * ALARM_RUNS, alarms
 
 
 def test_a_full_run_flags_exactly_the_shifted_feature():
