@@ -53,8 +53,8 @@ SUMMARY_FILE = "drift_summary.csv"
 DECISION_FILE = "drift_decision.json"
 SUMMARY_COLUMNS = ("date", "feature", "metric", "value", "threshold", "drifted", "kind", "n_baseline",
                    "n_current", "psi", "psi_threshold", "rank_shift", "rank_shift_threshold", "rank_shift_all",
-                   "rank_shift_all_threshold", "mean_shift", "mean_shift_threshold", "js", "l_infinity", "tfdv_metric",
-                   "tfdv_value", "threshold_source", "note")
+                   "rank_shift_all_threshold", "zero_share", "zero_share_threshold", "mean_shift",
+                   "mean_shift_threshold", "js", "l_infinity", "tfdv_metric", "tfdv_value", "threshold_source", "note")
 TYPE_CHANGE_ERROR_SHARE = 0.5  # above this share of unparseable (or missing) values a column is broken, not drifted
 
 EXIT_OK = 0
@@ -507,7 +507,7 @@ def render_html(date: str, decision: Decision, rows: Sequence[FeatureDrift], ano
         style = ' style="background:#fde2e1"' if r.drifted else ""
         body.append(f"<tr{style}><td>{html.escape(r.feature)}</td><td>{r.kind}</td><td>{r.metric}</td>"
                     f"<td>{cell(r.value)}</td><td>{cell(r.threshold)}</td><td>{'yes' if r.drifted else ''}</td>"
-                    f"<td>{cell(r.psi)}</td><td>{cell(r.rank_shift)}</td><td>{cell(r.rank_shift_all)}</td>"
+                    f"<td>{cell(r.psi)}</td><td>{cell(r.rank_shift)}</td><td>{cell(r.zero_share)}</td>"
                     f"<td>{cell(r.mean_shift)}</td><td>{cell(r.js)}</td>"
                     f"<td>{html.escape(r.note)}</td></tr>")
     items = "".join(f"<li><b>{a.severity}</b> {html.escape(a.kind)} <code>{html.escape(a.column)}</code>: "
@@ -522,7 +522,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}} th{{background:#ee
 <p>baseline <code>{html.escape(baseline_uri)}</code> · current <code>{html.escape(current_uri)}</code></p>
 <h2>Features</h2>
 <table><tr><th>feature</th><th>kind</th><th>metric</th><th>value</th><th>threshold</th><th>drifted</th>
-<th>PSI</th><th>rank shift</th><th>rank shift with zeros</th><th>mean shift (SD)</th><th>JS</th>
+<th>PSI</th><th>rank shift</th><th>zero share</th><th>mean shift (SD)</th><th>JS</th>
 <th>note</th></tr>
 {''.join(body)}</table>
 <h2>Schema anomalies</h2><ul>{items}</ul>
@@ -866,12 +866,15 @@ churn_probability, and decides whether to retrain:
 
   numeric features   four checks: PSI over 20 buckets cut at the baseline's quantiles (a bucket each for
                      "0" or any other value many rows share, one for nulls); the rank shift
-                     P(current > baseline) - 0.5 of the non-zero values, and of all values; and the mean
-                     shift (Welch's standardized mean difference). Jensen-Shannon divergence is reported.
+                     P(current > baseline) - 0.5 of the non-zero values; the change of the share of
+                     zeros (where the baseline has zeros: a rare count moving off zero); and the mean
+                     shift (Welch's standardized mean difference). The rank shift of all values and
+                     Jensen-Shannon divergence are reported without deciding.
   categorical        L-infinity distance of the category shares (unseen values and nulls count as
                      categories of their own); PSI beside it.
   thresholds         per feature, from the sample sizes: the value that same-distribution data exceeds
-                     with probability --false-alarm-rate / number of checks; never below half of what
+                     with probability its share of --false-alarm-rate (split evenly over the features;
+                     within a numeric feature PSI gets 10%, the other checks the rest); never below half of what
                      the gentlest --min-effect (10%) rise of that feature's mean would cause (so a
                      million rows do not alarm on trivia) nor 1 point for category shares;
                      --thresholds pins any of them.
@@ -945,7 +948,7 @@ examples:
                       help="allowed ROC AUC drop against validation (default: %(default)s)")
     sens.add_argument("--thresholds", default=None,
                       help='JSON file of fixed thresholds: {"monetary_total": {"psi": 0.02, "rank_shift": 0.01}}; '
-                           'metrics: psi, rank_shift, rank_shift_all, mean_shift, l_infinity')
+                           'metrics: psi, rank_shift, zero_share, mean_shift, l_infinity')
     act = parser.add_argument_group("retraining")
     act.add_argument("--trigger", choices=("none", "local", "vertex"), default="none",
                      help="what a retrain decision starts: none (record only), local (pipeline.py run in the "
