@@ -484,16 +484,15 @@ class EffectFloors(NamedTuple):
 
     psi: float
     rank_shift: float
-    rank_shift_all: float
     mean_shift: float
-    zero_share: float = 0.0
+    zero_share: float
 
 
 def effect_floors(baseline: np.ndarray, edges: np.ndarray, change: float, fraction: float,
                   max_rows: int = 100_000) -> EffectFloors:
     """``fraction`` of each check's value under the gentlest ``change`` rise of the feature's mean.
 
-    For the PSI and the two rank shifts the gentlest rise is the baseline tilted by :func:`tilted_weights`;
+    For the PSI, the rank shift and the zero share the gentlest rise is the baseline tilted by :func:`tilted_weights`;
     any other distribution whose mean is ``change`` higher is at least as far from the baseline, so with
     ``fraction`` 0.5 a 10% shift of any shape sits at about twice the floor or more. For the mean shift it is
     exact: every ``change`` rise moves the mean by ``change * |mean| / sd`` baseline standard deviations.
@@ -517,7 +516,7 @@ def _effect_floors_of_sorted(ordered: np.ndarray, n_null: int, edges: np.ndarray
         ordered = ordered[idx[idx < ordered.size]]
     weights = tilted_weights(ordered, change)
     if weights is None:
-        return EffectFloors(0.0, 0.0, 0.0, 0.0, 0.0)
+        return EffectFloors(0.0, 0.0, 0.0, 0.0)
     expected = np.append(_counts_of_sorted(ordered, edges), n_null).astype(float)
     tilted = np.bincount(np.searchsorted(edges, ordered, side="left"), weights=weights * ordered.size,
                          minlength=edges.size + 1)
@@ -536,8 +535,7 @@ def _effect_floors_of_sorted(ordered: np.ndarray, n_null: int, edges: np.ndarray
 
     zeros = ordered == 0.0
     zero_floor = abs(float(weights[zeros].sum()) - float(np.count_nonzero(zeros)) / ordered.size)
-    return EffectFloors(fraction * psi_floor, fraction * rank_floor(ordered != 0.0),
-                        fraction * rank_floor(np.ones(ordered.size, dtype=bool)), fraction * mean_floor,
+    return EffectFloors(fraction * psi_floor, fraction * rank_floor(ordered != 0.0), fraction * mean_floor,
                         fraction * zero_floor)
 
 
@@ -617,8 +615,7 @@ def _ratio(value: float, threshold: float) -> float:
     return abs(value) / threshold
 
 
-NUMERIC_CHECKS = ("psi", "rank_shift", "zero_share", "mean_shift")  # the checks that decide
-INFORMATIVE_CHECKS = ("rank_shift_all",)  # reported without a threshold, never decides
+NUMERIC_CHECKS = ("psi", "rank_shift", "zero_share", "mean_shift")  # those that decide (rank_shift_all: reported)
 
 
 def check_shares(baseline_sorted: np.ndarray, policy: DriftPolicy) -> dict[str, float]:
