@@ -865,8 +865,9 @@ It compares the training baseline with a prediction log, feature by feature and 
 churn_probability, and decides whether to retrain:
 
   numeric features   four checks: PSI over 20 buckets cut at the baseline's quantiles (a bucket each for
-                     "0" or any other value many rows share, one for nulls); the rank shift
-                     P(current > baseline) - 0.5 of the non-zero values; the change of the share of
+                     "0" or any other value many rows share, one for nulls); the rank shift of the
+                     non-zero values (normal scores: the current rows' mean van der Waerden score
+                     minus the baseline's, ~ a shift in SDs once normalised); the change of the share of
                      zeros (where the baseline has zeros: a rare count moving off zero); and the mean
                      shift (Welch's standardized mean difference). The rank shift of all values and
                      Jensen-Shannon divergence are reported without deciding.

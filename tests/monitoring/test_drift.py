@@ -149,6 +149,57 @@ def test_a_million_rows_do_not_alarm_on_a_2_percent_scaling_but_do_on_10_percent
     assert D.numeric_drift("amount", base, cur * 1.10, D.DriftPolicy(), 1e-4).drifted
 
 
+def _van_der_waerden(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """The normal-scores statistic by a full ranking (ties get their mean rank), for comparison."""
+    from statistics import NormalDist
+
+    pooled = np.concatenate((base, cur))
+    order = np.argsort(pooled, kind="stable")
+    ranks = np.empty(pooled.size)
+    ranks[order] = np.arange(1, pooled.size + 1)
+    for value in np.unique(pooled):  # ties: mean rank
+        tied = pooled == value
+        ranks[tied] = ranks[tied].mean()
+    scores = np.array([NormalDist().inv_cdf(r / (pooled.size + 1)) for r in ranks])
+    shift = scores[base.size:].mean() - scores[:base.size].mean()
+    return shift, math.sqrt(scores.var(ddof=1) * (1 / base.size + 1 / cur.size))
+
+
+def test_rank_shift_is_the_normal_scores_statistic_with_its_permutation_standard_error():
+    """Exact on features with fewer distinct values than the grid (counts), ties included."""
+    rng = np.random.default_rng(4)
+    base = rng.negative_binomial(2, 0.3, 2_000).astype(float)  # <= grid rows: every value is a cell edge
+    cur = rng.negative_binomial(2, 0.27, 1_000).astype(float)
+    cur = cur[np.isin(cur, base)]  # values the baseline lacks share a cell with their neighbour (approximate)
+    expected = _van_der_waerden(base, cur)
+    assert D.rank_shift(base, cur, drop_zeros=False) == pytest.approx(expected, rel=1e-9)
+    nonzero = _van_der_waerden(base[base != 0], cur[cur != 0])
+    assert D.rank_shift(base, cur) == pytest.approx(nonzero, rel=1e-9)
+    assert expected[0] / expected[1] > 3  # the shifted sample sits higher
+    assert all(math.isnan(v) for v in D.rank_shift(np.ones(50), np.ones(20), drop_zeros=False))  # all tied
+
+
+def test_rank_shift_is_standard_normal_on_unchanged_data():
+    """Under no drift z = shift / se is ~N(0, 1) (the thresholds are its quantiles): 400 seeded pairs."""
+    rng = np.random.default_rng(5)
+    z = []
+    for _ in range(400):
+        base, cur = rng.lognormal(3.0, 1.2, 5_000), rng.lognormal(3.0, 1.2, 1_000)
+        shift, se = D.rank_shift(base, cur)
+        z.append(shift / se)
+    z = np.array(z)
+    assert abs(z.mean()) < 0.15 and 0.85 < z.std() < 1.15
+    assert np.mean(np.abs(z) > 1.96) < 0.09
+
+
+def test_normal_quantile_matches_the_standard_library():
+    from statistics import NormalDist
+
+    p = np.concatenate((np.linspace(1e-9, 1 - 1e-9, 20_001), [1e-6, 0.02425, 0.5, 0.97575, 1 - 1e-6]))
+    expected = np.array([NormalDist().inv_cdf(x) for x in p])
+    assert np.max(np.abs(D.normal_quantile(p) - expected)) < 1e-7
+
+
 def test_rank_shift_sees_a_scaling_and_ignores_zeros():
     rng = np.random.default_rng(2)
     base = np.where(rng.random(20_000) < 0.5, 0.0, rng.lognormal(3.0, 1.0, 20_000))
