@@ -220,6 +220,9 @@ _CATEGORIES = _CategoryText()  # used by the writer thread(s); a racing duplicat
 
 def _format(batches: list[_Batch]) -> bytes:
     """CSV rows for consecutive batches of one layout."""
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return b""
     first = batches[0]
     if len(batches) == 1:
         ids, numeric, categorical, plain, proba = first.ids, first.numeric, first.categorical, first.plain, first.proba
@@ -230,25 +233,32 @@ def _format(batches: list[_Batch]) -> bytes:
         plain = ([list(chain.from_iterable(b.plain[j] for b in batches)) for j in range(len(first.plain))]
                  if first.plain is not None else None)
         proba = np.concatenate([b.proba for b in batches])
-    heads: list[bytes] = []  # per row: b"timestamp,version"
-    texts: dict[str, bytes] = {}
-    for b in batches:
-        head = texts.get(b.timestamp)
-        if head is None:
-            head = texts[b.timestamp] = f"{_quote(b.timestamp)},{_quote(b.version)}".encode()
-        heads += [head] * len(b)
-    tails: list[bytes] = []  # per row: b"churned,threshold"
-    same = len({b.threshold for b in batches}) == 1
+    # Every cell of every row in one flat list, joined by "," in one call: no per-row tuple or join. The
+    # first cell of a row also carries the end of the row before it (``churned,threshold\ntimestamp,version``),
+    # so the row breaks need no second pass; those joints are shared objects, two per batch.
+    segments = [_text_column(ids), *_feature_segments(first.layout, numeric, categorical, plain),
+                _number_column(proba)]
+    width = len(segments) + 1
+    cells: list[bytes] = [b""] * (len(ids) * width)
+    for k, segment in enumerate(segments, 1):
+        cells[k::width] = segment
+    heads: dict[str, bytes] = {}
+    tail = b""  # the end of the row before
     start = 0
-    for b in batches[:1] if same else batches:
-        n = len(proba) if same else len(b)
+    for b in batches:
+        n = len(b)
+        head = heads.get(b.timestamp)
+        if head is None:
+            head = heads[b.timestamp] = f"{_quote(b.timestamp)},{_quote(b.version)}".encode()
         threshold = orjson.dumps(float(b.threshold))
+        tails = (b"0," + threshold, b"1," + threshold)
         churned = (proba[start:start + n] >= b.threshold).tolist()
-        tails += map((b"0," + threshold, b"1," + threshold).__getitem__, churned)
+        cells[start * width] = tail + b"\n" + head if start else head
+        joints = (tails[0] + b"\n" + head, tails[1] + b"\n" + head)
+        cells[(start + 1) * width:(start + n) * width:width] = map(joints.__getitem__, churned[:-1])
+        tail = tails[churned[-1]]
         start += n
-    segments = [heads, _text_column(ids), *_feature_segments(first.layout, numeric, categorical, plain),
-                _number_column(proba), tails]
-    return b"\n".join(map(b",".join, zip(*segments))) + b"\n"
+    return b",".join(cells) + b"," + tail + b"\n"
 
 
 def _runs(batches: list[_Batch]) -> Iterator[list[_Batch]]:

@@ -145,3 +145,35 @@ def test_text_cells_are_written_byte_for_byte_as_csv_writer_writes_them():
     for values in (["a", "b,c", None, 'x"y', "l\nm", "", "é", "a\rb"], [1.5, 'q"', None, True, 3, "s,t"],
                    ["plain", "x"]):
         assert b",".join(_text_column(values)).decode() + "\n" == _csv_line(values)
+
+
+def _number(x: float) -> str:
+    import orjson
+
+    return "" if x != x else orjson.dumps(x).decode()  # shortest text that reads back as x (0.00001, not 1e-05)
+
+
+def test_batches_formatted_together_keep_their_own_timestamp_and_threshold():
+    from serving.prediction_log import Layout, _Batch, _format
+
+    layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
+    rng = np.random.default_rng(2)
+    batches, expected = [], []
+    for k, (n, threshold) in enumerate([(3, 0.5), (1, 0.25), (0, 0.9), (4, 0.75), (2, 0.5)]):
+        columns, proba = _columns(max(n, 1), f"b{k}", rng), rng.random(n)
+        ids, numeric, categorical = columns.ids[:n], columns.numeric[:n], columns.categorical[:n]
+        stamp = f"2026-01-0{k + 1}T00:00:00.000+00:00"
+        batches.append(_Batch(stamp, "v,1", layout, ids, numeric, categorical, None, proba, threshold))
+        for cid, (x, age), plan, p in zip(ids, numeric.tolist(), categorical[:, 0], proba.tolist()):
+            cells = [stamp, "v,1", cid, _number(x), plan, _number(age), _number(p), int(p >= threshold),
+                     _number(threshold)]
+            expected.append(_csv_line(cells))
+    assert _format(batches).decode() == "".join(expected)
+
+
+def test_only_empty_batches_write_nothing():
+    from serving.prediction_log import Layout, _Batch, _format
+
+    layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
+    empty = _Batch("t", "v1", layout, [], np.zeros((0, 2)), np.zeros((0, 1), dtype=object), None, np.zeros(0), 0.5)
+    assert _format([empty, empty]) == b""
