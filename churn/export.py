@@ -191,6 +191,14 @@ def _lower_categorical(g: _Graph, x: str, steps: list[Any], columns: list[str]) 
     return outputs[0] if len(outputs) == 1 else g.node("Concat", outputs, "onehots", axis=1)
 
 
+def _columns(g: _Graph, source: str, idx: list[int], width: int, name: str) -> str:
+    """Columns ``idx`` of the ``[N, width]`` input; the input itself when that is all of it in order (a
+    Gather copies every value, which for the string input cost ~0.3 ms per 1000 rows)."""
+    if idx == list(range(width)):
+        return source
+    return g.node("Gather", [source, g.const("idx", np.array(idx, dtype=np.int64))], f"{name}_in", axis=1)
+
+
 def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
     """The ColumnTransformer as double ops; returns the name of the ``[N, n_out]`` feature tensor."""
     from sklearn.compose import ColumnTransformer
@@ -206,12 +214,11 @@ def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
         columns = [str(c) for c in columns]
         kinds = {schema.get(c).kind for c in columns}
         if kinds == {"numeric"}:
-            idx = [schema.numeric.index(c) for c in columns]
-            x = g.node("Gather", [NUMERIC_INPUT, g.const("idx", np.array(idx, dtype=np.int64))], f"{name}_in", axis=1)
+            x = _columns(g, NUMERIC_INPUT, [schema.numeric.index(c) for c in columns], len(schema.numeric), name)
             parts.append(_lower_numeric(g, x, _steps(transformer), columns))
         elif kinds == {"categorical"}:
-            idx = [schema.categorical.index(c) for c in columns]
-            x = g.node("Gather", [CATEGORICAL_INPUT, g.const("idx", np.array(idx, dtype=np.int64))], f"{name}_in", axis=1)
+            x = _columns(g, CATEGORICAL_INPUT, [schema.categorical.index(c) for c in columns],
+                         len(schema.categorical), name)
             parts.append(_lower_categorical(g, x, _steps(transformer), columns))
         else:
             raise ExportError(f"transformer {name!r} mixes numeric and categorical columns {columns}")
