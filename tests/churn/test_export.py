@@ -97,8 +97,42 @@ def test_export_refuses_what_it_cannot_convert_faithfully(models):  # noqa: F811
         export.to_onnx(pipe, model.schema)
 
 
-def test_missing_values_follow_the_imputers(models):  # noqa: F811
-    model = models["hist_gradient_boosting"]
+def test_logistic_regression_is_folded_into_its_preprocessing(models):  # noqa: F811
+    """No scaled or one-hot matrix: the scaler sits in the coefficients, a category is a Gather of its weight."""
+    import onnx
+
+    graph = onnx.load(str(models["logistic_regression"].folder / export.ONNX_FILE)).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops <= {"IsNaN", "Where", "MatMul", "Slice", "LabelEncoder", "Gather", "Sum", "Sigmoid"}, ops
+    assert {"Equal", "Concat", "Sub", "Div"}.isdisjoint(ops)
+
+
+def test_a_pipeline_of_another_shape_is_lowered_step_by_step(models):  # noqa: F811
+    """Scaling before imputing cannot be folded as written; the step-by-step graph still matches."""
+    from sklearn.base import clone
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from components.train import model_input
+
+    model = models["logistic_regression"]
+    pipe = clone(model.trained.pipeline)
+    pre = pipe.steps[0][1]
+    pre.transformers = [(name, Pipeline([("scale", StandardScaler()), ("impute", SimpleImputer(strategy="median"))])
+                         if name == pre.transformers[0][0] else transformer, columns)
+                        for name, transformer, columns in pre.transformers]
+    frame = model.validation
+    pipe.fit(model_input(frame, model.schema), frame["churned"])
+    onnx_model = export.to_onnx(pipe, model.schema)
+    assert "Div" in {n.op_type for n in onnx_model.graph.node}  # the scaler as its own step
+    parity = export.check_parity(pipe, export.session(onnx_model), frame, model.schema)
+    assert parity.ok() and parity.max_abs_diff < 1e-12
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_missing_values_follow_the_imputers(models, model_type):  # noqa: F811
+    model = models[model_type]
     frame = model.validation.head(6).copy()
     for name in model.schema.numeric[:3]:
         frame[name] = np.nan
