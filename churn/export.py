@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,13 +220,16 @@ def _columns(g: _Graph, source: str, idx: list[int], width: int, name: str) -> s
     return g.node("Gather", [source, g.const("idx", np.array(idx, dtype=np.int64))], f"{name}_in", axis=1)
 
 
-def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
-    """The ColumnTransformer as double ops; returns the name of the ``[N, n_out]`` feature tensor."""
+def _blocks(g: _Graph, pre: Any, schema: FeatureSchema) -> Iterator[tuple[str, list[str], list[Any], str]]:
+    """The ColumnTransformer's live transformers as ``(kind, columns, steps, input tensor)``, in output order.
+
+    Raises:
+        ExportError: Not a ColumnTransformer, passthrough columns, or numeric and categorical columns mixed.
+    """
     from sklearn.compose import ColumnTransformer
 
     if not isinstance(pre, ColumnTransformer):
         raise ExportError(f"expected a ColumnTransformer first, got {type(pre).__name__}")
-    parts = []
     for name, transformer, columns in pre.transformers_:
         if transformer == "drop" or (isinstance(columns, (list, tuple, np.ndarray)) and len(columns) == 0):
             continue
@@ -235,19 +239,25 @@ def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
         kinds = {schema.get(c).kind for c in columns}
         if kinds == {"numeric"}:
             x = _columns(g, NUMERIC_INPUT, [schema.numeric.index(c) for c in columns], len(schema.numeric), name)
-            parts.append(_lower_numeric(g, x, _steps(transformer), columns))
         elif kinds == {"categorical"}:
             x = _columns(g, CATEGORICAL_INPUT, [schema.categorical.index(c) for c in columns],
                          len(schema.categorical), name)
-            parts.append(_lower_categorical(g, x, _steps(transformer), columns))
         else:
             raise ExportError(f"transformer {name!r} mixes numeric and categorical columns {columns}")
+        yield kinds.pop(), columns, _steps(transformer), x
+
+
+def _lower_preprocess(g: _Graph, pre: Any, schema: FeatureSchema) -> str:
+    """The ColumnTransformer as double ops; returns the name of the ``[N, n_out]`` feature tensor."""
+    parts = [(_lower_numeric if kind == "numeric" else _lower_categorical)(g, x, steps, columns)
+             for kind, columns, steps, x in _blocks(g, pre, schema)]
     return parts[0] if len(parts) == 1 else g.node("Concat", parts, "features", axis=1)
 
 
 def _lower_linear(g: _Graph, pre: Any, est: Any, schema: FeatureSchema) -> str | None:
     """Logistic regression folded into its preprocessing, or ``None`` when the pipeline is not the usual
-    shape (then :func:`_lower_preprocess` + :func:`_lower_logistic` lower it step by step).
+    shape (then :func:`_lower_preprocess` + :func:`_lower_logistic` lower it step by step; what neither can
+    lower raises :class:`ExportError` from :func:`_blocks`).
 
     The logit is linear in the transformed columns, so the scaler goes into the coefficients
     (``w · (x - mean) / scale = x · (w / scale) - mean · (w / scale)``) and a one-hot block times its
@@ -256,30 +266,21 @@ def _lower_linear(g: _Graph, pre: Any, est: Any, schema: FeatureSchema) -> str |
     ms step by step (and 1.2 ms when the inputs also went through a Gather), with the same probabilities as
     scikit-learn to 6e-16; the parity check at export compares them as before.
     """
-    from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import StandardScaler
 
     coef = np.asarray(est.coef_, dtype=np.float64)
-    if not isinstance(pre, ColumnTransformer) or coef.shape[0] != 1:
+    if coef.shape[0] != 1:
         return None
     coef = coef[0]
     bias = float(np.asarray(est.intercept_, dtype=np.float64).ravel()[0])
     terms: list[str] = []
     offset = 0
-    for name, transformer, columns in pre.transformers_:
-        if transformer == "drop" or (isinstance(columns, (list, tuple, np.ndarray)) and len(columns) == 0):
-            continue
-        if transformer == "passthrough":
-            return None
-        columns = [str(c) for c in columns]
-        kinds = {schema.get(c).kind for c in columns}
-        steps = _steps(transformer)
-        if kinds == {"numeric"}:
-            kinds_of_steps = [type(step) for step in steps]
-            if kinds_of_steps not in ([SimpleImputer, StandardScaler], [StandardScaler], [SimpleImputer], []):
+    for kind, columns, steps, x in _blocks(g, pre, schema):
+        if kind == "numeric":
+            step_types = [type(step) for step in steps]
+            if step_types not in ([SimpleImputer, StandardScaler], [StandardScaler], [SimpleImputer], []):
                 return None
-            x = _columns(g, NUMERIC_INPUT, [schema.numeric.index(c) for c in columns], len(schema.numeric), name)
             weights = coef[offset:offset + len(columns)].copy()
             offset += len(columns)
             for step in steps:
@@ -291,15 +292,11 @@ def _lower_linear(g: _Graph, pre: Any, est: Any, schema: FeatureSchema) -> str |
                     if step.with_mean:
                         bias -= float(np.dot(weights, np.asarray(step.mean_, dtype=np.float64)))
             terms.append(g.node("MatMul", [x, g.const("weights", weights.reshape(-1, 1))], "numeric_logit"))
-        elif kinds == {"categorical"}:
-            x = _columns(g, CATEGORICAL_INPUT, [schema.categorical.index(c) for c in columns],
-                         len(schema.categorical), name)
+        else:
             for slot, width in _category_slots(g, x, steps, columns):
                 block = np.append(coef[offset:offset + width], 0.0)  # slot -1 (nothing hot) reads the 0
                 offset += width
                 terms.append(g.node("Gather", [g.const("slot_weights", block), slot], "category_logit", axis=0))
-        else:
-            return None
     if offset != coef.size or not terms:
         return None
     return g.node("Sum", [*terms, g.const("intercept", np.array([[bias]], dtype=np.float64))], "logit")
