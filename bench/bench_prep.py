@@ -10,7 +10,13 @@ that machine noise hits all of them alike:
   per-category count pivot), nothing else;
 * ``naive-chunked``: the same, but ``read_json(..., chunksize=N)`` + ``concat``. The whole-file
   read needs about 12x the file size in memory (20M transactions: ~45 GB), so on an ordinary
-  machine only this variant finishes; it is what the speed ratio uses when ``naive`` cannot.
+  machine only this variant finishes; it is what the speed ratio uses when ``naive`` cannot;
+* ``floor``: a lower bound, not a pipeline: the least file work the data contract asks of the two
+  stages, all in DuckDB on every core, with no checks at all (no rejected rows, ids, labels, splits or
+  schema): transactions.json read once and written as filtered_sales.csv, customers.csv copied, the
+  columns feature_engineering needs handed over columnar (Parquet), per-customer aggregates of the
+  kind it computes, written with the customer attributes as CSV. Its time shows how far the speed
+  target is from what this machine can do at all (``--no-floor`` leaves it out).
 
 Each child's peak RSS is its own (``os.wait4`` rusage). The naive children run under an
 address-space limit (``RLIMIT_AS``): one that needs more memory fails as "out of memory at N GB"
@@ -48,7 +54,7 @@ GB = 1e9  # decimal gigabytes (10^9 bytes) throughout
 NAIVE_BYTES_PER_JSON_BYTE = 12  # measured: read_json(lines=True) of 0.36 GB peaked at 4.3 GB RSS
 PARAMS_FILE = "params.json"
 HEARTBEAT_S = 30.0
-KINDS = ("ours", "naive", "naive-chunked")
+KINDS = ("ours", "naive", "naive-chunked", "floor")
 
 _LOG = logging.getLogger("bench")
 
@@ -214,6 +220,64 @@ def _child_naive(raw_dir: Path, hb: _Heartbeat, chunksize: int | None = None, **
             "feature_rows": len(features), "feature_columns": len(features.columns)}
 
 
+def _child_floor(raw_dir: Path, hb: _Heartbeat, **_: Any) -> dict:
+    """The lower bound (see the module docstring): DuckDB, every core, no checks."""
+    import duckdb
+
+    steps: dict[str, float] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS_DIR) as tmp:
+        out = Path(tmp)
+        con = duckdb.connect(config={"threads": os.cpu_count() or 1, "preserve_insertion_order": False,
+                                     "temp_directory": str(out / "spill")})
+        con.execute("SET TimeZone = 'UTC'")
+
+        def timed(name: str, sql: str) -> None:
+            hb.step(name)
+            t = time.perf_counter()
+            con.execute(sql).fetchall()
+            steps[name] = time.perf_counter() - t
+
+        tx, customers = raw_dir / "transactions.json", raw_dir / "customers.csv"
+        types = ("{'transaction_id': 'VARCHAR', 'customer_id': 'VARCHAR', 'timestamp': 'TIMESTAMPTZ', "
+                 "'amount': 'DOUBLE', 'quantity': 'DOUBLE', 'category': 'VARCHAR', 'channel': 'VARCHAR', "
+                 "'status': 'VARCHAR'}")
+        timed("read transactions.json", f"CREATE TABLE tx AS SELECT *, coalesce(lower(status) IN ('refund', "
+              f"'refunded'), false) AS is_refund FROM read_json('{tx}', format='newline_delimited', columns={types})")
+        timed("write filtered_sales.csv", f"COPY tx TO '{out / 'filtered_sales.csv'}' (HEADER)")
+        timed("copy customers.csv", f"COPY (SELECT * FROM read_csv('{customers}', all_varchar=true)) "
+              f"TO '{out / 'cleaned_customers.csv'}' (HEADER)")
+        timed("hand over columns (Parquet)", "COPY (SELECT customer_id, timestamp, amount, is_refund, category, "
+              f"channel FROM tx) TO '{out / 'sales.parquet'}'")
+        con.execute("DROP TABLE tx")
+        buy = "NOT is_refund"
+        days = "(epoch(cutoff) - epoch(timestamp)) / 86400"
+        categories = [r[0] for r in con.execute(
+            f"SELECT category FROM '{out / 'sales.parquet'}' GROUP BY 1 ORDER BY count(*) DESC LIMIT 8").fetchall()]
+        mix = "".join(f", count(*) FILTER ({buy} AND category = '{c}') / greatest(count(*) FILTER ({buy}), 1) "
+                      f"AS share_{k}" for k, c in enumerate(categories))
+        timed("aggregate + write features", f"""
+            COPY (
+              WITH t AS (SELECT * FROM '{out / 'sales.parquet'}'),
+                   c AS (SELECT max(timestamp) - INTERVAL 90 DAY AS cutoff FROM t),
+                   a AS (SELECT customer_id, count(*) FILTER ({buy}) AS frequency,
+                                count(*) FILTER ({buy} AND {days} < 30) AS frequency_30d,
+                                count(*) FILTER ({buy} AND {days} < 90) AS frequency_90d,
+                                sum(amount) AS monetary_total, avg(amount) FILTER ({buy}) AS monetary_avg,
+                                sum(amount) FILTER ({buy} AND {days} < 90) AS monetary_90d,
+                                count(*) FILTER ({buy} AND {days} >= 90 AND {days} < 180) AS frequency_earlier,
+                                count(*) FILTER (is_refund) AS refund_count,
+                                min({days}) FILTER ({buy}) AS recency_days{mix}
+                         FROM t, c WHERE timestamp <= cutoff GROUP BY customer_id)
+              SELECT * FROM read_csv('{out / 'cleaned_customers.csv'}', all_varchar=true)
+                       LEFT JOIN a USING (customer_id)
+            ) TO '{out / 'features.csv'}' (HEADER)""")
+        con.close()
+        wall = time.perf_counter() - started
+        hb.step("removing the temp folder")
+    return {"wall_s": wall, "steps": steps}
+
+
 def _run_child(args: argparse.Namespace) -> int:
     """Entry point of a child process: does one measured thing and writes its result as JSON."""
     kind, result_path = args.child, Path(args.child_result)
@@ -230,7 +294,7 @@ def _run_child(args: argparse.Namespace) -> int:
         if kind == "generate":
             result.update(_child_generate(raw_dir, args.customers, args.transactions_per_customer, args.seed))
         else:
-            run = _child_ours if kind == "ours" else _child_naive
+            run = {"ours": _child_ours, "floor": _child_floor}.get(kind, _child_naive)
             with _Heartbeat(kind) as hb:
                 result.update(run(raw_dir, hb, chunksize=args.naive_chunksize if kind == "naive-chunked" else None))
     except (MemoryError, ValueError) as exc:
@@ -370,6 +434,13 @@ def format_report(summaries: dict[str, dict], verdicts: list[tuple[str, str, str
         if s.get("steps_s_median"):
             detail = ", ".join(f"{k} {v:.1f}s" for k, v in s["steps_s_median"].items())
             lines.append(f"  {s['name']} steps (median wall): {detail}")
+    reference = next((summaries[k] for k in ("naive", "naive-chunked")
+                      if k in summaries and "wall_s_median" in summaries[k]), None)
+    floor = summaries.get("floor", {})
+    if reference is not None and "wall_s_median" in floor:
+        ref_s, floor_s = reference["wall_s_median"], floor["wall_s_median"]
+        lines.append(f"  {SPEED_TARGET:g}x {reference['name']} means at most {ref_s / SPEED_TARGET:.1f}s; the floor "
+                     f"(file work only, no checks) takes {floor_s:.1f}s, {ref_s / floor_s:.1f}x {reference['name']}")
     lines.append("")
     width = max(len(t) for t, _, _ in verdicts)
     for target, measured, verdict in verdicts:
@@ -411,8 +482,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=(
             "Time data_prep + feature_engineering ('ours') against a naive pandas reference "
             "(pd.read_json(lines=True) + pd.read_csv + groupby; also in chunks, which fits in memory) on the "
-            "same generated data. Each run is its own subprocess (own peak RSS); runs are interleaved "
-            f"ours/naive/naive-chunked. Targets: ours >= {SPEED_TARGET:g}x faster than naive (median wall), "
+            "same generated data, next to a lower bound ('floor': the contract's file work alone, in DuckDB, "
+            "no checks). Each run is its own subprocess (own peak RSS); runs are interleaved "
+            f"ours/naive/naive-chunked/floor. Targets: ours >= {SPEED_TARGET:g}x faster than naive (median wall), "
             f"ours peak RSS <= {RSS_TARGET_GB:g} GB. GB = 10^9 bytes."
         ),
     )
@@ -429,6 +501,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--naive-chunksize", type=int, default=1_000_000,
                         help="rows per read_json chunk of the naive-chunked reference; 0 leaves it out "
                              "(default: %(default)s)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="leave out the DuckDB lower bound ('floor': the contract's file work, no checks)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write all results to FILE")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="address-space limit (RLIMIT_AS) of each measured child (default: 75%% of RAM, at "
@@ -461,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = _ensure_data(args)
 
     kinds = ["ours"] if args.skip_naive else [k for k in KINDS if k != "naive-chunked" or args.naive_chunksize]
+    if args.no_floor and "floor" in kinds:
+        kinds.remove("floor")
     if "naive" in kinds:
         need = NAIVE_BYTES_PER_JSON_BYTE * params["bytes"]["transactions"] / GB
         if need > args.memory_limit_gb:
