@@ -1,8 +1,11 @@
 """Benchmark: the prediction server against an HTTP floor and a conventional joblib/pandas server.
 
-Three servers run side by side on 127.0.0.1, each under uvicorn with the same worker count:
+Four servers run side by side on 127.0.0.1, each under uvicorn with the same worker count:
 
 * ``no-op``: a FastAPI endpoint returning a constant — the HTTP floor of this machine;
+* ``decode``: reads the body and decodes its JSON (msgspec, untyped: the fastest JSON decoder for
+  Python measured here) before returning a constant — the floor of any Python server that must read
+  the instances, which is what bounds the 1000-instance throughput ratio;
 * ``ours``: ``python -m serving`` (ONNX in onnxruntime, validation from the feature schema, prediction
   log on, as configured by default);
 * ``joblib``: what common Vertex AI templates ship — unpickle ``model.joblib`` at start, build a pandas
@@ -45,7 +48,7 @@ P50_RATIO_TARGET = 2.0
 THROUGHPUT_RATIO_TARGET = 10.0
 BATCH_RATE_TARGET = 100_000.0
 MEMORY_GROWTH_TARGET = 0.10  # soak: last-10-s median RSS at most 10% above the first-10-s median
-SERVERS = ("no-op", "ours", "joblib")
+SERVERS = ("no-op", "decode", "ours", "joblib")
 
 
 # --------------------------------------------------------------------------------------------- apps
@@ -62,6 +65,24 @@ def noop_app() -> Any:
     @app.post("/predict")
     async def predict(request: Request) -> Response:  # noqa: ARG001 - the body is not read on purpose
         return Response(body, media_type="application/json")
+
+    return app
+
+
+def decode_app() -> Any:
+    """The parsing floor: read the body, decode its JSON to Python objects, return a constant."""
+    import msgspec
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI()
+    decode = msgspec.json.Decoder().decode
+    body = b'{"predictions":[{"churn_probability":0.5,"churned":false}]}'
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        decoded = decode(await request.body())
+        return Response(body if decoded else b"{}", media_type="application/json")
 
     return app
 
@@ -160,7 +181,7 @@ def start(name: str, model_dir: Path, work: Path, workers: int, log_predictions:
                    SERVING_PREDICTION_LOG=str(log_predictions).lower())
         cmd = [sys.executable, "-m", "serving"]
     else:
-        factory = {"no-op": "noop_app", "joblib": "joblib_app"}[name]
+        factory = {"no-op": "noop_app", "decode": "decode_app", "joblib": "joblib_app"}[name]
         # The same uvicorn setup as ours (serving.__main__.serve), so only the app differs.
         env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'bench'}"
         cmd = [sys.executable, "-c", f"from serving.__main__ import serve; serve('bench_serving:{factory}', "
@@ -400,6 +421,23 @@ def evaluate(results: list[Result], soak: dict[str, Any] | None) -> list[tuple[s
     return checks
 
 
+def decode_headroom(results: list[Result]) -> list[str]:
+    """Per request size (c=16): how far the ``decode`` floor is above 10× joblib, i.e. how much of its
+    throughput a server may lose to validation, scoring, the response and the log and still make 10×."""
+    get = {(r.server, r.instances, r.concurrency): r for r in results}
+    lines = []
+    for n in sorted({r.instances for r in results}):
+        o, j, d = get.get(("ours", n, 16)), get.get(("joblib", n, 16)), get.get(("decode", n, 16))
+        if not (o and j and d and j.ips and d.ips):
+            continue
+        floor_ratio = d.ips / j.ips
+        lines.append(f"{n}-instance requests (c=16): the decode floor (read + JSON decode, nothing else) reaches "
+                     f"{floor_ratio:.1f}x joblib, so 10x allows {min(1.0, THROUGHPUT_RATIO_TARGET / floor_ratio):.0%} "
+                     f"of its throughput; ours has {o.ips / d.ips:.0%} (server CPU per request: floor "
+                     f"{d.server_cpu_ms:.2f} ms, ours {o.server_cpu_ms:.2f} ms)")
+    return lines
+
+
 # --------------------------------------------------------------------------------------------- main
 
 def soak_run(server: Server, payloads: list[bytes], seconds: float, concurrency: int) -> dict[str, Any]:
@@ -510,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prediction log: {logged:,} rows written by ours during the run")
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     print()
+    for line in decode_headroom(results):
+        print(line)
+    print()
     checks = evaluate(results, soak)
     for desc, measured, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {desc}: {measured}")
@@ -519,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                                "results": [{**{k: v for k, v in asdict(r).items() if k != "latencies_ms"},
                                             "p50_ms": r.p50, "p99_ms": r.p99, "rps": r.rps, "ips": r.ips}
                                            for r in results],
-                               "load_average": os.getloadavg(), "soak": soak, "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
+                               "load_average": os.getloadavg(), "soak": soak,
+                               "decode_headroom": decode_headroom(results), "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
                               indent=2) + "\n")
     print(f"results: {out}")
     return 0 if all(ok for _, _, ok in checks) else 1
