@@ -73,7 +73,7 @@ drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest 
 mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
-bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference
+bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference and a DuckDB floor
 	$(PY) bench/bench_prep.py
 
 bench-drift: $(VENV_MON)/.installed ## Benchmark the drift check on 1M logged predictions (wall time, TF import, peak RSS)
@@ -90,7 +90,7 @@ demo: $(VENV)/.installed $(VENV_MON)/.installed ## The closed loop offline in de
 serve: $(VENV)/.installed ## Start the prediction server on :8080 (local champion)
 	$(PY) -m serving
 
-bench-serving: $(VENV)/.installed ## Benchmark the prediction server against a no-op floor and a joblib server
+bench-serving: $(VENV)/.installed ## Benchmark the prediction server against no-op and JSON-decode floors and a joblib server
 	$(PY) bench/bench_serving.py
 
 clean: ## Remove generated data, models, runs and local pipeline outputs (keeps environments)
