@@ -12,14 +12,15 @@ Four servers run side by side on 127.0.0.1, each under uvicorn with the same wor
   DataFrame from the instances, call scikit-learn's ``predict_proba``.
 
 Every scenario (1 or 1000 instances per request × concurrency 1 or 16) runs in ``--rounds`` rounds (3), each
-running the four servers one after the other, so machine noise hits them alike; a target's ratio is the
-median over the rounds (a burst of other work spoils one round, not the verdict), and the table pools them. The load generator is a minimal asyncio HTTP/1.1 client
-(on uvloop when installed) with keep-alive connections sending pre-encoded requests and reading only the
-status line and ``Content-Length`` of each response; it runs in this process and is the same for all
-three. It shares the machine's CPUs with the servers, so each scenario also reports the CPU time per
-request of the server (its whole process tree) and of the client, and how many cores other processes
-took meanwhile (from ``/proc/stat``): on a shared machine, throughput follows those. Then a soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling
-the server's memory (resident set of the uvicorn process tree).
+running the four servers one after the other, so machine noise hits them alike; a target's ratio is the median
+over the rounds (a burst of other work spoils one round, not the verdict), and the table pools them. The load
+generator is a minimal asyncio HTTP/1.1 client (on uvloop when installed) with keep-alive connections sending
+pre-encoded requests and reading only the status line and ``Content-Length`` of each response; it runs in this
+process and is the same for all four. It shares the machine's CPUs with the servers, so each scenario also
+reports the CPU time per request of the server (its whole process tree) and of the client, and how many cores
+other processes took meanwhile (from ``/proc/stat``): on a shared machine, throughput follows those. Then a
+soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling the server's memory
+(resident set of the uvicorn process tree).
 
 Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib``; ≥ 100k instances/s
 with 1000-instance requests; soak with 0 errors and flat memory.
@@ -549,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run ours with SERVING_PREDICTION_LOG=false (to see what the CSV log costs)")
     parser.add_argument("--json", type=Path, help="also write the results here (default: bench/results/serving-*.json)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--rounds and --seconds must be positive, --warmup not negative")
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
@@ -582,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                         res = run_load(servers[name].port, payloads, conc, args.seconds, args.warmup,
                                        Result(name, size, conc, round=k), server_pid=servers[name].proc.pid)
                         results.append(res)
-                        print(f"  {size:>5} instances, c={conc:<3} round {k + 1}/{args.rounds} {name:<7} p50 {_fmt(res.p50)} ms, "
+                        print(f"  {size:>5} instances, c={conc:<3} round {k + 1}/{args.rounds} {name:<7} "
+                              f"p50 {_fmt(res.p50)} ms, "
                               f"{_fmt(res.ips, 0)} instances/s, {res.errors} errors, CPU/request server "
                               f"{_fmt(res.server_cpu_ms, 3)} ms client {_fmt(res.client_cpu_ms, 3)} ms, other "
                               f"processes {_fmt(res.other_cores)} cores", flush=True)
