@@ -141,6 +141,15 @@ class _Heartbeat:
                       time.perf_counter() - self._step_started, _current_rss_bytes() / GB)
 
 
+def _timed(hb: _Heartbeat, steps: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    """Runs one measured step: announces it on the heartbeat and records its wall time in ``steps``."""
+    hb.step(name)
+    t = time.perf_counter()
+    value = fn()
+    steps[name] = time.perf_counter() - t
+    return value
+
+
 def _child_generate(raw_dir: Path, customers: int, transactions_per_customer: float, seed: int) -> dict:
     """Generates the raw data (``churn.sample_data``) into ``raw_dir``."""
     from churn.sample_data import generate, write_raw
@@ -187,11 +196,7 @@ def _child_naive(raw_dir: Path, hb: _Heartbeat, chunksize: int | None = None, **
     started = time.perf_counter()
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
-        hb.step(name)
-        t = time.perf_counter()
-        value = fn()
-        steps[name] = time.perf_counter() - t
-        return value
+        return _timed(hb, steps, name, fn)
 
     path, text_ids = raw_dir / "transactions.json", {"customer_id": str, "transaction_id": str}
     if chunksize:
@@ -233,10 +238,7 @@ def _child_floor(raw_dir: Path, hb: _Heartbeat, **_: Any) -> dict:
         con.execute("SET TimeZone = 'UTC'")
 
         def timed(name: str, sql: str) -> None:
-            hb.step(name)
-            t = time.perf_counter()
-            con.execute(sql).fetchall()
-            steps[name] = time.perf_counter() - t
+            _timed(hb, steps, name, lambda: con.execute(sql).fetchall())
 
         tx, customers = raw_dir / "transactions.json", raw_dir / "customers.csv"
         types = ("{'transaction_id': 'VARCHAR', 'customer_id': 'VARCHAR', 'timestamp': 'TIMESTAMPTZ', "
@@ -390,6 +392,12 @@ def _summarise(name: str, runs: list[dict]) -> dict:
     return summary
 
 
+def _reference(summaries: dict[str, dict]) -> dict | None:
+    """The summary the speed ratio uses: naive if it finished, else naive-chunked, else None."""
+    return next((summaries[k] for k in ("naive", "naive-chunked")
+                 if k in summaries and "wall_s_median" in summaries[k]), None)
+
+
 def _verdicts(summaries: dict[str, dict], skip_naive: bool) -> list[tuple[str, str, str]]:
     """(target, measured, PASS/FAIL/...) rows."""
     speed = f"speed: naive/ours >= {SPEED_TARGET:g}x"
@@ -400,8 +408,7 @@ def _verdicts(summaries: dict[str, dict], skip_naive: bool) -> list[tuple[str, s
     elif "wall_s_median" not in ours:
         rows.append((speed, "ours did not finish", "FAIL"))
     else:
-        reference = next((summaries[k] for k in ("naive", "naive-chunked")
-                          if k in summaries and "wall_s_median" in summaries[k]), None)
+        reference = _reference(summaries)
         if reference is not None:
             ratio = reference["wall_s_median"] / ours["wall_s_median"]
             note = "" if reference["name"] == "naive" else " (vs naive-chunked: naive ran out of memory)"
@@ -434,8 +441,7 @@ def format_report(summaries: dict[str, dict], verdicts: list[tuple[str, str, str
         if s.get("steps_s_median"):
             detail = ", ".join(f"{k} {v:.1f}s" for k, v in s["steps_s_median"].items())
             lines.append(f"  {s['name']} steps (median wall): {detail}")
-    reference = next((summaries[k] for k in ("naive", "naive-chunked")
-                      if k in summaries and "wall_s_median" in summaries[k]), None)
+    reference = _reference(summaries)
     floor = summaries.get("floor", {})
     if reference is not None and "wall_s_median" in floor:
         ref_s, floor_s = reference["wall_s_median"], floor["wall_s_median"]
