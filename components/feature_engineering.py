@@ -1,11 +1,14 @@
 """Stage 2 — feature_engineering: per-customer features at the cutoff.
 
 This module is the single definition of the model's inputs: :func:`derive_schema` decides which
-features exist (and writes ``feature_schema.json``), :func:`build_features` computes them. Training
-uses both; the serving container validates requests against the saved schema; the drift check picks
-a metric per feature from it.
+features exist (and writes ``feature_schema.json``), :func:`features_for` computes a schema's
+features from customers and transactions. Training uses both; the promotion gate computes the
+champion's features with the champion's own schema; the serving container validates requests
+against the saved schema; the drift check picks a metric per feature from it.
 
 Only transactions on or before the cutoff are used, so nothing from the label window leaks in.
+Without a transaction log (customers-only data), the schema holds ``tenure_days`` and the customer
+attributes only: no transaction feature is invented as a constant.
 
 Run alone: ``python components/feature_engineering.py --interim-dir data/interim``.
 """
@@ -27,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from kfp.dsl import PythonComponent
 
-    from components.data_prep import CsvText
+    from components.data_prep import CsvText, Interim
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +43,10 @@ DAY_NS = 86_400 * 10**9
 TRANSACTION_COLUMNS = (ID_COLUMN, "timestamp", "amount", "is_refund", *MIX_FIELDS)
 _NUMERIC_PROBE = 1000
 
+TENURE = "tenure_days"
+_TENURE_DESCRIPTION = "days from signup to the cutoff"
+# Computed from the transaction log (tenure needs only signup_date, so it is not among them).
 _DERIVED = (
-    ("tenure_days", "days from signup to the cutoff"),
     ("recency_days", "days from the last purchase to the cutoff (tenure when there is none)"),
     ("frequency", "purchases up to the cutoff"),
     ("frequency_30d", "purchases in the 30 days before the cutoff"),
@@ -53,6 +58,16 @@ _DERIVED = (
     ("trend_monetary", "log((amount last 90d + 1) / (amount the 90d before + 1))"),
     ("refund_count", "refunds up to the cutoff"),
 )
+TRANSACTION_FEATURES = frozenset(name for name, _ in _DERIVED)
+# Attribute names that would collide with these get an ``attr_`` prefix, with or without a log, so an
+# attribute's feature name does not depend on whether the data had transactions.
+_RESERVED_NAMES = TRANSACTION_FEATURES | {TENURE}
+# The transaction columns every transaction feature needs.
+_REQUIRED_TRANSACTION_COLUMNS = (ID_COLUMN, "timestamp", "amount", "is_refund")
+
+
+class FeatureInputError(ValueError):
+    """The data cannot give a schema's features; the message names what is missing and the fix."""
 
 
 def feature_file_name(version: int = FEATURE_SET_VERSION) -> str:
@@ -74,41 +89,45 @@ def _is_numeric_text(values: pd.Series) -> bool:
     return bool(pd.to_numeric(present, errors="coerce").notna().all())
 
 
-def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
+def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame | None, cutoff: pd.Timestamp,
                   churn_window_days: int) -> FeatureSchema:
     """Decides the feature set for this data.
 
-    Customer attributes (every column but ``customer_id``, ``signup_date``, ``churned``) become
-    numeric features when all their non-empty values are numbers, categorical otherwise. For
-    ``category`` and ``channel`` (when the transactions have them), the most frequent values before
-    the cutoff (at most 8) get a purchase-share feature each.
+    ``tenure_days`` always; the transaction features (recency, frequency, monetary, trends, refunds)
+    only with a transaction log. Customer attributes (every column but ``customer_id``,
+    ``signup_date``, ``churned``) become numeric features when all their non-empty values are
+    numbers, categorical otherwise. For ``category`` and ``channel`` (when the transactions have
+    them), the most frequent values before the cutoff (at most 8) get a purchase-share feature each.
 
     Args:
         customers: Cleaned customers (attributes as text).
-        transactions: Cleaned transactions.
+        transactions: Cleaned transactions, or None when the data has no transaction log
+            (customers-only data): then no transaction feature is in the schema.
         cutoff: Feature cutoff (UTC).
         churn_window_days: Label window, recorded in the schema.
 
     Returns:
         The schema.
     """
-    specs = [FeatureSpec(name, "numeric", "transactions", desc) for name, desc in _DERIVED]
-    taken = {s.name for s in specs}
+    specs = [FeatureSpec(TENURE, "numeric", "customer", _TENURE_DESCRIPTION)]
+    taken = set(_RESERVED_NAMES)
     mix: dict[str, list[str]] = {}
-    before = transactions["timestamp"] <= cutoff
-    for fld in MIX_FIELDS:
-        if fld not in transactions.columns:
-            continue
-        counts = _value_counts(transactions[fld], (before & ~transactions["is_refund"]).to_numpy(dtype=bool))
-        ranked = sorted((v for v in counts if v != ""), key=lambda v: (-counts[v], v))
-        values = ranked[:MAX_MIX_VALUES]
-        if not values:
-            continue
-        mix[fld] = values
-        for value in values:
-            name = f"{fld}_share_{_sanitize(value)}"
-            specs.append(FeatureSpec(name, "numeric", "transactions", f"share of purchases with {fld} = {value!r}"))
-            taken.add(name)
+    if transactions is not None:
+        specs += [FeatureSpec(name, "numeric", "transactions", desc) for name, desc in _DERIVED]
+        before = transactions["timestamp"] <= cutoff
+        for fld in MIX_FIELDS:
+            if fld not in transactions.columns:
+                continue
+            counts = _value_counts(transactions[fld], (before & ~transactions["is_refund"]).to_numpy(dtype=bool))
+            ranked = sorted((v for v in counts if v != ""), key=lambda v: (-counts[v], v))
+            values = ranked[:MAX_MIX_VALUES]
+            if not values:
+                continue
+            mix[fld] = values
+            for value in values:
+                name = _mix_name(fld, value)
+                specs.append(FeatureSpec(name, "numeric", "transactions", f"share of purchases with {fld} = {value!r}"))
+                taken.add(name)
     for col in customers.columns:
         if col in RESERVED_CUSTOMER_COLUMNS:
             continue
@@ -126,6 +145,31 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: p
                                      nullable=nullable, categories=cats))
     return FeatureSchema(version=FEATURE_SET_VERSION, features=tuple(specs), cutoff=cutoff.isoformat(),
                          churn_window_days=churn_window_days, mix_columns=mix)
+
+
+def _mix_name(fld: str, value: str) -> str:
+    return f"{fld}_share_{_sanitize(value)}"
+
+
+def transaction_feature_names(schema: FeatureSchema) -> list[str]:
+    """The schema's features computed from the transaction log (empty for a customers-only model).
+
+    Decided by name, so schemas saved before ``tenure_days`` was marked a customer feature read the same.
+    """
+    mix = {_mix_name(fld, v) for fld, values in schema.mix_columns.items() for v in values}
+    return [name for name in schema.names if name in TRANSACTION_FEATURES or name in mix]
+
+
+def describe_features(schema: FeatureSchema) -> dict:
+    """Counts of the schema's features by origin, for run summaries.
+
+    Returns:
+        ``total``, ``transaction`` and ``customer`` counts; ``transaction_note`` is
+        ``"none (no transaction log)"`` when no feature comes from transactions, else ``""``.
+    """
+    n_tx = len(transaction_feature_names(schema))
+    return {"total": len(schema.features), "transaction": n_tx, "customer": len(schema.features) - n_tx,
+            "transaction_note": "" if n_tx else "none (no transaction log)"}
 
 
 def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
@@ -147,13 +191,15 @@ def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
 
 
 def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[str, str]:
-    """Maps attribute feature names back to customers.csv columns."""
+    """Maps attribute feature names back to customers.csv columns (as :func:`derive_schema` named them)."""
     out = {}
     for col in customers.columns:
         if col in RESERVED_CUSTOMER_COLUMNS:
             continue
         for name in (_sanitize(col), f"attr_{_sanitize(col)}"):
-            if name in schema.names and schema.get(name).source == "customer" and name not in out:
+            if name in _RESERVED_NAMES or name in out or name not in schema.names:
+                continue
+            if schema.get(name).source == "customer":
                 out[name] = col
                 break
     return out
@@ -203,20 +249,90 @@ def _value_codes(column: pd.Series, values: list[str]) -> np.ndarray:
     return np.asarray(pc.fill_null(codes, -1), dtype=np.int32)
 
 
-def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: pd.Timestamp,
-                   schema: FeatureSchema) -> pd.DataFrame:
-    """Computes the schema's features for every customer, using transactions up to ``cutoff`` only.
+def features_for(schema: FeatureSchema, customers: pd.DataFrame, transactions: pd.DataFrame | None,
+                 cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Computes a model's features from raw-shaped data: the one feature definition.
+
+    Training, the promotion gate (the champion's features with the champion's schema), serving-side
+    and batch scoring and the drift check all call this, so a feature means the same everywhere.
+    The schema alone decides what is computed: a mix value absent from these transactions gives a
+    share of 0, a value the schema does not list counts in no share column.
 
     Args:
-        customers: Cleaned customers (``signup_date`` UTC, attributes as text).
-        transactions: Cleaned transactions (``timestamp`` UTC, ``amount``, ``is_refund``).
-        cutoff: Feature cutoff (UTC); later transactions are ignored.
-        schema: From :func:`derive_schema` (or a saved model's schema).
+        schema: A model's frozen feature schema (from :func:`derive_schema` or a model folder).
+        customers: Cleaned customers: ``customer_id``, ``signup_date`` (UTC) and the attribute
+            columns the schema takes (text).
+        transactions: Cleaned transactions (``customer_id``, ``timestamp`` UTC, ``amount``,
+            ``is_refund`` and the schema's mix fields), or None when there is no transaction log.
+            Only those on or before ``cutoff`` are used.
+        cutoff: Feature cutoff (UTC).
 
     Returns:
         ``customer_id`` then the schema's features, one row per customer, in ``customers`` order.
+
+    Raises:
+        FeatureInputError: A column the schema needs is missing (named), or the schema needs
+            transaction features and there is no transaction log: computing them as if nobody had
+            bought anything would score every customer as a churner, so that is refused.
     """
+    _check_inputs(schema, customers, transactions)
     ids = pd.Index(customers[ID_COLUMN].astype(str))
+    n = len(ids)
+    tenure = np.zeros(n)
+    if TENURE in schema.names or "recency_days" in schema.names:
+        tenure = np.clip((cutoff - customers["signup_date"]).dt.total_seconds().to_numpy() / 86_400, 0, None)
+    out = {TENURE: tenure}
+    if transaction_feature_names(schema):
+        out.update(_transaction_features(schema, ids, transactions, cutoff, tenure))
+    attr_cols = _attribute_source(schema, customers)
+    frame = pd.DataFrame({ID_COLUMN: ids.to_numpy()})
+    for spec in schema.features:
+        if spec.name in out:
+            frame[spec.name] = out[spec.name]
+        elif spec.name in attr_cols:
+            text = customers[attr_cols[spec.name]].astype(str).str.strip().to_numpy()
+            if spec.kind == "numeric":
+                frame[spec.name] = pd.to_numeric(pd.Series(text).replace("", None), errors="coerce").astype("float64")
+            else:
+                frame[spec.name] = pd.Series(text, dtype=object).replace("", None)
+        else:
+            raise FeatureInputError(
+                f"feature {spec.name!r} of the schema (v{schema.version}) cannot be computed: its customer "
+                f"column is missing ({spec.description or 'customers.csv attribute'}). Add the column to "
+                f"customers.csv or retrain with a new schema."
+            )
+    return frame
+
+
+def _check_inputs(schema: FeatureSchema, customers: pd.DataFrame, transactions: pd.DataFrame | None) -> None:
+    """Raises :class:`FeatureInputError` naming the first columns the schema needs and the data lacks."""
+    needed = [ID_COLUMN]
+    if TENURE in schema.names or "recency_days" in schema.names:
+        needed.append("signup_date")
+    missing = [c for c in needed if c not in customers.columns]
+    if missing:
+        raise FeatureInputError(f"customers lack column(s) {missing} that feature schema v{schema.version} needs; "
+                                f"give cleaned customers (customers.csv columns, see the raw data contract).")
+    tx_names = transaction_feature_names(schema)
+    if not tx_names:
+        return
+    if transactions is None:
+        shown = ", ".join(tx_names[:4]) + (", ..." if len(tx_names) > 4 else "")
+        raise FeatureInputError(
+            f"this model's feature schema (v{schema.version}) needs transaction features ({shown}; "
+            f"{len(tx_names)} in all) and the data has no transaction log. Give transactions.json, or use "
+            f"a model trained on the customer attributes only."
+        )
+    needed = [*_REQUIRED_TRANSACTION_COLUMNS, *schema.mix_columns]
+    missing = [c for c in needed if c not in transactions.columns]
+    if missing:
+        raise FeatureInputError(f"transactions lack column(s) {missing} that feature schema v{schema.version} "
+                                f"needs; add them to transactions.json or retrain with a new schema.")
+
+
+def _transaction_features(schema: FeatureSchema, ids: pd.Index, transactions: pd.DataFrame,
+                          cutoff: pd.Timestamp, tenure: np.ndarray) -> dict[str, np.ndarray]:
+    """The transaction features (and the mix shares the schema lists) per customer of ``ids``."""
     n = len(ids)
     code = _positions(ids, transactions[ID_COLUMN])
     ts_ns = transactions["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
@@ -236,12 +352,10 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
     recent, earlier = buy & (age < 90), buy & (age >= 90) & (age < 180)
     frequency = count(buy)
     spend = total(buy)
-    tenure = np.clip((cutoff - customers["signup_date"]).dt.total_seconds().to_numpy() / 86_400, 0, None)
     last_age = np.full(n, np.inf)
     np.minimum.at(last_age, code[buy], age[buy])
     last_age[np.isinf(last_age)] = np.nan  # no purchase (ages are finite)
     out = {
-        "tenure_days": tenure,
         "recency_days": np.where(np.isnan(last_age), tenure, last_age),
         "frequency": frequency,
         "frequency_30d": count(buy & (age < 30)),
@@ -254,50 +368,49 @@ def build_features(customers: pd.DataFrame, transactions: pd.DataFrame, cutoff: 
         "refund_count": count(refund),
     }
     for fld, values in schema.mix_columns.items():
-        if fld in transactions.columns:
-            codes = _value_codes(transactions[fld], values)[keep][buy]
-            k = len(values)
-            valid = codes >= 0
-            grid = np.bincount(code[buy][valid] * k + codes[valid], minlength=n * k).reshape(n, k)
-        else:
-            grid = np.zeros((n, len(values)))
+        codes = _value_codes(transactions[fld], values)[keep][buy]
+        k = len(values)
+        valid = codes >= 0
+        grid = np.bincount(code[buy][valid] * k + codes[valid], minlength=n * k).reshape(n, k)
         shares = np.divide(grid, frequency[:, None], out=np.zeros(grid.shape), where=frequency[:, None] > 0)
         for j, value in enumerate(values):
-            out[f"{fld}_share_{_sanitize(value)}"] = shares[:, j]
-    attr_cols = _attribute_source(schema, customers)
-    frame = pd.DataFrame({ID_COLUMN: ids.to_numpy()})
-    for spec in schema.features:
-        if spec.name in out:
-            frame[spec.name] = out[spec.name]
-        elif spec.name in attr_cols:
-            text = customers[attr_cols[spec.name]].astype(str).str.strip().to_numpy()
-            if spec.kind == "numeric":
-                frame[spec.name] = pd.to_numeric(pd.Series(text).replace("", None), errors="coerce").astype("float64")
-            else:
-                frame[spec.name] = pd.Series(text, dtype=object).replace("", None)
-        else:
-            raise KeyError(
-                f"feature {spec.name!r} of the schema (v{schema.version}) cannot be computed: its customer "
-                f"column is missing. Add the column to customers.csv or retrain with a new schema."
-            )
-    return frame
+            out[_mix_name(fld, value)] = shares[:, j]
+    return out
+
+
+def build_features(customers: pd.DataFrame, transactions: pd.DataFrame | None, cutoff: pd.Timestamp,
+                   schema: FeatureSchema) -> pd.DataFrame:
+    """:func:`features_for` with the arguments in the older order (kept for existing callers)."""
+    return features_for(schema, customers, transactions, cutoff)
 
 
 def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Joins features with labels per split: ``customer_id``, features, ``churned``.
 
+    Every labelled customer lands in its split: the row counts equal labels.csv's split counts.
+
     Args:
-        features: Output of :func:`build_features`.
-        labels: ``customer_id``, ``churned``, ``split`` from data_prep.
+        features: Output of :func:`features_for`, with a row for every labelled customer.
+        labels: ``customer_id``, ``churned``, ``split`` (train|validation) from data_prep.
 
     Returns:
         ``{"train": ..., "validation": ...}``.
+
+    Raises:
+        FeatureInputError: A labelled customer has no feature row, or a split is neither train nor validation.
     """
+    odd = sorted(set(labels["split"].astype(str)) - {"train", "validation"})
+    if odd:
+        raise FeatureInputError(f"labels.csv: split values {odd[:5]} are neither 'train' nor 'validation'; "
+                                f"rerun data_prep.")
     merged = labels.merge(features, on=ID_COLUMN, how="inner", validate="one_to_one")
+    if len(merged) != len(labels):
+        lost = labels.loc[~labels[ID_COLUMN].isin(merged[ID_COLUMN]), ID_COLUMN]
+        raise FeatureInputError(f"{len(lost)} labelled customer(s) have no feature row (e.g. {lost.iloc[:3].tolist()}); "
+                                f"every customer of labels.csv must be trained on or counted as excluded by data_prep.")
     cols = [ID_COLUMN, *[c for c in features.columns if c != ID_COLUMN], LABEL_COLUMN]
     return {split: merged.loc[merged["split"] == split, cols].reset_index(drop=True)
             for split in ("train", "validation")}
-
 
 def _write_split(split: pd.DataFrame, features: pd.DataFrame, features_text: "CsvText | None", path: Path) -> None:
     """Writes a processed split as ``split.to_csv(path, index=False)`` would.
@@ -333,6 +446,64 @@ def _write_split(split: pd.DataFrame, features: pd.DataFrame, features_text: "Cs
     write_csv_text(CsvText(header=f"{features_text.header},{LABEL_COLUMN}", rows=rows), path)
 
 
+def interim_transactions(interim: "Interim") -> pd.DataFrame | None:
+    """The interim transactions, or None when data_prep found no transaction log (``has_transactions``
+    false in prep_metadata.json; a missing key means there was one)."""
+    return interim.transactions if interim.metadata.get("has_transactions", True) else None
+
+
+def customers_to_featurize(customers: pd.DataFrame, labels: pd.DataFrame, cutoff: pd.Timestamp,
+                           source: str = "cleaned_customers.csv") -> pd.DataFrame:
+    """The customers that get a feature row: every labelled one, and every other one signed up by the cutoff.
+
+    Who is trained on is data_prep's decision (labels.csv); this never drops a labelled customer.
+
+    Args:
+        customers: Cleaned customers.
+        labels: labels.csv (``customer_id`` unique).
+        cutoff: Feature cutoff (UTC).
+        source: Name of the customers file, for errors.
+
+    Returns:
+        Those customers, in ``customers`` order.
+
+    Raises:
+        FeatureInputError: labels.csv repeats a customer or names one the customers file lacks.
+    """
+    ids = customers[ID_COLUMN].astype(str)
+    labelled = labels[ID_COLUMN].astype(str)
+    repeated = labelled[labelled.duplicated()]
+    if len(repeated):
+        raise FeatureInputError(f"labels.csv: customer(s) {repeated.iloc[:3].tolist()} appear more than once "
+                                f"({len(repeated)} repeats); rerun data_prep.")
+    unknown = labelled[~labelled.isin(ids)]
+    if len(unknown):
+        raise FeatureInputError(f"labels.csv: {len(unknown)} labelled customer(s) are not in {source} "
+                                f"(e.g. {unknown.iloc[:3].tolist()}); the interim files come from different "
+                                f"runs: rerun data_prep.")
+    keep = (customers["signup_date"] <= cutoff).to_numpy() | ids.isin(labelled).to_numpy()
+    return customers[keep].reset_index(drop=True)
+
+
+def split_features(schema: FeatureSchema, interim: "Interim", split: str) -> pd.DataFrame:
+    """``schema``'s features for one split's customers of the interim data, with their labels.
+
+    What the promotion gate scores a champion on: its own features of the same customers.
+
+    Args:
+        schema: A model's feature schema.
+        interim: data_prep's output read back.
+        split: ``train`` or ``validation``.
+
+    Returns:
+        Like a processed split file: ``customer_id``, the schema's features, ``churned``.
+    """
+    labels = interim.labels[interim.labels["split"] == split]
+    customers = interim.customers[interim.customers[ID_COLUMN].astype(str).isin(labels[ID_COLUMN].astype(str))]
+    features = features_for(schema, customers, interim_transactions(interim), interim.cutoff)
+    return processed_splits(features, labels)[split]
+
+
 def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: Path, *, fast: bool = True) -> dict:
     """Runs the stage on folders.
 
@@ -345,22 +516,28 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
             categoricals (the files written are the same either way).
 
     Returns:
-        Facts about the run: schema version, feature count, rows per file, paths.
+        Facts about the run: schema version, feature count, features by origin, rows per file, paths.
+
+    Raises:
+        FeatureInputError: The interim files disagree (a labelled customer without a customer row).
     """
-    from components.data_prep import csv_text, read_interim, write_csv_text
+    from components.data_prep import CLEANED_CUSTOMERS, csv_text, read_interim, write_csv_text
 
     started = time.monotonic()
     interim = read_interim(interim_dir, TRANSACTION_COLUMNS, MIX_FIELDS) if fast else read_interim(interim_dir)
     cutoff = interim.cutoff
-    logger.info("read interim: %d customers, %d transactions (%.1fs)", len(interim.customers),
-                len(interim.transactions), time.monotonic() - started)
-    schema = derive_schema(interim.customers, interim.transactions, cutoff, interim.metadata["churn_window_days"])
-    eligible = interim.customers[interim.customers["signup_date"] <= cutoff].reset_index(drop=True)
-    features = build_features(eligible, interim.transactions, cutoff, schema)
+    transactions = interim_transactions(interim)
+    logger.info("read interim: %d customers, %s (%.1fs)", len(interim.customers),
+                "no transaction log" if transactions is None else f"{len(transactions)} transactions",
+                time.monotonic() - started)
+    schema = derive_schema(interim.customers, transactions, cutoff, interim.metadata["churn_window_days"])
+    customers = customers_to_featurize(interim.customers, interim.labels, cutoff,
+                                       str(interim_dir / CLEANED_CUSTOMERS))
+    features = features_for(schema, customers, transactions, cutoff)
     logger.info("built %d features for %d customers (%.1fs)", len(schema.features), len(features),
                 time.monotonic() - started)
     labels = interim.labels
-    del interim, eligible  # the transactions are done with: free them before writing
+    del interim, customers, transactions  # the transactions are done with: free them before writing
     features_dir.mkdir(parents=True, exist_ok=True)
     features_path = features_dir / feature_file_name(schema.version)
     features_text = csv_text(features)
@@ -378,10 +555,10 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     return {
         "schema_version": schema.version,
         "n_features": len(schema.features),
+        "features_by_origin": describe_features(schema),
         "rows": {"features": len(features), **{k: len(v) for k, v in splits.items()}},
         "paths": paths,
     }
-
 
 def read_split(path: Path, schema: FeatureSchema) -> pd.DataFrame:
     """Reads a processed split with the schema's types (ids and categories stay text)."""
