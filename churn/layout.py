@@ -70,7 +70,15 @@ def read_json(path: Path) -> Any:
 
 
 def setup_cli_logging(verbose: bool = False) -> None:
-    """Configures logging for a command-line entry point (never at import time)."""
+    """Configures logging for a command-line entry point (never at import time).
+
+    Every stage's component starts with this call, so it is also where a process started by a local
+    ``pipeline.py run`` ties its life to that run (``churn.runguard.bind_to_run_owner``): killing the run
+    stops its components too.
+    """
+    from churn.runguard import bind_to_run_owner
+
+    bind_to_run_owner()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
