@@ -86,6 +86,11 @@ Status = Literal["no_drift", "drift", "insufficient_data", "bad_input"]
 UNSEEN = "<unseen>"
 NULL = "<null>"
 SMOOTHING = 0.5  # pseudo-count per bucket, so an empty bucket never gives log(0)
+# Representation noise: clients round (pandas to_json keeps 10 decimals, float32 stores ~7 digits). Values
+# closer than REL_TOL (relative) count as one value when bucket edges are placed, and values within ZERO_TOL
+# of a feature's largest magnitude count as zero, so a relative change of 1e-6 never changes a decision.
+REL_TOL = 1e-5
+ZERO_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -160,11 +165,14 @@ class DriftPolicy:
 # ---------------------------------------------------------------------------------------------------
 
 def quantile_edges(baseline: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bucket edges at the baseline's quantiles; bucket ``i`` is ``(edges[i-1], edges[i]]``.
+    """Bucket edges at the baseline's quantiles, each cut *between* distinct baseline values.
 
-    The quantiles are baseline values (``inverted_cdf``), so a value repeated by many rows is an edge and
-    its rows fill one bucket; buckets holding less than half an average bucket are merged into their
-    smaller neighbour. Nulls are ignored here (they get their own bucket in :func:`numeric_counts`).
+    Bucket ``i`` is ``(edges[i-1], edges[i]]``. The quantiles are baseline values (``inverted_cdf``), so a
+    value repeated by many rows gets a bucket of its own; the edge above it is then moved off the value,
+    into the widest gap before the next baseline value beyond :data:`REL_TOL` (:func:`_cuts_above`), so that
+    the same value written with a little less precision (float32, ten digits) stays in its bucket. Buckets
+    holding less than half an average bucket are merged into their smaller neighbour. Nulls are ignored
+    here (they get their own bucket in :func:`numeric_counts`).
 
     Args:
         baseline: Baseline values (NaN allowed).
@@ -181,6 +189,52 @@ def _sorted_finite(values: np.ndarray) -> np.ndarray:
     return np.sort(values[np.isfinite(values)])
 
 
+def zero_tolerance(ordered: np.ndarray) -> float:
+    """How close to 0 a value of this feature counts as zero: :data:`ZERO_TOL` of its largest magnitude.
+
+    A share written as ``1e-17`` by a float sum, or ``0.0`` by a client that kept ten decimals, is the same
+    "none" as an exact 0; relative to the feature's own scale so that a small unit is not mistaken for zero.
+    """
+    if ordered.size == 0:
+        return 0.0
+    return ZERO_TOL * max(abs(float(ordered[0])), abs(float(ordered[-1])))
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """Distinct values of a sorted array (one pass, no second sort)."""
+    if ordered.size == 0:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def _cuts_above(distinct: np.ndarray, index: np.ndarray, atol: float) -> np.ndarray:
+    """A cut point above each ``distinct[index]`` that no value within :data:`REL_TOL` of it reaches.
+
+    The cut lies in the widest gap between ``distinct[k]`` and the first distinct value more than
+    ``REL_TOL * |v| + atol`` above it (values closer than that are one value written two ways and share
+    the bucket), at the gap's midpoint; above the maximum it is the maximum plus twice that tolerance.
+    So a relative change of up to ``REL_TOL / (2 * gaps in the window)`` (~1e-6 or more for the tied values
+    that matter) never moves a baseline value across a cut.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if distinct.size == 0 or index.size == 0:
+        return np.empty(0)
+    low = distinct[index]
+    limit = low + REL_TOL * np.abs(low) + atol
+    end = np.searchsorted(distinct, limit, side="right")  # first distinct value beyond the tolerance
+    cuts = np.empty(index.size)
+    top = end >= distinct.size
+    top_value = float(distinct[-1])
+    cuts[top] = top_value + 2.0 * (REL_TOL * abs(top_value) + atol)
+    simple = ~top & (end == index + 1)  # the next value is already far: the midpoint
+    cuts[simple] = 0.5 * (low[simple] + distinct[np.minimum(end[simple], distinct.size - 1)])
+    for i in np.flatnonzero(~top & ~simple):  # several values within the tolerance: the widest gap
+        window = distinct[index[i]:end[i] + 1]
+        j = int(np.argmax(np.diff(window)))
+        cuts[i] = 0.5 * (window[j] + window[j + 1])
+    return cuts
+
+
 def _counts_of_sorted(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Rows of a sorted array per bucket ``(edges[i-1], edges[i]]``: binary searches of the edges only."""
     return np.diff(np.concatenate(([0], np.searchsorted(ordered, edges, side="right"), [ordered.size])))
@@ -191,11 +245,13 @@ def _edges_of_sorted(values: np.ndarray, n_bins: int) -> np.ndarray:
     if values.size == 0:
         return np.empty(0)
     probs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    edges = np.unique(values[np.ceil(probs * values.size).astype(np.int64) - 1])  # numpy's "inverted_cdf"
+    quantiles = np.unique(values[np.ceil(probs * values.size).astype(np.int64) - 1])  # numpy's "inverted_cdf"
+    distinct = _distinct(values)
+    edges = np.unique(_cuts_above(distinct, np.searchsorted(distinct, quantiles), zero_tolerance(values)))
     counts = _counts_of_sorted(values, edges)
     min_count = 0.5 * values.size / n_bins
     # Merge the smallest bucket into its smaller neighbour until every bucket is big enough. An empty
-    # top bucket (the maximum is an edge) stays: it catches values above the baseline's range.
+    # top bucket (above the maximum) stays: it catches values above the baseline's range.
     while edges.size > 1:
         live = counts[:-1] if counts[-1] == 0 else counts
         i = int(np.argmin(live))
@@ -232,6 +288,41 @@ def _value_counts(values: Sequence | np.ndarray | pd.Series) -> dict[str | None,
         text = None if pd.isna(key) else str(key)
         out[text] = out.get(text, 0.0) + float(n)
     return out
+
+
+def _as_known(counts: Mapping[str | None, float], known: Sequence[str]) -> dict[str | None, float]:
+    """Counts with each value that is a known category written another way counted as that category.
+
+    Another way means surrounding spaces, or the same number within :data:`REL_TOL` (``"1.0"`` for ``"1"``,
+    ``"0.5000001"`` for ``"0.5"``: codes that went through a float column); anything else stays unseen.
+    """
+    known_set = set(known)
+    numbers: list[tuple[float, str]] = []
+    for category in known:
+        number = _finite_number(category)
+        if number is not None:
+            numbers.append((number, category))
+    out: dict[str | None, float] = {}
+    for key, n in counts.items():
+        target = key
+        if key is not None and key not in known_set:
+            stripped = key.strip()
+            number = _finite_number(stripped)
+            if stripped in known_set:
+                target = stripped
+            elif number is not None:
+                close = [c for v, c in numbers if abs(v - number) <= REL_TOL * max(abs(v), abs(number))]
+                target = close[0] if len(close) == 1 else key
+        out[target] = out.get(target, 0.0) + n
+    return out
+
+
+def _finite_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _category_vector(counts: Mapping[str | None, float], categories: Sequence[str]) -> np.ndarray:
@@ -354,19 +445,22 @@ def rank_shift(baseline: np.ndarray, current: np.ndarray, grid: int = 2000, *,
     return _rank_shift_of_sorted(_sorted_finite(baseline), _sorted_finite(current), grid, drop_zeros=drop_zeros)
 
 
-def _without_zeros(ordered: np.ndarray) -> np.ndarray:
-    lo, hi = np.searchsorted(ordered, 0.0, side="left"), np.searchsorted(ordered, 0.0, side="right")
+def _without_zeros(ordered: np.ndarray, atol: float = 0.0) -> np.ndarray:
+    lo, hi = np.searchsorted(ordered, -atol, side="left"), np.searchsorted(ordered, atol, side="right")
     return ordered if lo == hi else np.concatenate((ordered[:lo], ordered[hi:]))
 
 
 def _rank_shift_of_sorted(b: np.ndarray, c: np.ndarray, grid: int = 2000, *,
                           drop_zeros: bool = True) -> tuple[float, float]:
     """:func:`rank_shift` of sorted finite values."""
+    atol = zero_tolerance(b)
     if drop_zeros:
-        b, c = _without_zeros(b), _without_zeros(c)
+        b, c = _without_zeros(b, atol), _without_zeros(c, atol)
     if b.size == 0 or c.size == 0:
         return float("nan"), float("nan")
-    edges = np.unique(b[np.linspace(0, b.size - 1, min(grid, b.size)).astype(np.int64)])
+    distinct = _distinct(b)
+    grid_values = np.unique(b[np.linspace(0, b.size - 1, min(grid, b.size)).astype(np.int64)])
+    edges = np.unique(_cuts_above(distinct, np.searchsorted(distinct, grid_values), atol))  # off tied values
     kb = _counts_of_sorted(b, edges).astype(float)
     kc = _counts_of_sorted(c, edges).astype(float)
     n_b, n_c = float(b.size), float(c.size)
@@ -468,14 +562,16 @@ def zero_share(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]
     return _zero_share_of_sorted(_sorted_finite(baseline), _sorted_finite(current))
 
 
-def _zeros_of_sorted(ordered: np.ndarray) -> int:
-    return int(np.searchsorted(ordered, 0.0, side="right") - np.searchsorted(ordered, 0.0, side="left"))
+def _zeros_of_sorted(ordered: np.ndarray, atol: float = 0.0) -> int:
+    """Values within ``atol`` of zero (:func:`zero_tolerance`) in a sorted array."""
+    return int(np.searchsorted(ordered, atol, side="right") - np.searchsorted(ordered, -atol, side="left"))
 
 
 def _zero_share_of_sorted(b: np.ndarray, c: np.ndarray) -> tuple[float, float]:
     if b.size == 0 or c.size == 0:
         return float("nan"), float("nan")
-    z_b, z_c = _zeros_of_sorted(b), _zeros_of_sorted(c)
+    atol = zero_tolerance(b)
+    z_b, z_c = _zeros_of_sorted(b, atol), _zeros_of_sorted(c, atol)
     if not 0 < z_b < b.size:
         return float("nan"), float("nan")
     pooled = (z_b + z_c) / (b.size + c.size)
@@ -556,6 +652,7 @@ def _effect_floors_of_sorted(ordered: np.ndarray, n_null: int, edges: np.ndarray
                              max_rows: int = 100_000) -> EffectFloors:
     """:func:`effect_floors` of sorted finite values and a count of nulls."""
     n = ordered.size + n_null
+    atol = zero_tolerance(ordered)
     if n > max_rows:  # a seeded sample is plenty for a floor; sorted indices keep it sorted
         idx = np.sort(np.random.default_rng(0).integers(0, n, max_rows))
         n_null = int(np.count_nonzero(idx >= ordered.size))
@@ -580,9 +677,9 @@ def _effect_floors_of_sorted(ordered: np.ndarray, n_null: int, edges: np.ndarray
         w = ordered_weights[keep]
         return abs(float(np.dot(w, score)) / float(w.sum()) - float(np.mean(score)))
 
-    zeros = ordered == 0.0
+    zeros = np.abs(ordered) <= atol
     zero_floor = abs(float(weights[zeros].sum()) - float(np.count_nonzero(zeros)) / ordered.size)
-    return EffectFloors(fraction * psi_floor, fraction * rank_floor(ordered != 0.0), fraction * mean_floor,
+    return EffectFloors(fraction * psi_floor, fraction * rank_floor(~zeros), fraction * mean_floor,
                         fraction * zero_floor)
 
 
@@ -674,7 +771,7 @@ def check_shares(baseline_sorted: np.ndarray, policy: DriftPolicy) -> dict[str, 
     does not run and the rank shift with zeros is the rank shift itself (it shares that check's share).
     Decided from the baseline alone, so the thresholds do not depend on the data being judged.
     """
-    zeros = _zeros_of_sorted(baseline_sorted)
+    zeros = _zeros_of_sorted(baseline_sorted, zero_tolerance(baseline_sorted))
     directional = ("rank_shift", "zero_share", "mean_shift") if 0 < zeros < baseline_sorted.size else (
         "rank_shift", "mean_shift")
     each = (1.0 - policy.psi_share) / len(directional)
@@ -767,8 +864,9 @@ def categorical_drift(name: str, baseline: Sequence | np.ndarray | pd.Series,
     Returns:
         The feature's row; ``value`` is the L-infinity distance; ``note`` names unseen categories.
     """
-    base_counts, cur_counts = _value_counts(baseline), _value_counts(current)
+    base_counts = _value_counts(baseline)
     known = sorted(set(categories) | {k for k in base_counts if k is not None})
+    cur_counts = _as_known(_value_counts(current), known)
     expected = _category_vector(base_counts, known)
     actual = _category_vector(cur_counts, known)
     n_b, n_c = int(expected.sum()), int(actual.sum())

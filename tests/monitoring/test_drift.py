@@ -20,7 +20,7 @@ def test_quantile_edges_give_a_point_mass_its_own_bucket():
     values = np.where(rng.random(10_000) < 0.4, 0.0, rng.gamma(2.0, 10.0, 10_000))  # 40% zeros
     edges = D.quantile_edges(values, 20)
     counts = D.numeric_counts(values, edges)
-    assert edges[0] == 0.0, "0 is an edge, so bucket 0 is exactly the zeros"
+    assert 0.0 < edges[0] < values[values > 0].min(), "the first edge lies between 0 and the next value"
     assert counts[0] == np.sum(values == 0.0)
     assert counts[-1] == 0, "no nulls"
     assert np.all(counts[1:-2] >= 0.5 * values.size / 20), "no bucket under half an average bucket"
@@ -36,7 +36,7 @@ def test_quantile_edges_on_a_count_with_few_values_merge_the_thin_tail():
 
 def test_constant_baseline_keeps_a_bucket_above_it():
     edges = D.quantile_edges(np.full(1000, 5.0), 20)
-    assert list(edges) == [5.0]
+    assert edges.size == 1 and 5.0 * (1 + 1e-6) < edges[0] < 5.001, "the edge sits just above the value"
     assert list(D.numeric_counts(np.array([5.0, 6.0, np.nan]), edges)) == [1, 1, 1]
 
 
