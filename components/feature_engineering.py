@@ -297,7 +297,7 @@ def features_for(schema: FeatureSchema, customers: pd.DataFrame, transactions: p
                 frame[spec.name] = pd.Series(text, dtype=object).replace("", None)
         else:
             raise FeatureInputError(
-                f"feature {spec.name!r} of the schema (v{schema.version}) cannot be computed: its customer "
+                f"feature {spec.name!r} of the schema (v{schema.version}) cannot be computed: its customers.csv "
                 f"column is missing ({spec.description or 'customers.csv attribute'}). Add the column to "
                 f"customers.csv or retrain with a new schema."
             )

@@ -136,3 +136,138 @@ def test_stage_writes_versioned_features_schema_and_splits(sample_raw_dir: Path,
     labels = pd.read_csv(tmp_path / "interim" / "labels.csv", dtype={"customer_id": str})
     assert len(train) + len(val) == len(labels) == facts["rows"]["train"] + facts["rows"]["validation"]
     assert FeatureSchema.load(tmp_path / "processed") == schema
+
+
+# --------------------------------------------------------------------------- customers-only data (no log)
+
+
+def test_without_a_log_the_schema_has_tenure_and_attributes_only() -> None:
+    customers = _customers().assign(frequency=["1", "2", "3"])
+    schema = fe.derive_schema(customers, None, CUTOFF, 90)
+    assert schema.names == ["tenure_days", "plan", "age", "region_name", "attr_frequency"]
+    assert schema.mix_columns == {} and fe.transaction_feature_names(schema) == []
+    assert fe.describe_features(schema)["transaction_note"] == "none (no transaction log)"
+    # an attribute is named the same with or without a log
+    assert "attr_frequency" in fe.derive_schema(customers, _transactions(), CUTOFF, 90).names
+    f = fe.features_for(schema, customers, None, CUTOFF).set_index("customer_id")
+    assert list(f.columns) == schema.names
+    assert f.loc["001", "tenure_days"] == pytest.approx(181.0) and f.loc["003", "plan"] is None
+
+
+def test_stage_on_a_customers_only_interim_folder(telco_interim, tmp_path: Path) -> None:
+    interim, _ = telco_interim
+    facts = fe.run(interim, tmp_path / "features", tmp_path / "processed", tmp_path / "processed")
+    schema = FeatureSchema.load(tmp_path / "features")
+    assert schema.names == ["tenure_days", "contract", "internet_service", "monthly_charges", "payment_method",
+                            "senior_citizen"]
+    assert schema.get("monthly_charges").kind == "numeric" and schema.get("contract").kind == "categorical"
+    assert facts["features_by_origin"] == {"total": 6, "transaction": 0, "customer": 6,
+                                           "transaction_note": "none (no transaction log)"}
+    labels = pd.read_csv(interim / "labels.csv", dtype={"customer_id": str})
+    assert facts["rows"]["train"] == (labels["split"] == "train").sum()
+    assert facts["rows"]["validation"] == (labels["split"] == "validation").sum()
+    train = fe.read_split(tmp_path / "processed" / "train.csv", schema).set_index("customer_id")
+    customers = pd.read_csv(interim / "cleaned_customers.csv", dtype=str).set_index("customer_id")
+    one = train.index[0]
+    days = (pd.Timestamp("2024-12-31", tz="UTC") - pd.Timestamp(customers.loc[one, "signup_date"], tz="UTC")).days
+    assert train.loc[one, "tenure_days"] == pytest.approx(days)
+
+
+# --------------------------------------------------------------------------- one schema computes its features anywhere
+
+
+def test_a_frozen_schema_computes_its_features_from_new_data(schema: FeatureSchema) -> None:
+    # new data: "books" never bought, a category the schema does not list, one more customer
+    tx = _transactions().assign(category=["toys", "toys", "games", "games", "games", "games"])
+    customers = pd.concat([_customers(), _customers().iloc[[0]].assign(customer_id="004")], ignore_index=True)
+    f = fe.features_for(schema, customers, tx, CUTOFF).set_index("customer_id")
+    assert list(f.columns) == schema.names and len(f) == 4
+    assert (f["category_share_books"] == 0).all()  # an absent value is a share of 0
+    assert f.loc["001", "category_share_games"] == pytest.approx(1 / 3)  # toys count in no column
+    assert f.loc["004", "frequency"] == 0
+
+
+def test_missing_inputs_are_named(schema: FeatureSchema) -> None:
+    with pytest.raises(fe.FeatureInputError, match=r"needs transaction features \(recency_days.*no transaction log"):
+        fe.features_for(schema, _customers(), None, CUTOFF)
+    with pytest.raises(fe.FeatureInputError, match=r"transactions lack column\(s\) \['channel'\]"):
+        fe.features_for(schema, _customers(), _transactions().drop(columns=["channel"]), CUTOFF)
+    with pytest.raises(fe.FeatureInputError, match=r"customers lack column\(s\) \['signup_date'\]"):
+        fe.features_for(schema, _customers().drop(columns=["signup_date"]), _transactions(), CUTOFF)
+    with pytest.raises(fe.FeatureInputError, match="feature 'region_name'.*column is missing.*'Region Name'"):
+        fe.features_for(schema, _customers().drop(columns=["Region Name"]), _transactions(), CUTOFF)
+
+
+# --------------------------------------------------------------------------- nobody dropped unseen
+
+
+def _interim_from_hand(folder: Path, labels: pd.DataFrame) -> Path:
+    from tests.components.conftest import write_interim
+
+    customers = _customers().assign(signup_date=["2024-01-01", "2024-03-01", "2024-07-20"], churned=[0, 1, 0])
+    tx = _transactions().assign(timestamp=lambda t: t["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return write_interim(folder, customers, labels, cutoff=str(CUTOFF), transactions=tx)
+
+
+def test_a_labelled_customer_who_signed_up_after_the_cutoff_still_gets_a_row(tmp_path: Path) -> None:
+    # labels.csv is data_prep's decision of who is trained on: feature_engineering must not second-guess it
+    labels = pd.DataFrame({"customer_id": ["001", "002", "003"], "churned": [0, 1, 0],
+                           "split": ["train", "validation", "train"]})
+    interim = _interim_from_hand(tmp_path / "interim", labels)
+    facts = fe.run(interim, tmp_path / "f", tmp_path / "p", tmp_path / "p")
+    assert facts["rows"] == {"features": 3, "train": 2, "validation": 1}
+    train = pd.read_csv(tmp_path / "p" / "train.csv", dtype={"customer_id": str})
+    assert train["customer_id"].tolist() == ["001", "003"]
+    assert train.set_index("customer_id").loc["003", "tenure_days"] == 0  # signed up after the cutoff
+
+
+def test_a_labelled_customer_without_a_customer_row_fails_loudly(tmp_path: Path) -> None:
+    labels = pd.DataFrame({"customer_id": ["001", "002", "999"], "churned": [0, 1, 0],
+                           "split": ["train", "validation", "train"]})
+    interim = _interim_from_hand(tmp_path / "interim", labels)
+    with pytest.raises(fe.FeatureInputError, match=r"labels.csv: 1 labelled customer\(s\) are not in .*"
+                                                   r"cleaned_customers.csv \(e.g. \['999'\]\)"):
+        fe.run(interim, tmp_path / "f", tmp_path / "p", tmp_path / "p")
+
+
+def test_processed_splits_refuse_to_lose_a_labelled_customer() -> None:
+    labels = pd.DataFrame({"customer_id": ["001", "002"], "churned": [0, 1], "split": ["train", "validation"]})
+    features = pd.DataFrame({"customer_id": ["001"], "x": [1.0]})
+    with pytest.raises(fe.FeatureInputError, match=r"1 labelled customer\(s\) have no feature row \(e.g. \['002'\]\)"):
+        fe.processed_splits(features, labels)
+    with pytest.raises(fe.FeatureInputError, match="neither 'train' nor 'validation'"):
+        fe.processed_splits(features.assign(customer_id="002"), labels.assign(split=["train", "test"]))
+
+
+def _identity(interim: Path, processed: Path) -> tuple[int, int, int, dict]:
+    import json
+
+    meta = json.loads((interim / "prep_metadata.json").read_text())
+    kept = len(pd.read_csv(interim / "cleaned_customers.csv", dtype=str))
+    labels = pd.read_csv(interim / "labels.csv", dtype={"customer_id": str})
+    splits = {s: pd.read_csv(processed / f"{s}.csv", dtype={"customer_id": str}) for s in ("train", "validation")}
+    for name, frame in splits.items():  # the split files hold exactly labels.csv's customers of that split
+        assert sorted(frame["customer_id"]) == sorted(labels.loc[labels["split"] == name, "customer_id"])
+    return kept, len(splits["train"]), len(splits["validation"]), meta["excluded_from_training"]
+
+
+@pytest.mark.parametrize("labels", ["provided", "derived"])
+def test_every_labelled_customer_is_trained_on_or_counted_as_excluded(sample_raw_dir: Path, tmp_path: Path,
+                                                                     labels: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "transactions.json").write_bytes((sample_raw_dir / "transactions.json").read_bytes())
+    customers = pd.read_csv(sample_raw_dir / "customers.csv", dtype=str, keep_default_na=False)
+    if labels == "provided":
+        # labels for most, none for some, and some customers signed up after the newest transaction
+        churned = pd.Series(np.random.default_rng(1).integers(0, 2, len(customers)).astype(str))
+        churned[::17] = ""
+        customers["churned"] = churned
+        customers.loc[5:15, "signup_date"] = "2099-01-01"
+    customers.to_csv(raw / "customers.csv", index=False)
+    dp.run(raw, tmp_path / "interim", seed=3)
+    fe.run(tmp_path / "interim", tmp_path / "features", tmp_path / "processed", tmp_path / "processed")
+    kept, train, validation, excluded = _identity(tmp_path / "interim", tmp_path / "processed")
+    reason = "no churned label" if labels == "provided" else "signed up after cutoff"
+    assert excluded.get(reason, 0) > 0  # the case is exercised
+    assert kept == train + validation + sum(excluded.values())
