@@ -593,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return 2
-    print(f"features v{facts['schema_version']}: {facts['n_features']} features, rows {facts['rows']}")
+    note = facts["features_by_origin"]["transaction_note"]
+    print(f"features v{facts['schema_version']}: {facts['n_features']} features"
+          f"{'; transaction features: ' + note if note else ''}, rows {facts['rows']}")
     for name, path in facts["paths"].items():
         print(f"  {name}: {path}")
     return 0
@@ -618,7 +620,8 @@ def component(base_image: str) -> "PythonComponent":
         for artifact, name in ((train_data, "train"), (validation_data, "validation")):
             artifact.metadata.update({"rows": facts["rows"][name], "schema_version": facts["schema_version"]})
         features.metadata.update({"rows": facts["rows"]["features"], "schema_version": facts["schema_version"],
-                                  "n_features": facts["n_features"]})
+                                  "n_features": facts["n_features"],
+                                  "transaction_features": facts["features_by_origin"]["transaction"]})
 
     return feature_engineering
 

@@ -271,3 +271,38 @@ def test_every_labelled_customer_is_trained_on_or_counted_as_excluded(sample_raw
     reason = "no churned label" if labels == "provided" else "signed up after cutoff"
     assert excluded.get(reason, 0) > 0  # the case is exercised
     assert kept == train + validation + sum(excluded.values())
+
+
+def test_run_summary_says_the_transaction_features_are_absent_and_who_was_not_trained_on(
+        telco_interim, tmp_path: Path, capsys) -> None:
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    import pipeline
+
+    source, _ = telco_interim
+    interim = tmp_path / "interim"
+    shutil.copytree(source, interim)
+    meta = json.loads((interim / "prep_metadata.json").read_text())
+    meta["excluded_from_training"] = {"signed up after cutoff": 2, "no churned label": 0}
+    (interim / "prep_metadata.json").write_text(json.dumps(meta))
+    facts = fe.run(interim, tmp_path / "features", tmp_path / "train", tmp_path / "validation")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "registration.json").write_text(json.dumps({
+        "model_name": "m", "version": "1", "alias": "champion", "promoted": True, "source": "x",
+        "decision": {"reason": "no champion yet"}}))
+    art = lambda path, **meta: SimpleNamespace(path=str(path), metadata=meta)  # noqa: E731 - a KFP artifact stand-in
+    outputs = {"interim": art(interim), "features": art(tmp_path / "features"),
+               "train_data": art(tmp_path / "train", rows=facts["rows"]["train"]),
+               "validation_data": art(tmp_path / "validation", rows=facts["rows"]["validation"]),
+               "metrics": art(tmp_path, roc_auc=0.8), "model": art(model, model_type="logistic_regression"),
+               "registration": art(model)}
+    summary = pipeline.summarize(outputs, {"model": str(model)}, "", 1.0)
+    assert summary["features"]["transaction"] == 0
+    pipeline.print_summary(summary)
+    out = capsys.readouterr().out
+    assert "transaction features: none (no transaction log)" in out
+    assert "kept but not trained on: signed up after cutoff: 2" in out
+    assert f"trained on {facts['rows']['train']} train + {facts['rows']['validation']} validation customers" in out
