@@ -12,21 +12,28 @@ place), so a file never lacks it. ``close`` (on shutdown) flushes what is left.
 
 Columns: ``timestamp`` (UTC, ISO 8601, one per request), ``model_version``, ``customer_id``, the model's
 features in schema order (empty = missing), ``churn_probability``, ``churned`` (0/1), ``threshold``. This
-is what the drift check reads. Text is quoted as :mod:`csv` does by default (only values holding ``,``,
-``"`` or a newline, quotes doubled); numbers are written as the shortest decimal that reads back exactly
-(``12.0``, ``0.35077669229343563``, ``0.00001``). On Vertex AI, the Endpoint's BigQuery request-response
-logging is the equivalent (see README).
+is what the drift check reads. Text is quoted as :mod:`csv` does (only values holding ``,`` or ``"``,
+quotes doubled); control characters (``\r``, ``\n``, NUL, ...) and lone surrogates, which some CSV
+readers split rows on or cannot decode, are written as JSON-style ``\\uXXXX`` escapes, so one row is one
+line. Numbers are written as the shortest decimal that reads back exactly (``12.0``,
+``0.35077669229343563``, ``0.00001``). On Vertex AI, the Endpoint's BigQuery request-response logging is
+the equivalent (see README).
 
-If the disk cannot keep up, at most ``max_pending_rows`` rows wait in memory; older ones are dropped and
-counted (``dropped``), so memory stays bounded.
+A row is logged or its loss is counted. If the disk cannot keep up, at most ``max_pending_rows`` rows wait
+in memory; older ones are dropped (``dropped``). A failed write (disk full, ...) is undone: each chunk is
+appended under an exclusive ``flock`` and the file is truncated back to its size before the chunk, so no
+partial row is left for the next rows to corrupt; the rows are counted (``failed``), logged in one line,
+and :meth:`PredictionLog.status` reports them (``/health``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -51,7 +58,9 @@ EARLY_FLUSH_ROWS = 50_000
 CHUNK_ROWS = 1024  # rows formatted (and written) at a time: fastest per row (the text stays in cache), and
 #                   bounds how long the writer holds the GIL
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_QUOTE_CHARS = (",", '"', "\n")  # what csv.writer (QUOTE_MINIMAL, lineterminator "\n") quotes for
+_QUOTE_CHARS = (",", '"')  # what csv.writer (QUOTE_MINIMAL) quotes for, besides line breaks (escaped here)
+_UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters and lone surrogates
+LOSS_WINDOW_SECONDS = 300.0  # /health says "degraded" this long after rows were lost
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,14 @@ def _ensure_header(path: Path, columns: list[str]) -> Path:
 # CSV formatting, a column at a time
 # ----------------------------------------------------------------------------------------------------
 
+def _escape(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _quote(text: str) -> str:
+    """One text cell: unsafe characters escaped (see the module), quoted where CSV needs it."""
+    if _UNSAFE.search(text):
+        text = _UNSAFE.sub(_escape, text)
     if any(ch in text for ch in _QUOTE_CHARS):
         return '"' + text.replace('"', '""') + '"'
     return text
@@ -153,7 +169,8 @@ def _text_column(values: Sequence[Any]) -> list[bytes]:
         return [_cell(v).encode() for v in values]
     if None in values:
         values = ["" if v is None else v for v in values]
-    if not values or any(ch in "".join(values) for ch in _QUOTE_CHARS):
+    joined = "".join(values)
+    if not values or any(ch in joined for ch in _QUOTE_CHARS) or _UNSAFE.search(joined):
         return [_quote(v).encode() for v in values]
     return "\n".join(values).encode().split(b"\n")  # one pass: no value holds a newline
 
@@ -290,6 +307,10 @@ class PredictionLog:
         self.max_pending_rows = max_pending_rows
         self.written = 0
         self.dropped = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._failing = False
+        self._last_loss = float("-inf")
         self._queue: deque[_Batch] = deque()
         self._pending = 0
         self._lock = threading.Lock()
@@ -328,12 +349,14 @@ class PredictionLog:
                 old = self._queue.popleft()
                 self._pending -= len(old)
                 self.dropped += len(old)
+                self._last_loss = time.monotonic()
             early = self._pending >= EARLY_FLUSH_ROWS
         if early:
             self._wake.set()
 
     def flush(self) -> int:
-        """Writes everything queued; returns the number of rows written."""
+        """Writes everything queued; returns the number of rows written (rows that could not be written are
+        counted in ``failed`` and logged)."""
         with self._lock:
             batches, self._queue = list(self._queue), deque()
             self._pending = 0
@@ -350,30 +373,60 @@ class PredictionLog:
             return rows
 
     def _append(self, key: tuple[str, tuple[str, ...]], batches: list[_Batch]) -> int:
+        """Appends one model version's rows, chunk by chunk; returns the rows written. A failure stops the
+        group: the failed chunk is undone (:func:`_append_whole`) and it and the rest are counted lost."""
         version, features = key
-        path = self._files.get(key)
-        if path is None or not path.exists():
-            path = self._files[key] = _ensure_header(log_path(self.folder, version), header(features))
+        total = sum(map(len, batches))
         rows = 0
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        path = self._files.get(key) or log_path(self.folder, version)
         try:
-            for run in _runs(batches):
-                view = memoryview(_format(run))
-                while view:
-                    view = view[os.write(fd, view):]
-                rows += sum(map(len, run))
-        finally:
-            os.close(fd)
+            if key not in self._files or not path.exists():
+                path = self._files[key] = _ensure_header(log_path(self.folder, version), header(features))
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            try:
+                for run in _runs(batches):
+                    _append_whole(fd, _format(run))
+                    rows += sum(map(len, run))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._lose(total - rows, path, f"{type(exc).__name__}: {exc}")
+            return rows
+        except Exception as exc:  # a bug must not stop the writer; the rows are counted and it is logged
+            logger.exception("prediction log: unexpected error writing %s", path)
+            self._lose(total - rows, path, f"{type(exc).__name__}: {exc}")
+            return rows
+        if self._failing:
+            logger.warning("prediction log: writing to %s again (%d rows lost so far)", path, self.lost)
+            self._failing = False
         return rows
+
+    def _lose(self, rows: int, path: Path, error: str) -> None:
+        self.failed += rows
+        self.last_error = error
+        self._failing = True
+        self._last_loss = time.monotonic()
+        logger.error("prediction log: %d rows not written to %s (%s); %d lost so far, the file is left whole",
+                     rows, path, error, self.lost)
+
+    @property
+    def lost(self) -> int:
+        """Rows answered but not logged: dropped from memory or failed to write."""
+        return self.dropped + self.failed
+
+    def status(self) -> dict[str, Any]:
+        """What ``/health`` reports: rows written and lost by this process, the last write error, and whether
+        the log is ``degraded`` (the last write failed, or rows were lost in the last
+        :data:`LOSS_WINDOW_SECONDS`)."""
+        degraded = self._failing or time.monotonic() - self._last_loss < LOSS_WINDOW_SECONDS
+        return {"status": "degraded" if degraded else "ok", "rows_written": self.written, "rows_lost": self.lost,
+                "rows_pending": self._pending, "last_error": self.last_error}
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # keep the writer alive; the rows of this flush are lost and logged
-                logger.exception("prediction log: cannot write to %s", self.folder)
+            self.flush()
 
     def close(self) -> None:
         """Stops the writer and flushes what is left (call on shutdown)."""
@@ -382,8 +435,53 @@ class PredictionLog:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
-        if self.dropped:
-            logger.warning("prediction log: %d rows were dropped (the disk did not keep up)", self.dropped)
+        if self.lost:
+            logger.warning("prediction log: %d rows were not logged (%d dropped as the disk did not keep up, "
+                           "%d failed to write)", self.lost, self.dropped, self.failed)
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """Appends ``data`` whole or not at all.
+
+    Under an exclusive ``flock`` (the writers of every worker process take it), so the file's size before
+    the write is where this chunk starts: on a failed or partial write (``ENOSPC``) the file is truncated
+    back to it. A line left unfinished by a process killed mid-write is cut off first, so the rows that
+    follow stay readable.
+
+    Raises:
+        OSError: The write failed (the file is as it was before).
+    """
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        start = os.fstat(fd).st_size
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            start = _last_line_end(fd, start)
+            os.ftruncate(fd, start)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as exc:
+                logger.error("prediction log: cannot remove a partial row (%s)", exc)
+            raise
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """The offset just after the last ``\n`` before ``size`` (0 if none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
 
 
 def _now() -> str:

@@ -69,15 +69,27 @@ class ErrorResponse(BaseModel):
     error_count: Optional[int] = None
 
 
+class PredictionLogHealth(BaseModel):
+    """The prediction log of the worker that answered."""
+
+    status: str = Field(..., description="`ok`, or `degraded` while writes fail or shortly after rows were lost")
+    rows_written: int
+    rows_lost: int = Field(..., description="Answered but not logged (write failed, or dropped from memory)")
+    rows_pending: int = Field(..., description="Waiting in memory to be written")
+    last_error: Optional[str] = None
+
+
 class HealthResponse(BaseModel):
     """Health: 200 with the model when loaded and verified, 503 otherwise."""
 
-    status: str = Field(..., description="`ok`, `loading` or `unavailable`")
+    status: str = Field(..., description="`ok`, `degraded` (served, but predictions are not all logged), "
+                                         "`loading` or `unavailable`")
     model_name: Optional[str] = None
     model_version: Optional[str] = None
     model_type: Optional[str] = None
     source: Optional[str] = None
     error: Optional[str] = None
+    prediction_log: Optional[PredictionLogHealth] = Field(None, description="null when the log is off")
 
 
 def _numeric(description: str) -> Any:

@@ -106,7 +106,8 @@ def test_rows_from_arrays_read_back_as_csv_writer_would_write_them(tmp_path: Pat
         _csv_line([cid, plan]) for cid, _, plan, *_ in expected))))
     for row, exp, (cid_text, plan_text) in zip(rows, expected, text_rows):
         assert row[1] == "v1" and row[0].endswith("+00:00")
-        assert (row[2], row[4]) == (cid_text, plan_text) == ("" if exp[0] is None else exp[0], exp[2])
+        assert (row[2], row[4]) == (_logged(cid_text), _logged(plan_text))
+        assert (cid_text, plan_text) == ("" if exp[0] is None else exp[0], exp[2])
         for cell, value in ((row[3], exp[1]), (row[5], exp[3]), (row[6], exp[4]), (row[8], exp[6])):
             if value != value:  # NaN: missing
                 assert cell == ""
@@ -114,7 +115,14 @@ def test_rows_from_arrays_read_back_as_csv_writer_would_write_them(tmp_path: Pat
                 assert float(cell) == value and np.signbit(float(cell)) == np.signbit(value)  # exact, -0.0 kept
         assert row[7] == str(exp[5])
     raw = log_path(tmp_path, "v1").read_text()
-    assert '"pro, annual"' in raw and '"say ""hi"""' in raw and '"multi\nline"' in raw and '"id,with,commas"' in raw
+    assert '"pro, annual"' in raw and '"say ""hi"""' in raw and ',multi\\u000aline,' in raw and '"id,with,commas"' in raw
+
+
+def _logged(text: str) -> str:
+    """How the log spells a text value: control characters and lone surrogates as JSON-style escapes."""
+    import re
+
+    return re.sub("[\x00-\x1f\x7f\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _csv_line(values: list) -> str:
@@ -139,12 +147,14 @@ def test_arrays_and_instance_dicts_of_one_model_share_its_file(tmp_path: Path):
     assert [r["churned"] for r in rows] == ["0", "1", "0", "1", "1"] and log.written == 5
 
 
-def test_text_cells_are_written_byte_for_byte_as_csv_writer_writes_them():
+def test_text_cells_are_written_byte_for_byte_as_csv_writer_writes_them_once_escaped():
     from serving.prediction_log import _text_column
 
     for values in (["a", "b,c", None, 'x"y', "l\nm", "", "é", "a\rb"], [1.5, 'q"', None, True, 3, "s,t"],
-                   ["plain", "x"]):
-        assert b",".join(_text_column(values)).decode() + "\n" == _csv_line(values)
+                   ["plain", "x"], ["nul\x00", "del\x7f", "sur\ud800rogate", 'all\r\n",\x00']):
+        text = b",".join(_text_column(values)).decode()
+        assert text + "\n" == _csv_line([v if not isinstance(v, str) else _logged(v) for v in values])
+        assert "\r" not in text and "\n" not in text and "\x00" not in text
 
 
 def _number(x: float) -> str:
@@ -165,7 +175,7 @@ def test_batches_formatted_together_keep_their_own_timestamp_and_threshold():
         stamp = f"2026-01-0{k + 1}T00:00:00.000+00:00"
         batches.append(_Batch(stamp, "v,1", layout, ids, numeric, categorical, None, proba, threshold))
         for cid, (x, age), plan, p in zip(ids, numeric.tolist(), categorical[:, 0], proba.tolist()):
-            cells = [stamp, "v,1", cid, _number(x), plan, _number(age), _number(p), int(p >= threshold),
+            cells = [stamp, "v,1", cid, _number(x), _logged(plan), _number(age), _number(p), int(p >= threshold),
                      _number(threshold)]
             expected.append(_csv_line(cells))
     assert _format(batches).decode() == "".join(expected)
@@ -177,3 +187,31 @@ def test_only_empty_batches_write_nothing():
     layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
     empty = _Batch("t", "v1", layout, [], np.zeros((0, 2)), np.zeros((0, 1), dtype=object), None, np.zeros(0), 0.5)
     assert _format([empty, empty]) == b""
+
+
+def test_a_row_left_unfinished_by_a_killed_writer_is_cut_before_appending(tmp_path: Path):
+    # A writer killed mid-write (SIGKILL, power loss) leaves a partial last line; appending after it would
+    # glue the next row onto it and break both for every CSV reader.
+    log = PredictionLog(tmp_path, flush_seconds=60)
+    log.record("v1", FEATURES, _instances(2, "a"), np.array([0.1, 0.9]), 0.5)
+    log.flush()
+    path = log_path(tmp_path, "v1")
+    with path.open("a") as fh:
+        fh.write("2026-01-01T00:00:00.000+00:00,v1,half-writ")
+    log.record("v1", FEATURES, _instances(2, "b"), np.array([0.2, 0.8]), 0.5)
+    log.flush()
+    rows = list(csv.DictReader(path.open()))
+    assert [r["customer_id"] for r in rows] == ["a-0", "a-1", "b-0", "b-1"]
+    assert log.status() == {"status": "ok", "rows_written": 4, "rows_lost": 0, "rows_pending": 0,
+                            "last_error": None}
+
+
+def test_a_write_that_fails_is_counted_and_reported(tmp_path: Path):
+    # Before: the exception escaped flush (a traceback in the server log) and the rows vanished uncounted.
+    (tmp_path / "not-a-folder").write_text("")
+    log = PredictionLog(tmp_path / "not-a-folder", flush_seconds=60)
+    log.record("v1", FEATURES, _instances(3, "a"), np.array([0.1, 0.5, 0.9]), 0.5)
+    assert log.flush() == 0
+    status = log.status()
+    assert status["status"] == "degraded" and status["rows_lost"] == 3 and status["rows_written"] == 0
+    assert status["last_error"].startswith("NotADirectoryError")
