@@ -9,6 +9,10 @@ evenly across workers; with one shared socket (uvicorn's way, kept where ``SO_RE
 balance) the first worker to wake could take every connection of a burst, and keep-alive clients such as
 Vertex AI's frontends then keep them there (see :func:`serve`).
 
+Workers exit when the parent dies, even by ``SIGKILL`` (:func:`_exit_with_parent`), so they never keep
+serving and holding the port without a supervisor. Each request's head and body have deadlines
+(``SERVING_HEADER_TIMEOUT_SECONDS``, :mod:`serving.connection`; ``SERVING_BODY_TIMEOUT_SECONDS``).
+
 glibc's allocator is told to keep the memory a request frees (:func:`keep_freed_memory`): by default it
 hands large freed blocks back to the kernel and faults fresh zeroed pages in for the next request, which
 for a 1000-instance request (an 800 kB body, read and copied a few times) cost more CPU than reading it.
@@ -89,12 +93,42 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _bind_worker_socket(family: int, address: tuple) -> socket.socket:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: asks the kernel for ``SIGTERM`` when the parent (uvicorn's supervisor) dies.
+
+    Without it a ``SIGKILL``-ed parent leaves its workers serving on the port with nobody to stop or
+    restart them, and a new server cannot bind it. ``SIGTERM`` makes uvicorn shut the worker down
+    gracefully (listening socket closed at once, requests in flight finished, prediction log flushed).
+    The signal is tied to the parent thread that started the worker: uvicorn's ``Multiprocess`` starts and
+    restarts workers from its main thread. A parent already gone before the request is caught by comparing
+    ``getppid()``. Linux only (elsewhere a no-op).
+    """
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    if prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        logging.getLogger("uvicorn.error").warning("Worker [%d] cannot follow its parent: %s", os.getpid(),
+                                                   os.strerror(ctypes.get_errno()))
+        return
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
+def _bind_worker_socket(family: int, address: tuple, parent: int | None = None) -> socket.socket:
     """In a worker: its own ``SO_REUSEPORT`` socket on the reserved address (uvicorn listens on it once the
     app has started, with ``config.backlog``). Exits with uvicorn's startup-failure code if the bind fails,
-    so the supervisor stops instead of restarting the worker forever."""
+    so the supervisor stops instead of restarting the worker forever. With ``parent``, the worker exits
+    when that process dies (:func:`_exit_with_parent`)."""
     from uvicorn.config import STARTUP_FAILURE
 
+    if parent is not None:
+        _exit_with_parent(parent)
     sock = _tcp_socket(family, reuse_port=True)
     try:
         sock.bind(address)
@@ -113,13 +147,14 @@ class _OwnSocket:
 
     family: int
     address: tuple
+    parent: int  # the supervisor's pid: the worker exits when it dies
 
     def __reduce__(self) -> tuple:
         # Named through the package: under ``python -m serving`` this module is ``__main__``, which spawned
         # workers do not import (multiprocessing skips a package's ``__main__``).
         from serving.__main__ import _bind_worker_socket
 
-        return _bind_worker_socket, (self.family, self.address)
+        return _bind_worker_socket, (self.family, self.address, self.parent)
 
 
 def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False, log_level: str = "info") -> None:
@@ -154,11 +189,14 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
     from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    from serving.connection import HeadTimeoutProtocol
+
     keep_freed_memory()
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["serving"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config = uvicorn.Config(app, host=host, port=port, workers=workers, factory=factory, access_log=False,
-                            log_config=log_config, log_level=log_level, timeout_graceful_shutdown=30)
+                            log_config=log_config, log_level=log_level, timeout_graceful_shutdown=30,
+                            http=HeadTimeoutProtocol)
     if workers <= 1:
         uvicorn.Server(config).run()
         return
@@ -178,7 +216,7 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
         address = reserved.getsockname()
         logger.info("Uvicorn running on http://%s:%d with %d workers, each on its own SO_REUSEPORT socket",
                     f"[{host}]" if ":" in host else host, address[1], workers)
-        Multiprocess(config, sockets=[_OwnSocket(reserved.family, address)]).run()  # type: ignore[list-item]
+        Multiprocess(config, sockets=[_OwnSocket(reserved.family, address, os.getpid())]).run()  # type: ignore[list-item]
 
 
 def main() -> None:

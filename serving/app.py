@@ -194,6 +194,116 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass
+class _Body:
+    """Where one request's body stands, as :class:`BodyGuard` sees it."""
+
+    pending: bool  # a body is expected and its last part has not arrived yet
+    declared: int | None  # Content-Length
+    continue_expected: bool  # ``Expect: 100-continue``: the client sends the body only once asked
+    deadline: float
+    received: int = 0
+    asked: bool = False  # the app asked for the body (so a 100-continue client was told to send it)
+    timed_out: bool = False
+    answered_early: bool = False  # the response started before the whole body had arrived
+
+    def take(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.pending = False
+        else:  # http.disconnect
+            self.pending = False
+
+
+class BodyGuard:
+    """ASGI middleware that bounds how long and how much of a request body the server reads.
+
+    * The body must arrive within ``body_timeout`` seconds after the headers; otherwise the app raises a
+      408 :class:`RequestError` (a client sending a byte a second cannot hold a connection).
+    * A response sent before the body has fully arrived (413 on ``Content-Length``, 413 mid-stream, 408,
+      503) carries ``Connection: close``, and before the connection closes the rest of the body is read and
+      discarded, at most ``max_drain_bytes`` and ``drain_seconds``. Closing a socket with unread data makes
+      the kernel reset the connection, and a client that sends its whole body before reading (Python's
+      urllib and requests) then sees ``Broken pipe`` or ``Connection reset`` instead of the answer. A body
+      declared larger than the bound, a client waiting for ``100 Continue``, or a body that timed out is not
+      read: the connection is closed at once.
+    * A client that disconnects mid-body is logged in one line (Starlette's ``ClientDisconnect`` would
+      otherwise end in a traceback).
+    """
+
+    def __init__(self, app: Any, *, body_timeout: float, max_drain_bytes: int, drain_seconds: float) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        self.max_drain_bytes = max_drain_bytes
+        self.drain_seconds = drain_seconds
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import ClientDisconnect
+
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        declared = int(length) if length.isdigit() else None
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        loop = asyncio.get_running_loop()
+        body = _Body(pending=chunked or bool(declared), declared=declared,
+                     continue_expected=headers.get(b"expect", b"").lower() == b"100-continue",
+                     deadline=loop.time() + self.body_timeout)
+
+        async def guarded_receive() -> dict[str, Any]:
+            if not body.pending:
+                return await receive()
+            body.asked = True
+            try:
+                async with asyncio.timeout(max(body.deadline - loop.time(), 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                body.timed_out = True
+                raise RequestError(408, f"the request body did not arrive within {self.body_timeout:g} s "
+                                        f"({body.received} bytes received)") from None
+            body.take(message)
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and body.pending:
+                body.answered_early = True
+                message = {**message, "headers": [*[(k, v) for k, v in message.get("headers", [])
+                                                    if k.lower() != b"connection"], (b"connection", b"close")]}
+            elif (message["type"] == "http.response.body" and body.answered_early
+                  and not message.get("more_body", False)):
+                await send({**message, "more_body": True})
+                await self._drain(body, receive)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except ClientDisconnect:
+            logger.info("client %s disconnected after %d of %s body bytes; request dropped",
+                        _client(scope), body.received, "?" if declared is None else declared)
+
+    async def _drain(self, body: _Body, receive: Any) -> None:
+        """Reads and discards the rest of the body, within the bounds (see the class)."""
+        if body.timed_out or (body.continue_expected and not body.asked) or (
+                body.declared is not None and body.declared - body.received > self.max_drain_bytes):
+            return
+        limit = body.received + self.max_drain_bytes
+        try:
+            async with asyncio.timeout(self.drain_seconds):
+                while body.pending and body.received <= limit:
+                    body.take(await receive())
+        except TimeoutError:
+            pass
+
+
+def _client(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
 def render_predictions(version: str, ids: list[str | None], proba: np.ndarray, threshold: float) -> bytes:
     """The JSON response body (:class:`PredictResponse`; this is the hot path).
 
@@ -245,6 +355,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.serving = ServingState()
     app.state.cache_dir = Path(tempfile.gettempdir())
+    app.add_middleware(BodyGuard, body_timeout=settings.body_timeout_seconds,  # type: ignore[arg-type]
+                       max_drain_bytes=settings.max_drain_bytes, drain_seconds=settings.drain_seconds)
 
     @app.exception_handler(RequestError)
     async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
@@ -274,13 +386,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              summary="200 when a verified model is loaded", operation_id="health")
     async def health(state: StateDep) -> JSONResponse:
         """Readiness: 200 with the model's name and version once loaded and verified; 503 before, or when
-        loading failed (``error`` says why)."""
+        loading failed (``error`` says why). ``prediction_log`` counts this worker's rows written and lost;
+        while it is failing (or lost rows in the last minutes) the status is ``degraded``, still 200: the
+        model answers correctly, and taking the server out of service would not log more."""
         model = state.model
+        log = state.log.status() if state.log is not None else None
         if model is None:
-            return JSONResponse({"status": "unavailable" if state.error else "loading", "error": state.error or None},
-                                status_code=503)
-        return JSONResponse({"status": "ok", "model_name": model.name, "model_version": model.version,
-                             "model_type": model.model_type, "source": model.source, "error": state.error or None})
+            return JSONResponse({"status": "unavailable" if state.error else "loading", "error": state.error or None,
+                                 "prediction_log": log}, status_code=503)
+        status = "degraded" if log is not None and log["status"] != "ok" else "ok"
+        return JSONResponse({"status": status, "model_name": model.name, "model_version": model.version,
+                             "model_type": model.model_type, "source": model.source, "error": state.error or None,
+                             "prediction_log": log})
 
     @app.get(SCHEMA_ROUTE, responses={503: {"model": ErrorResponse}}, summary="The served model's inputs",
              operation_id="schema")

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERTEX_MAX_BODY_BYTES = 1_572_864  # Vertex AI online prediction request limit: 1.5 MB
+MiB = 1 << 20
 
 
 class Settings(BaseSettings):
@@ -32,6 +33,16 @@ class Settings(BaseSettings):
         poll_seconds: How often the registry alias is checked (and a failed load retried).
         max_instances: Most instances in one request (more → 413).
         max_body_bytes: Largest request body (more → 413); Vertex's own limit is 1.5 MB.
+        max_drain_bytes: After answering a request before its body arrived (413, 503, ...), the server reads
+            and discards up to this many more bytes of the body before closing, so that clients which send
+            the whole body before reading (urllib, requests) get the answer instead of a reset connection. A
+            body declared larger than this is not read: the connection is closed at once.
+        drain_seconds: Longest time spent discarding such a body.
+        header_timeout_seconds: The request line and headers must arrive within this time from the
+            connection opening (or the first byte of the next request on a keep-alive connection), else
+            408 and close (``python -m serving`` only).
+        body_timeout_seconds: The whole body must arrive within this time after the headers, else 408 and
+            close.
         prediction_log: Append every prediction to ``<prediction_log_dir>/<model_version>_outputs.csv``.
         prediction_log_dir: Folder of the prediction log.
         log_flush_seconds: How often buffered predictions are written.
@@ -56,6 +67,10 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(30.0, gt=0)
     max_instances: int = Field(2000, ge=1)
     max_body_bytes: int = Field(VERTEX_MAX_BODY_BYTES, ge=1024)
+    max_drain_bytes: int = Field(32 * MiB, ge=0)
+    drain_seconds: float = Field(10.0, ge=0)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(30.0, gt=0)
     prediction_log: bool = True
     prediction_log_dir: Path = Path("data/predictions")
     log_flush_seconds: float = Field(2.0, gt=0)
