@@ -898,7 +898,8 @@ def per_check_alpha(policy: DriftPolicy, n_checks: int) -> float:
 def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, numeric: Sequence[str],
             categorical: Mapping[str, Sequence[str]] | Sequence[str], policy: DriftPolicy,
             prediction: tuple[np.ndarray, np.ndarray] | None = None,
-            prediction_name: str = "churn_probability") -> list[FeatureDrift]:
+            prediction_name: str = "churn_probability",
+            left_out: Mapping[str, tuple[np.ndarray | None, np.ndarray | None]] | None = None) -> list[FeatureDrift]:
     """Compares every feature present in both frames, and optionally the prediction.
 
     Args:
@@ -909,6 +910,8 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, numeric: Sequence[
         policy: Sensitivity settings.
         prediction: ``(baseline_scores, current_scores)`` to compare as the prediction, if available.
         prediction_name: Name of the prediction row.
+        left_out: Per numeric feature, ``(baseline_rows, current_rows)`` masks (or None) of rows to leave out
+            of that feature's comparison: values that could not be read, which are neither data nor missing.
 
     Returns:
         One :class:`FeatureDrift` per feature (numeric first, in the given order) and one for the
@@ -920,7 +923,9 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, numeric: Sequence[
         missing = [side for side, frame in (("baseline", baseline), ("current", current)) if name not in frame]
         if missing:
             return skipped(name, "numeric", "psi", f"column missing from the {' and '.join(missing)} data")
-        return numeric_drift(name, baseline[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float),
+        b, c = baseline[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float)
+        skip_b, skip_c = (left_out or {}).get(name, (None, None))
+        return numeric_drift(name, b if skip_b is None else b[~skip_b], c if skip_c is None else c[~skip_c],
                              policy, alpha)
 
     # numpy sorts and searches without the GIL: features in parallel threads use every core.

@@ -1,8 +1,9 @@
 """The nightly drift check: does production traffic still look like the data the model was trained on?
 
-Reads the training baseline (``data/processed/train.csv``) and a prediction log
-(``data/predictions/<model_version>_outputs.csv``), compares every feature of the feature schema and the
-prediction ``churn_probability`` (``monitoring/drift.py`` has the metrics and why they are what they are),
+Reads a prediction log (``data/predictions/<model_version>_outputs.csv``) and the baseline of the model that
+served it (``models/<name>/<model_version>/baseline/train.csv``, picked by the log's ``model_version``),
+compares every feature of the feature schema and the prediction ``churn_probability`` against that model's
+validation scores (``monitoring/drift.py`` has the metrics and why they are what they are),
 checks performance when outcomes of past predictions have arrived, writes the reports, and starts a
 training run when the decision says retrain (``monitoring/trigger.py``).
 
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ DEFAULT_BASELINE = "data/processed/train.csv"
 DEFAULT_PREDICTIONS = "data/predictions"
 DEFAULT_MODELS = "models"
 REFERENCE_PREDICTIONS = "validation_predictions.csv"  # evaluate's scores on the validation split
+MODEL_VERSION_COLUMN = "model_version"
+BASELINE_DIR = "baseline"  # models/<name>/v<N>/baseline/: that model's train.csv and feature_schema.json
+BASELINE_FILE = "train.csv"
 PREDICTIONS_PATTERN = "*_outputs.csv"
 DEFAULT_OUTPUT = "data/monitoring"
 SUMMARY_FILE = "drift_summary.csv"
@@ -55,7 +59,13 @@ SUMMARY_COLUMNS = ("date", "feature", "metric", "value", "threshold", "drifted",
                    "n_current", "psi", "psi_threshold", "rank_shift", "rank_shift_threshold", "rank_shift_all",
                    "rank_shift_all_threshold", "zero_share", "zero_share_threshold", "mean_shift",
                    "mean_shift_threshold", "js", "l_infinity", "tfdv_metric", "tfdv_value", "threshold_source", "note")
-TYPE_CHANGE_ERROR_SHARE = 0.5  # above this share of unparseable (or missing) values a column is broken, not drifted
+TYPE_CHANGE_ERROR_SHARE = 0.5  # above this share of missing values a never-missing feature is broken, not drifted
+# Up to this share of a numeric column's rows may hold text that is no number, or inf/nan written out: they are
+# left out of the comparison and reported as a warning. Above it the file is bad input and nothing is decided.
+UNREADABLE_TOLERANCE = 0.01
+# Read as numbers (nan, inf) rather than as missing: a written-out "nan" is a broken value, an empty field is missing.
+NAN_SPELLINGS = frozenset({"-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "NaN", "nan"})
+THREADED_READ_BYTES = 8 << 20  # smaller files are read on one thread (no Arrow thread pool for a short read)
 
 EXIT_OK = 0
 EXIT_DRIFT = 1  # only with --fail-on-drift
@@ -97,12 +107,15 @@ class Table:
         uri: Where it was read from.
         columns: Every column of the file, in order.
         anomalies: Schema problems found while reading.
+        unreadable: Per numeric column, the rows whose value was no finite number (text, ``inf``, ``nan``):
+            null in ``frame`` and left out of that column's comparison.
     """
 
     frame: pd.DataFrame
     uri: str
     columns: list[str]
     anomalies: list[Anomaly] = field(default_factory=list)
+    unreadable: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,9 +201,20 @@ def newest_prediction_log(folder: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------
 
 def _read_csv(path: Path, uri: str, columns: Sequence[str], text_columns: Sequence[str]) -> pd.DataFrame:
-    """Reads ``columns`` of a CSV with pyarrow (fast, multithreaded); rows with the wrong field count fail."""
+    """Reads ``columns`` of a CSV with pyarrow; rows with the wrong field count fail."""
+    return _read_arrow(path, uri, columns, text_columns).to_pandas(split_blocks=True)
+
+
+def _read_arrow(path: Path, uri: str, columns: Sequence[str], text_columns: Sequence[str]) -> Any:
+    """Reads ``columns`` of a CSV as an Arrow table (on several threads for big files).
+
+    A written-out ``nan`` is read as a number (not as missing), so that it can be counted as unreadable.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    threads = path.stat().st_size >= THREADED_READ_BYTES
+    null_values = [v for v in pacsv.ConvertOptions().null_values if v not in NAN_SPELLINGS]
 
     bad: list[tuple[int | None, str]] = []
 
@@ -198,17 +222,17 @@ def _read_csv(path: Path, uri: str, columns: Sequence[str], text_columns: Sequen
         bad.append((row.number, row.text))
         return "skip"
 
-    def _read(threads: bool) -> Any:
+    def _read(use_threads: bool) -> Any:
         return pacsv.read_csv(
-            path, read_options=pacsv.ReadOptions(use_threads=threads),
+            path, read_options=pacsv.ReadOptions(use_threads=use_threads),
             parse_options=pacsv.ParseOptions(invalid_row_handler=_on_bad_row),
             convert_options=pacsv.ConvertOptions(
-                include_columns=list(columns), strings_can_be_null=True,
+                include_columns=list(columns), strings_can_be_null=True, null_values=null_values,
                 column_types={c: pa.string() for c in text_columns}))
 
     try:
-        table = _read(True)
-        if bad:  # read again on one thread: only then does pyarrow know the line numbers
+        table = _read(threads)
+        if bad and threads:  # read again on one thread: only then does pyarrow know the line numbers
             bad.clear()
             _read(False)
     except pa.ArrowInvalid as err:
@@ -218,7 +242,30 @@ def _read_csv(path: Path, uri: str, columns: Sequence[str], text_columns: Sequen
         shown = "; ".join(f"line {n if n is not None else '?'}: {text[:80]!r}" for n, text in bad[:5])
         raise InputError(f"{uri}: {len(bad)} unreadable row(s) with the wrong number of fields ({shown}). Fix: "
                          f"quote text holding commas, or remove the broken rows, and run again")
-    return table.to_pandas(split_blocks=True)  # one block per column: 7x faster here, and cheap to replace
+    return table
+
+
+def _has_data_rows(path: Path) -> bool:
+    """Whether anything but blank lines follows the header line (checked before any CSV reader starts)."""
+    with path.open("rb") as fh:
+        fh.readline()
+        while chunk := fh.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
+
+
+def _non_finite_rows(column: Any) -> np.ndarray | None:
+    """Rows of an Arrow float column holding nan or +-inf (not nulls), or None when there are none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_floating(column.type):
+        return None
+    mask = pc.fill_null(pc.or_(pc.is_nan(column), pc.is_inf(column)), False)
+    if not pc.any(mask).as_py():
+        return None
+    return np.asarray(mask.to_numpy(), dtype=bool)
 
 
 def read_table(uri: str, schema: FeatureSchema, *, role: str, extra: Sequence[str] = ()) -> Table:
@@ -239,29 +286,38 @@ def read_table(uri: str, schema: FeatureSchema, *, role: str, extra: Sequence[st
     Raises:
         InputError: Missing or empty file, no data rows, unreadable rows.
     """
+    no_rows = InputError(f"{uri}: the {role} file has a header but no data rows. Fix: point --{role} at a file "
+                         f"with rows")
     with local_file(uri) as path:
         if path.stat().st_size == 0:
             raise InputError(f"{uri}: the {role} file is empty. Fix: point --{role} at a CSV with a header row "
                              f"and data rows")
         header = _header(path, uri)
+        if not _has_data_rows(path):  # decided before Arrow's reader runs on an empty body
+            raise no_rows
         wanted = [c for c in (*schema.names, *extra) if c in header]
         text = [c for c in (*schema.categorical, ID_COLUMN) if c in wanted]
-        frame = _read_csv(path, uri, wanted, text)
+        arrow = _read_arrow(path, uri, wanted, text)
+        numeric = set(schema.numeric) | {PREDICTION_COLUMN}
+        non_finite = {name: _non_finite_rows(arrow.column(name)) for name in wanted if name in numeric}
+        frame = arrow.to_pandas(split_blocks=True)  # one block per column: 7x faster here, and cheap to replace
     if frame.empty:
-        raise InputError(f"{uri}: the {role} file has a header but no data rows. Fix: point --{role} at a file "
-                         f"with rows")
+        raise no_rows
     columns: dict[str, pd.Series] = {}
     anomalies: list[Anomaly] = []
-    numeric = set(schema.numeric) | {PREDICTION_COLUMN}
+    unreadable: dict[str, np.ndarray] = {}
     for name in frame.columns:
         values = frame[name]
         if name in numeric:
-            values, anomaly = _as_numbers(values, uri, name)
+            values, rejected, anomaly = _as_numbers(values, uri, name, non_finite.get(name))
             anomalies.extend([anomaly] if anomaly else [])
+            if rejected is not None:
+                unreadable[name] = rejected
         elif name in schema.categorical and values.dtype != object:
             values = values.astype(object)
         columns[name] = values
-    table = Table(frame=pd.DataFrame(columns, copy=False), uri=uri, columns=header, anomalies=anomalies)
+    table = Table(frame=pd.DataFrame(columns, copy=False), uri=uri, columns=header, anomalies=anomalies,
+                  unreadable=unreadable)
     missing = [n for n in schema.names if n not in header]
     for name in missing:
         table.anomalies.append(Anomaly("missing_column", "error", uri, name,
@@ -278,20 +334,50 @@ def _header(path: Path, uri: str) -> list[str]:
     return columns
 
 
-def _as_numbers(values: pd.Series, uri: str, name: str) -> tuple[pd.Series, Anomaly | None]:
+def _as_numbers(values: pd.Series, uri: str, name: str,
+                non_finite: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray | None, Anomaly | None]:
+    """A numeric column as floats, with the rows that held no finite number, and the anomaly that reports them.
+
+    Text that is no number (``abc``) and numbers that are not finite (``inf``, ``-inf``, a written-out
+    ``nan``; ``non_finite`` marks them for columns Arrow already read as numbers) become null and are
+    returned as a row mask, so the comparison leaves them out rather than counting them as missing values.
+    Up to :data:`UNREADABLE_TOLERANCE` of the rows is a warning; more is an error (bad input).
+    """
     if pd.api.types.is_numeric_dtype(values) or values.isna().all():
-        return values.astype(float), None
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = values.notna() & numbers.isna()
+        numbers = values.astype(float)
+        bad = np.asarray(non_finite, dtype=bool) if non_finite is not None else np.zeros(len(values), dtype=bool)
+        shown = values[bad]
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        bad = (values.notna() & ~np.isfinite(numbers.fillna(0.0))).to_numpy() | (
+            values.notna() & numbers.isna()).to_numpy()
+        shown = values[bad]
     n_bad = int(bad.sum())
     if not n_bad:
-        return numbers.astype(float), None
-    share = n_bad / max(1, int(values.notna().sum()))
-    examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
-    severity = "error" if share > TYPE_CHANGE_ERROR_SHARE else "warning"
-    detail = (f"{n_bad} value(s) ({share:.1%}) of numeric feature {name!r} are not numbers (e.g. {examples}); "
-              f"they are treated as missing")
-    return numbers.astype(float), Anomaly("type_change", severity, uri, name, detail)
+        return numbers, None, None
+    numbers = numbers.mask(bad)
+    rows = len(values)
+    share = n_bad / max(1, rows)
+    examples = ", ".join(repr(str(v)) for v in pd.unique(shown.astype(str))[:3])
+    kind = "type_change" if any(not _is_float_text(v) for v in pd.unique(shown.astype(str))) else "non_finite"
+    if share > UNREADABLE_TOLERANCE:
+        detail = (f"{n_bad:,} of {rows:,} values ({share:.1%}) of numeric column {name!r} are not finite numbers "
+                  f"(e.g. {examples}); at most {UNREADABLE_TOLERANCE:.0%} may be. Fix: correct what wrote {uri} "
+                  f"(numbers only; leave a field empty when the value is missing) or remove those rows, and run "
+                  f"again")
+        return numbers, bad, Anomaly(kind, "error", uri, name, detail)
+    detail = (f"{n_bad:,} of {rows:,} values ({share:.1%}) of numeric column {name!r} are not finite numbers "
+              f"(e.g. {examples}); left out of the comparison (tolerated up to {UNREADABLE_TOLERANCE:.0%})")
+    return numbers, bad, Anomaly(kind, "warning", uri, name, detail)
+
+
+def _is_float_text(text: str) -> bool:
+    """Whether Python reads ``text`` as a float (``inf`` and ``nan`` do; ``abc`` does not)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def category_anomalies(current: Table, baseline: Table, schema: FeatureSchema) -> list[Anomaly]:
@@ -322,7 +408,8 @@ def category_anomalies(current: Table, baseline: Table, schema: FeatureSchema) -
                                f"not seen in training: {listed}"))
     for name in schema.names:
         if name in frame and not schema.get(name).nullable:
-            nulls = int(frame[name].isna().sum())
+            unreadable = current.unreadable.get(name)  # reported on their own, not as missing values
+            nulls = int(frame[name].isna().sum()) - (int(unreadable.sum()) if unreadable is not None else 0)
             share = nulls / len(frame)
             if nulls:
                 out.append(Anomaly("unexpected_nulls", "error" if share > TYPE_CHANGE_ERROR_SHARE else "warning",
@@ -586,7 +673,7 @@ def _json_safe(value: Any) -> Any:
 class CheckConfig:
     """Everything one drift check needs (the command line maps onto this)."""
 
-    baseline: str = DEFAULT_BASELINE
+    baseline: str | None = None  # None: picked by the log's model version (:func:`choose_baseline`)
     current: str | None = None
     output_dir: str = DEFAULT_OUTPUT
     schema: str | None = None
@@ -618,6 +705,115 @@ def model_evaluation_dir(current_uri: str, models_dir: str) -> Path | None:
     found = [d for d in sorted(root.glob(f"*/{version}/evaluation")) if d.parent.parent.name != "latest"] \
         if version and root.is_dir() else []
     return found[0] if len(found) == 1 else None
+
+
+def log_model_versions(uri: str) -> dict[str, int]:
+    """Rows per value of a prediction log's ``model_version`` column (empty: no such column, or no rows).
+
+    Raises:
+        InputError: The file is missing or has no header.
+    """
+    with local_file(uri) as path:
+        if path.stat().st_size == 0 or MODEL_VERSION_COLUMN not in _header(path, uri) or not _has_data_rows(path):
+            return {}  # read_table reports empty files itself
+        frame = _read_csv(path, uri, [MODEL_VERSION_COLUMN], [MODEL_VERSION_COLUMN])
+    values = frame[MODEL_VERSION_COLUMN].dropna().astype(str).str.strip()
+    return {str(k): int(n) for k, n in values[values != ""].value_counts().sort_index().items()}
+
+
+def version_from_name(uri: str) -> str | None:
+    """``v3`` for a log named ``v3_outputs.csv`` (the server's naming), else None."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return (name[: -len("_outputs.csv")] or None) if name.endswith("_outputs.csv") else None
+
+
+def model_folders(version: str, models_dir: str) -> list[Path]:
+    """Published folders ``<models_dir>/<name>/<version>`` (not the ``latest`` copy), local only."""
+    root = Path(models_dir)
+    if not version or models_dir.startswith("gs://") or not root.is_dir():
+        return []
+    return [d for d in sorted(root.glob(f"*/{version}")) if d.is_dir() and d.parent.name != "latest"]
+
+
+@dataclass(frozen=True)
+class BaselineChoice:
+    """What the check compares against, and why (printed and recorded in ``drift_decision.json``).
+
+    Attributes:
+        baseline: The training data file.
+        model_version: The log's model version (None when it names none).
+        model_dir: That model's published folder, when found (its ``evaluation/`` has the reference scores).
+        source: Why this baseline, in words.
+        warning: Set when the model's folder is unknown, so its reference scores cannot be found.
+    """
+
+    baseline: str
+    model_version: str | None
+    model_dir: Path | None
+    source: str
+    warning: str = ""
+
+
+def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: str | None,
+                    models_dir: str) -> BaselineChoice:
+    """Picks the baseline of the model that served the log.
+
+    The log's ``model_version`` column (or, without it, its name ``v<N>_outputs.csv``) names the model; its
+    folder ``<models_dir>/<name>/v<N>/`` holds ``baseline/train.csv`` (with ``feature_schema.json``), the
+    training split of exactly that model. An explicit ``baseline`` is used as given. Falls back to
+    ``data/processed/train.csv`` (the last pipeline run's, which may be another model's) only for older
+    layouts: a model folder without ``baseline/``, no model folders at all, or a log that names no version.
+
+    Args:
+        current_uri: The prediction log.
+        versions: Rows per model version in the log (:func:`log_model_versions`).
+        baseline: ``--baseline`` when given.
+        models_dir: Where ``pipeline.py run`` publishes models.
+
+    Returns:
+        The choice.
+
+    Raises:
+        InputError: The log mixes model versions, its model has several folders, or it has none while
+            other models are published (an unknown model: comparing it with another's baseline would mislead).
+    """
+    if len(versions) > 1:
+        listed = ", ".join(f"{v} ({n:,} rows)" for v, n in versions.items())
+        raise InputError(f"{current_uri}: the log holds predictions of {len(versions)} model versions ({listed}) in "
+                         f"its {MODEL_VERSION_COLUMN!r} column; each model is compared with its own baseline. Fix: "
+                         f"check one version at a time: keep the rows of one {MODEL_VERSION_COLUMN} (the server "
+                         f"writes one <version>_outputs.csv per model) and pass that file with --current")
+    version = next(iter(versions), None) or version_from_name(current_uri)
+    folders = model_folders(version, models_dir) if version else []
+    if len(folders) > 1:
+        raise InputError(f"{current_uri}: model {version} has {len(folders)} folders under {models_dir} "
+                         f"({', '.join(str(f) for f in folders)}). Fix: pass --baseline and --baseline-predictions "
+                         f"of the model that served this log")
+    folder = folders[0] if folders else None
+    published = sorted({d.parent.name + "/" + d.name for d in Path(models_dir).glob("*/v*") if d.is_dir()
+                        and d.parent.name != "latest"}) if not models_dir.startswith("gs://") and \
+        Path(models_dir).is_dir() else []
+    unknown = (f"model {version} of the log has no folder under {models_dir}"
+               + (f" (published: {', '.join(published[:8])})" if published else " (no models published there)")
+               if version and folder is None else "")
+    if baseline:
+        return BaselineChoice(baseline, version, folder, "given with --baseline", unknown)
+    if version is None:
+        return BaselineChoice(DEFAULT_BASELINE, None, None,
+                              f"the log names no model version (no {MODEL_VERSION_COLUMN} column, and its name is "
+                              f"not <version>_outputs.csv): the last pipeline run's training data (older layout)")
+    if folder is None:
+        if published:
+            raise InputError(f"{current_uri}: {unknown}. Fix: pass --models-dir where `pipeline.py run` published "
+                             f"it, or --baseline FILE and --baseline-predictions FILE of that model")
+        return BaselineChoice(DEFAULT_BASELINE, version, None,
+                              f"{unknown}: the last pipeline run's training data (older layout)", unknown)
+    candidate = folder / BASELINE_DIR / BASELINE_FILE
+    if candidate.is_file():
+        return BaselineChoice(str(candidate), version, folder, f"model {version}'s own training split")
+    return BaselineChoice(DEFAULT_BASELINE, version, folder,
+                          f"{folder} has no {BASELINE_DIR}/ (published before models carried their baseline): the "
+                          f"last pipeline run's training data, which may not be {version}'s (older layout)")
 
 
 @dataclass
@@ -656,6 +852,10 @@ def run_check(config: CheckConfig) -> CheckResult:
     clock = time.perf_counter()
     date = config.date or dt.datetime.now(dt.timezone.utc).date().isoformat()
     current_uri = config.current or str(newest_prediction_log(Path(DEFAULT_PREDICTIONS)))
+    choice = choose_baseline(current_uri, log_model_versions(current_uri), baseline=config.baseline,
+                             models_dir=config.models_dir)
+    config = replace(config, baseline=choice.baseline)
+    say(f"baseline: {choice.baseline} ({choice.source})")
     schema = read_schema(config.schema, config.baseline)
     baseline = read_table(config.baseline, schema, role="baseline", extra=(PREDICTION_COLUMN,))
     current = read_table(current_uri, schema, role="current", extra=(ID_COLUMN, PREDICTION_COLUMN, LABEL_COLUMN,
@@ -671,7 +871,10 @@ def run_check(config: CheckConfig) -> CheckResult:
         raise InputError(f"{config.baseline}: the baseline does not match the feature schema ({errors}). Fix: pass "
                          f"the train.csv and {SCHEMA_FILE} written together by feature_engineering")
 
-    evaluation = model_evaluation_dir(current_uri, config.models_dir)
+    if choice.warning and not config.baseline_predictions:
+        anomalies.append(Anomaly("unknown_model", "warning", current.uri, MODEL_VERSION_COLUMN,
+                                 f"{choice.warning}; the prediction cannot be compared with its validation scores"))
+    evaluation = choice.model_dir / "evaluation" if choice.model_dir is not None else None
     if evaluation is not None:
         if not config.baseline_predictions and (evaluation / REFERENCE_PREDICTIONS).is_file():
             config = replace(config, baseline_predictions=str(evaluation / REFERENCE_PREDICTIONS))
@@ -680,20 +883,30 @@ def run_check(config: CheckConfig) -> CheckResult:
     reference = _reference_predictions(config, baseline)
     prediction = None
     if reference is not None and PREDICTION_COLUMN in current.frame:
-        prediction = (reference, current.frame[PREDICTION_COLUMN].to_numpy(dtype=float))
+        scores = current.frame[PREDICTION_COLUMN].to_numpy(dtype=float)
+        skip = current.unreadable.get(PREDICTION_COLUMN)
+        prediction = (reference, scores if skip is None else scores[~skip])
     elif PREDICTION_COLUMN not in current.frame:
         anomalies.append(Anomaly("missing_column", "error", current.uri, PREDICTION_COLUMN,
                                  f"no {PREDICTION_COLUMN!r} column: is this a prediction log?"))
     clock = time.perf_counter()
     rows = compare(baseline.frame, current.frame, numeric=schema.numeric,
                    categorical={n: schema.get(n).categories for n in schema.categorical}, policy=config.policy,
-                   prediction=prediction, prediction_name=PREDICTION_COLUMN)
+                   prediction=prediction, prediction_name=PREDICTION_COLUMN,
+                   left_out={n: (baseline.unreadable.get(n), current.unreadable.get(n)) for n in schema.numeric})
     if prediction is None:
         from monitoring.drift import skipped
 
-        rows.append(skipped(PREDICTION_COLUMN, "prediction", "psi",
-                            "no reference predictions: pass --baseline-predictions FILE (the model's scores on its "
-                            "training or validation data)" if reference is None else "not in the current file"))
+        if reference is not None:
+            note = "not in the current file"
+        elif choice.warning:
+            note = f"{choice.warning}: pass --models-dir or --baseline-predictions FILE"
+        elif evaluation is not None:
+            note = f"{evaluation} has no {REFERENCE_PREDICTIONS}: pass --baseline-predictions FILE"
+        else:
+            note = ("no reference predictions: pass --baseline-predictions FILE (the model's scores on its "
+                    "training or validation data)")
+        rows.append(skipped(PREDICTION_COLUMN, "prediction", "psi", note))
     timings["drift_s"] = time.perf_counter() - clock
 
     performance = None
@@ -763,7 +976,10 @@ def run_check(config: CheckConfig) -> CheckResult:
             "drifted_features": decision.drifted_features, "prediction_drift": decision.prediction_drift,
             "performance_decay": decision.performance_decay,
             "rows": {"baseline": len(baseline.frame), "current": len(current.frame)},
-            "inputs": {"baseline": config.baseline, "current": current.uri, "schema_version": schema.version,
+            "inputs": {"baseline": config.baseline, "baseline_source": choice.source,
+                       "model_version": choice.model_version,
+                       "model_dir": str(choice.model_dir) if choice.model_dir else None,
+                       "current": current.uri, "schema_version": schema.version,
                        "baseline_predictions": config.baseline_predictions, "labels": config.labels,
                        "validation_metrics": config.validation_metrics},
             "policy": config.policy.to_dict(),
@@ -795,10 +1011,11 @@ def _reference_predictions(config: CheckConfig, baseline: Table) -> np.ndarray |
             if PREDICTION_COLUMN not in header:
                 raise InputError(f"{config.baseline_predictions}: no {PREDICTION_COLUMN!r} column. Fix: pass a CSV "
                                  f"of the model's scores with a {PREDICTION_COLUMN!r} column")
-            frame = _read_csv(path, config.baseline_predictions, [PREDICTION_COLUMN], [])
-        values, anomaly = _as_numbers(frame[PREDICTION_COLUMN], config.baseline_predictions, PREDICTION_COLUMN)
+            arrow = _read_arrow(path, config.baseline_predictions, [PREDICTION_COLUMN], [])
+        values, _, anomaly = _as_numbers(arrow.column(PREDICTION_COLUMN).to_pandas(), config.baseline_predictions,
+                                         PREDICTION_COLUMN, _non_finite_rows(arrow.column(PREDICTION_COLUMN)))
         if anomaly:
-            raise InputError(f"{config.baseline_predictions}: {anomaly.detail}. Fix: scores must be numbers")
+            raise InputError(f"{config.baseline_predictions}: {anomaly.detail}. Fix: scores must be finite numbers")
         return values.to_numpy(dtype=float)
     if PREDICTION_COLUMN in baseline.frame:
         return baseline.frame[PREDICTION_COLUMN].to_numpy(dtype=float)
@@ -864,6 +1081,22 @@ Nightly drift check: is production traffic still like the data the model was tra
 It compares the training baseline with a prediction log, feature by feature and for the prediction
 churn_probability, and decides whether to retrain:
 
+  baseline           the log's model_version (v<N>) picks that model's training split,
+                     <models-dir>/<name>/v<N>/baseline/train.csv with its feature_schema.json, and its
+                     validation scores, .../evaluation/validation_predictions.csv. A log holding several
+                     model versions is refused (bad input: check one version per run); a version with
+                     no folder while other models are published is refused too. data/processed/train.csv
+                     is used only for older layouts (a model folder without baseline/, no models/, a
+                     log without a version) and the output says so. --baseline overrides.
+  number formatting  the same values written with less precision (pandas to_json's 10 decimals,
+                     float32, any relative change up to 1e-6) give the same decision: bucket edges lie
+                     between distinct baseline values (values within 1e-5 of each other count as one),
+                     "zero" is within 1e-9 of the feature's largest magnitude, and a category written
+                     as 1.0 or " 2" is the category 1 or 2.
+  unreadable values  text that is no number (abc) and inf, -inf or a written-out nan in a numeric
+                     column are left out of the comparison and reported; above 1% of a column's rows
+                     the run is bad input (exit 2, no retraining), naming the column, the count and the fix.
+
   numeric features   four checks: PSI over 20 buckets cut at the baseline's quantiles (a bucket each for
                      "0" or any other value many rows share, one for nulls); the rank shift of the
                      non-zero values (normal scores: the current rows' mean van der Waerden score
@@ -901,7 +1134,8 @@ outputs (in --output-dir; local folder or gs://bucket/prefix):
 exit status:
   0  no drift, too little data, or drift found and the trigger did its job
   1  drift found and --fail-on-drift was given
-  2  bad input: missing/empty file, unreadable rows, missing columns, a column that changed type
+  2  bad input: missing/empty/header-only file, unreadable rows, missing columns, a numeric column with
+     more than 1% unreadable values (text, inf, nan), several model versions in one log, an unknown model
   3  retraining was decided but the trigger failed (see retrain_trigger_<date>.json)
   4  the TFDV statistics or report failed (the drift decision and summary were still written)
 
@@ -913,17 +1147,20 @@ examples:
       --current gs://B/predictions/v3_outputs.csv --output-dir gs://B/monitoring
   ... --labels data/labels/2026-06.csv --validation-metrics data/run_summary.json""")
     io_ = parser.add_argument_group("inputs and outputs")
-    io_.add_argument("--baseline", default=DEFAULT_BASELINE,
-                     help="training data: customer_id, the features, churned (default: %(default)s)")
+    io_.add_argument("--baseline", default=None,
+                     help=f"training data: customer_id, the features, churned (default: the training split of the "
+                          f"model that served the log, <models-dir>/<name>/v<N>/{BASELINE_DIR}/{BASELINE_FILE}, v<N> "
+                          f"from the log's {MODEL_VERSION_COLUMN} column; {DEFAULT_BASELINE} only for older "
+                          f"layouts, and the output says which)")
     io_.add_argument("--current", default=None,
                      help=f"prediction log to check (default: the newest {DEFAULT_PREDICTIONS}/{PREDICTIONS_PATTERN})")
     io_.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where the reports go (default: %(default)s)")
     io_.add_argument("--schema", default=None, help=f"feature schema (default: {SCHEMA_FILE} beside --baseline)")
     io_.add_argument("--baseline-predictions", default=None,
                      help=f"CSV with {PREDICTION_COLUMN} = the model's scores on its own data, the reference for "
-                          f"prediction drift (default: for a log named v<N>_outputs.csv, "
-                          f"<models-dir>/<name>/v<N>/evaluation/{REFERENCE_PREDICTIONS}, written by evaluate; else "
-                          f"a {PREDICTION_COLUMN} column of --baseline, if any)")
+                          f"prediction drift (default: <models-dir>/<name>/v<N>/evaluation/{REFERENCE_PREDICTIONS} "
+                          f"of the log's model version, written by evaluate; else a {PREDICTION_COLUMN} column of "
+                          f"--baseline, if any)")
     io_.add_argument("--models-dir", default=DEFAULT_MODELS,
                      help="published models, where the served version's evaluation is looked up (default: "
                           "%(default)s)")
