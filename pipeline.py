@@ -77,9 +77,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
         evaluated = evaluate_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
                                 tracking_uri=tracking_uri).set_display_name("evaluate")
         registered = register_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
-                                 registry_uri=registry_uri, model_name=model_name, gate_metric=gate_metric,
-                                 gate_margin=gate_margin, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-                                 ).set_display_name("register_model")
+                                 interim=prep.outputs["interim"], registry_uri=registry_uri, model_name=model_name,
+                                 gate_metric=gate_metric, gate_margin=gate_margin,
+                                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("register_model")
         registered.after(evaluated)
         return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
@@ -216,9 +216,15 @@ def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: 
     interim_meta = json.loads((_artifact_path(outputs["interim"]) / "prep_metadata.json").read_text())
     metrics = {k: v for k, v in outputs["metrics"].metadata.items() if isinstance(v, (int, float))}
     reg = json.loads((_artifact_path(outputs["registration"]) / "registration.json").read_text())
+    from churn.schema import FeatureSchema
+    from components.feature_engineering import describe_features
+
+    features = describe_features(FeatureSchema.load(_artifact_path(outputs["features"])))
+    trained_on = {k: outputs[f"{k}_data"].metadata.get("rows") for k in ("train", "validation")}
     return {
         "rows": interim_meta["rows"],
         "excluded_from_training": interim_meta["excluded_from_training"],
+        "features": {**features, "trained_on": trained_on},
         "labels": {"cutoff": interim_meta["cutoff"], "source": interim_meta["label_source"],
                    "churn_rate": interim_meta["churn_rate"], **interim_meta["labelled"]},
         "metrics": metrics,
@@ -243,6 +249,11 @@ def print_summary(summary: dict) -> None:
     lab = summary["labels"]
     print(f"labels: {lab['source']}, cutoff {lab['cutoff']}, churn rate {lab['churn_rate']:.1%}; "
           f"kept but not trained on: {excl}", file=out)
+    feats = summary["features"]
+    origin = (f"transaction features: {feats['transaction_note']}" if feats["transaction_note"]
+              else f"{feats['transaction']} from transactions")
+    print(f"features: {feats['total']} ({feats['customer']} from customers.csv; {origin}); trained on "
+          f"{feats['trained_on']['train']} train + {feats['trained_on']['validation']} validation customers", file=out)
     m = summary["metrics"]
     print("validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "f1",
                                                               "lift_top_decile") if k in m), file=out)

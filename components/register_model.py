@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from churn.registry import ARCHIVED, CHALLENGER, CHAMPION, STAGE_TO_ALIAS, ModelRegistry, download_to_temp
-from churn.schema import LABEL_COLUMN
+from churn.schema import LABEL_COLUMN, FeatureSchema
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from kfp.dsl import PythonComponent
+
+    from components.train import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +103,74 @@ def score(model_dir: Path, validation_dir: Path, metric: str) -> float:
     Raises:
         KeyError: The validation data lacks a feature the model needs.
     """
-    from components.evaluate import compute_metrics
     from components.feature_engineering import read_split
     from components.train import load_model
 
     model = load_model(model_dir)
-    validation = read_split(validation_dir / "validation.csv", model.schema)
+    return _metric(model, read_split(validation_dir / "validation.csv", model.schema), metric)
+
+
+def _metric(model: "LoadedModel", validation: "pd.DataFrame", metric: str) -> float:
+    from components.evaluate import compute_metrics
+
     y_true = validation[LABEL_COLUMN].to_numpy().astype(int)
     return compute_metrics(y_true, model.predict_proba(validation), model.threshold)[metric]
 
 
-def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Path, metric: str
+def _computed_alike(a: "FeatureSchema", b: "FeatureSchema") -> bool:
+    """Whether both schemas compute the same feature columns (then one's features serve the other)."""
+    return ([(f.name, f.kind) for f in a.features] == [(f.name, f.kind) for f in b.features]
+            and a.mix_columns == b.mix_columns)
+
+
+def score_with_own_features(model_dir: Path, validation_dir: Path, interim_dir: Path | None, metric: str,
+                            features_of: "FeatureSchema | None" = None) -> float:
+    """Scores a model on the validation customers with features computed by ITS OWN schema.
+
+    ``validation.csv`` holds the features of the schema ``features_of`` (the new model's). When the
+    model's schema computes other columns (say, a retrain swapped one of the top-8 categories), its
+    features are computed from the interim data (cleaned customers, filtered sales, labels) of the
+    same validation customers with :func:`components.feature_engineering.split_features`.
+
+    Args:
+        model_dir: Model folder (its ``feature_schema.json`` is the model's frozen schema).
+        validation_dir: Folder with ``validation.csv``.
+        interim_dir: data_prep's output the validation split came from, or None (then only
+            ``validation.csv`` is used, and a model needing other columns cannot be scored).
+        metric: Metric name.
+        features_of: Schema of the features in ``validation.csv``; None means the model's own.
+
+    Raises:
+        KeyError: Without interim data, ``validation.csv`` lacks a feature the model needs.
+        components.feature_engineering.FeatureInputError: The interim data cannot give the model's
+            features (a customer attribute it needs is gone; it needs transactions and there are none).
+    """
+    from components.data_prep import read_interim
+    from components.feature_engineering import MIX_FIELDS, TRANSACTION_COLUMNS, split_features
+    from components.train import load_model
+
+    model = load_model(model_dir)
+    if interim_dir is None or features_of is None or _computed_alike(model.schema, features_of):
+        return score(model_dir, validation_dir, metric)
+    interim = read_interim(interim_dir, TRANSACTION_COLUMNS, MIX_FIELDS)
+    validation = split_features(model.schema, interim, "validation")
+    logger.info("scored %s on %d validation customers with its own schema's features (mix: %s)", model_dir,
+                len(validation), model.schema.mix_columns or "none")
+    return _metric(model, validation, metric)
+
+
+def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Path, metric: str,
+                   interim_dir: Path | None = None, features_of: "FeatureSchema | None" = None
                    ) -> tuple[float | None, str | None, str]:
-    """Scores the current champion on this validation data.
+    """Scores the current champion on this validation data, with features of the champion's own schema.
+
+    Args:
+        registry: Registry backend.
+        model_name: Registered model name.
+        validation_dir: Folder with ``validation.csv``.
+        metric: Metric name.
+        interim_dir: The interim data of the validation split (see :func:`score_with_own_features`).
+        features_of: Schema of the features in ``validation.csv`` (the new model's).
 
     Returns:
         ``(score, version, note)``; score is None when there is no champion or it cannot score the
@@ -124,14 +182,15 @@ def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Pat
     tmp, folder = download_to_temp(registry, champion)
     with tmp:
         try:
-            return score(folder, validation_dir, metric), champion.version, ""
+            return (score_with_own_features(folder, validation_dir, interim_dir, metric, features_of),
+                    champion.version, "")
         except (KeyError, FileNotFoundError, ValueError) as exc:
             return None, champion.version, f"champion v{champion.version} cannot score this validation data ({exc})"
 
 
 def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, model_name: str = "churn-model",
              stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
-             run_id: str | None = None, tags: dict[str, str] | None = None) -> dict:
+             run_id: str | None = None, tags: dict[str, str] | None = None, interim_dir: Path | None = None) -> dict:
     """Gates and registers a model folder.
 
     Args:
@@ -145,6 +204,8 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
         force: With Production, promote without the gate.
         run_id: Tracking run to attach the version to.
         tags: Extra version tags (e.g. pipeline run).
+        interim_dir: data_prep's output the validation split came from: the champion is scored on
+            features its own schema computes from it (so a changed schema does not stop the gate).
 
     Returns:
         The registration record (also what the component writes as JSON).
@@ -152,7 +213,8 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
     if stage not in STAGE_TO_ALIAS:
         raise ValueError(f"unknown stage {stage!r}; choose from {sorted(STAGE_TO_ALIAS)}")
     new_score = score(model_dir, validation_dir, metric)
-    champ_score, champ_version, note = champion_score(registry, model_name, validation_dir, metric)
+    champ_score, champ_version, note = champion_score(registry, model_name, validation_dir, metric, interim_dir,
+                                                      FeatureSchema.load(model_dir))
     if stage != "Production":
         decision = GateDecision(promote=False, reason=f"registered as {stage} without the gate", metric=metric,
                                 new_score=new_score, champion_score=champ_score, champion_version=champ_version,
@@ -182,7 +244,7 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
 
 def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: str, model_name: str = "churn-model",
         stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
-        tags: dict[str, str] | None = None) -> dict:
+        tags: dict[str, str] | None = None, interim_dir: Path | None = None) -> dict:
     """Runs the stage on folders; writes ``registration.json`` to ``out_dir``."""
     from churn.registry import get_registry
     from components.train import CARD_FILE
@@ -190,7 +252,7 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: s
     card = json.loads((model_dir / CARD_FILE).read_text()) if (model_dir / CARD_FILE).is_file() else {}
     record = register(model_dir, validation_dir, registry=get_registry(registry_uri), model_name=model_name,
                       stage=stage, metric=metric, margin=margin, force=force,
-                      run_id=card.get("tracking_run_id") or None, tags=tags)
+                      run_id=card.get("tracking_run_id") or None, tags=tags, interim_dir=interim_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REGISTRATION_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     return record
@@ -222,11 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", choices=sorted(HIGHER_IS_BETTER), default="roc_auc", help="gate metric")
     parser.add_argument("--margin", type=float, default=0.0, help="required improvement (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="with Production: promote without the gate")
+    parser.add_argument("--interim-dir", type=Path, default=layout.interim,
+                        help="data_prep output of the validation split: the champion's features are computed from it "
+                             "with the champion's own schema when that differs (default: %(default)s, used when it "
+                             "holds prep_metadata.json)")
     parser.add_argument("--registry-uri", default=layout.tracking_uri(), help="default: the local MLflow store")
     args = parser.parse_args(argv)
     setup_cli_logging()
+    from components.data_prep import METADATA_FILE
+
+    interim_dir = args.interim_dir if (args.interim_dir / METADATA_FILE).is_file() else None
     record = run(args.model_dir, args.processed_dir, args.model_dir, registry_uri=args.registry_uri,
-                 model_name=args.model_name, stage=args.stage, metric=args.metric, margin=args.margin, force=args.force)
+                 model_name=args.model_name, stage=args.stage, metric=args.metric, margin=args.margin, force=args.force,
+                 interim_dir=interim_dir)
     print(f"{record['model_name']} v{record['version']} → {record['alias']}: {record['decision']['reason']}")
     return 0
 
@@ -237,9 +307,11 @@ def component(base_image: str) -> "PythonComponent":
     from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
-    def register_model(model: Input[Model], validation_data: Input[Dataset], registry_uri: str, model_name: str,
-                       gate_metric: str, gate_margin: float, registration: Output[Artifact], pipeline_run: str = ""):
-        """Promotion gate against the current champion, then registration with an alias (tagged with the run)."""
+    def register_model(model: Input[Model], validation_data: Input[Dataset], interim: Input[Dataset], registry_uri: str,
+                       model_name: str, gate_metric: str, gate_margin: float, registration: Output[Artifact],
+                       pipeline_run: str = ""):
+        """Promotion gate against the current champion (scored on features of its own schema, computed from
+        ``interim`` when they differ), then registration with an alias (tagged with the run)."""
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
@@ -248,7 +320,7 @@ def component(base_image: str) -> "PythonComponent":
         setup_cli_logging()
         record = run(Path(model.path), Path(validation_data.path), Path(registration.path),
                      registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin,
-                     tags={"pipeline_run": pipeline_run} if pipeline_run else None)
+                     tags={"pipeline_run": pipeline_run} if pipeline_run else None, interim_dir=Path(interim.path))
         registration.metadata.update({"model_name": record["model_name"], "version": record["version"],
                                       "alias": record["alias"], "promoted": record["promoted"],
                                       "reason": record["decision"]["reason"]})

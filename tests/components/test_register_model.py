@@ -113,3 +113,110 @@ def test_cli_maps_stage_to_alias(processed, model_dirs, tmp_path: Path, capsys) 
     assert rm.main([*common, "--stage", "Production"]) == 0
     out = capsys.readouterr().out
     assert "churn-model v1 → challenger" in out and "churn-model v2 → champion: no champion yet" in out
+
+
+# --------------------------------------------------------------------------- a retrain that changes the schema
+
+_WEIGHTS = {f"cat{i}": w for i, w in enumerate([20, 16, 14, 12, 10, 9, 8, 6, 4, 1])}
+
+
+@pytest.fixture(scope="module")
+def retrain_on_new_categories(tmp_path_factory) -> dict[str, Path]:
+    """Two training data sets whose 8th most frequent category differs (cat7, then cat8), each through
+    feature_engineering and train."""
+    from components import feature_engineering as fe
+    from tests.components.conftest import shop_interim
+
+    root = tmp_path_factory.mktemp("retrain")
+    out = {}
+    for name, seed, weights in (("old", 1, _WEIGHTS), ("new", 2, {**_WEIGHTS, "cat7": 4, "cat8": 6})):
+        interim = shop_interim(root / name / "interim", 1500, seed, weights)
+        fe.run(interim, root / name / "features", root / name / "processed", root / name / "processed")
+        train.run(root / name / "processed", root / name / "processed", root / name / "model", seed=seed,
+                  tracking_uri="", candidates=("logistic_regression",))
+        out.update({f"{name}_interim": interim, f"{name}_processed": root / name / "processed",
+                    f"{name}_model": root / name / "model"})
+    return out
+
+
+def test_a_retrain_with_other_top_categories_is_gated_against_the_champion(retrain_on_new_categories,
+                                                                           tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from components import feature_engineering as fe
+    from components.data_prep import read_interim
+
+    d = retrain_on_new_categories
+    old, new = train.load_model(d["old_model"]), train.load_model(d["new_model"])
+    assert "cat7" in old.schema.mix_columns["category"] and "cat7" not in new.schema.mix_columns["category"]
+    validation = pd.read_csv(d["new_processed"] / "validation.csv", nrows=1)
+    assert "category_share_cat7" not in validation.columns  # the champion's column is not in the new split
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first = rm.register(d["old_model"], d["old_processed"], registry=registry, model_name="m",
+                        interim_dir=d["old_interim"])
+    assert first["alias"] == "champion"
+
+    record = rm.register(d["new_model"], d["new_processed"], registry=registry, model_name="m",
+                         interim_dir=d["new_interim"])  # no force
+    decision = record["decision"]
+    assert decision["champion_version"] == "1" and decision["champion_score"] is not None, decision["reason"]
+    assert "cannot score" not in decision["reason"]
+    assert record["promoted"] == (decision["new_score"] > decision["champion_score"])  # a real comparison
+    assert ("beats champion v1" if record["promoted"] else "does not beat champion v1") in decision["reason"]
+    assert record["alias"] == ("champion" if record["promoted"] else "challenger")
+
+    # the champion was scored on ITS features (cat7's share among them) of the same validation customers
+    interim = read_interim(d["new_interim"])
+    labels = interim.labels[interim.labels["split"] == "validation"]
+    customers = interim.customers[interim.customers["customer_id"].isin(labels["customer_id"])]
+    own = fe.features_for(old.schema, customers, interim.transactions, interim.cutoff)
+    assert own["category_share_cat7"].gt(0).any() and len(own) == len(labels)
+    own = own.merge(labels, on="customer_id")
+    assert decision["champion_score"] == pytest.approx(roc_auc_score(own["churned"], old.predict_proba(own)))
+
+
+def test_without_the_interim_data_a_changed_schema_still_cannot_be_gated(retrain_on_new_categories,
+                                                                          tmp_path: Path) -> None:
+    d = retrain_on_new_categories
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rm.register(d["old_model"], d["old_processed"], registry=registry, model_name="m")
+    record = rm.register(d["new_model"], d["new_processed"], registry=registry, model_name="m")
+    assert record["alias"] == "challenger" and "champion v1 cannot score" in record["decision"]["reason"]
+
+
+def test_a_customers_only_champion_and_a_champion_needing_transactions(retrain_on_new_categories, telco_interim,
+                                                                        tmp_path: Path) -> None:
+    # a champion trained with transactions cannot be scored on data without a log: refused, named, not promoted
+    from components import feature_engineering as fe
+
+    d = retrain_on_new_categories
+    interim, _ = telco_interim
+    fe.run(interim, tmp_path / "features", tmp_path / "processed", tmp_path / "processed")
+    train.run(tmp_path / "processed", tmp_path / "processed", tmp_path / "model", tracking_uri="",
+              candidates=("logistic_regression",))
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rm.register(d["old_model"], d["old_processed"], registry=registry, model_name="m", interim_dir=d["old_interim"])
+    record = rm.register(tmp_path / "model", tmp_path / "processed", registry=registry, model_name="m",
+                         interim_dir=interim)
+    assert record["alias"] == "challenger"
+    assert "champion v1 cannot score" in record["decision"]["reason"]
+    assert "needs transaction features" in record["decision"]["reason"]
+
+
+def test_the_component_takes_the_interim_data_and_the_pipeline_wires_it() -> None:
+    import yaml
+
+    import pipeline
+
+    assert "interim" in rm.component("img").component_spec.inputs
+    spec = yaml.safe_load(_compiled(pipeline))
+    task = spec["root"]["dag"]["tasks"]["register-model"]["inputs"]["artifacts"]["interim"]
+    assert task["taskOutputArtifact"] == {"outputArtifactKey": "interim", "producerTask": "data-prep"}
+
+
+def _compiled(pipeline) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return pipeline.compile_pipeline(Path(tmp) / "p.yaml").read_text()
