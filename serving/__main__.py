@@ -216,7 +216,8 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
         address = reserved.getsockname()
         logger.info("Uvicorn running on http://%s:%d with %d workers, each on its own SO_REUSEPORT socket",
                     f"[{host}]" if ":" in host else host, address[1], workers)
-        Multiprocess(config, sockets=[_OwnSocket(reserved.family, address, os.getpid())]).run()  # type: ignore[list-item]
+        own = _OwnSocket(reserved.family, address, os.getpid())
+        Multiprocess(config, sockets=[own]).run()  # type: ignore[list-item]
 
 
 def main() -> None:
