@@ -68,9 +68,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
     @dsl.pipeline(name=PIPELINE_NAME, description="Customer churn: clean → features → train → evaluate → gate + register")
     def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
                        gate_metric: str = "roc_auc", gate_margin: float = 0.0, model_name: str = "churn-model",
-                       tracking_uri: str = "", registry_uri: str = "") -> outputs:
+                       tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "") -> outputs:
         prep = prep_op(raw_dir=raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction,
-                       seed=seed).set_display_name("data_prep")
+                       seed=seed, raw_digest=raw_digest).set_display_name("data_prep")
+        prep.set_caching_options(False)  # new files under the same raw_dir: never reuse the old outputs
         feats = features_op(interim=prep.outputs["interim"]).set_display_name("feature_engineering")
         trained = train_op(train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
                            seed=seed, tracking_uri=tracking_uri).set_display_name("train")
@@ -540,7 +541,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="churn-compile-") as tmp:
             if args.command == "submit":
                 template = _template(args, (args.image,), compile_pipeline, Path(tmp))
-                params = _training_parameters(args, target, params)
+                params = vertex.with_raw_digest(template, _training_parameters(args, target, params))
                 name = vertex.submit_pipeline_job(template, **target, pipeline_root=args.pipeline_root,
                                                   parameter_values=params, service_account=args.service_account,
                                                   experiment=args.experiment, labels=labels,
@@ -577,7 +578,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                                                      service_account=args.service_account, labels=labels)
             print(f"{'created' if created else 'updated'} schedule {name} ({cron})\n{vertex.console_url(name)}")
             return 0
-    except (ValueError, LookupError, RuntimeError) as exc:
+    except (ValueError, LookupError, RuntimeError, FileNotFoundError) as exc:
         logger.error("%s: %s", args.command, exc)
         return 2
 

@@ -260,6 +260,9 @@ RETRAIN_REQUIRED = ("template", "project", "region", "pipeline_root")
 def submit_retraining(retrain: Mapping[str, Any], *, date: str = "") -> str:
     """Submits the training pipeline a drift decision asked for, labelled ``trigger=drift``.
 
+    The run carries ``raw_digest`` of the raw objects as they are now (see :func:`with_raw_digest`), so
+    a retraining on new files never shares data_prep's cache key with an earlier run.
+
     Args:
         retrain: ``template``, ``project``, ``region``, ``pipeline_root`` and optionally ``parameter_values``,
             ``service_account``, ``experiment``, ``api_endpoint`` (the drift pipeline's ``retrain``
@@ -270,19 +273,104 @@ def submit_retraining(retrain: Mapping[str, Any], *, date: str = "") -> str:
         The PipelineJob resource name.
 
     Raises:
-        ValueError: ``retrain`` lacks a required key.
+        ValueError: ``retrain`` lacks a required key, or its ``raw_dir`` holds no objects.
     """
     missing = [k for k in RETRAIN_REQUIRED if not retrain.get(k)]
     if missing:
         raise ValueError(f"the retraining spec lacks {missing}; give the schedule --retrain-template, --raw-dir "
                          f"and --serving-image (see python pipeline.py schedule --help)")
     labels = {"trigger": "drift", "drift_date": label_value(date) or "unknown"}
+    init_sdk(retrain["project"], retrain["region"], retrain.get("api_endpoint") or None)
+    parameter_values = with_raw_digest(retrain["template"], retrain.get("parameter_values") or {})
     return submit_pipeline_job(retrain["template"], project=retrain["project"], region=retrain["region"],
-                               pipeline_root=retrain["pipeline_root"],
-                               parameter_values=retrain.get("parameter_values") or {},
+                               pipeline_root=retrain["pipeline_root"], parameter_values=parameter_values,
                                service_account=retrain.get("service_account") or None,
                                experiment=retrain.get("experiment") or None, labels=labels,
                                api_endpoint=retrain.get("api_endpoint") or None)
+
+
+RAW_DIGEST_PARAM = "raw_digest"
+
+
+def raw_objects(raw_dir: str) -> list[dict[str, Any]]:
+    """What identifies each raw object's contents, without reading them, sorted by name.
+
+    ``gs://`` prefix: name (relative to the prefix), generation, size, md5 and crc32c (every new upload
+    of an object gets a new generation). Local folder: name, size and mtime in nanoseconds.
+
+    Raises:
+        FileNotFoundError: Nothing under ``raw_dir``.
+    """
+    if str(raw_dir).startswith("gs://"):
+        from google.cloud import storage
+
+        from churn.storage import split_gcs
+
+        bucket, prefix = split_gcs(str(raw_dir))
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        found = [{"name": b.name[len(prefix):], "generation": str(b.generation), "size": b.size,
+                  "md5": b.md5_hash or "", "crc32c": b.crc32c or ""}
+                 for b in storage.Client().list_blobs(bucket, prefix=prefix) if not b.name.endswith("/")]
+    else:
+        root = Path(raw_dir)
+        found = [{"name": p.relative_to(root).as_posix(), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+                 for p in (root.rglob("*") if root.is_dir() else ()) if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"{raw_dir}: no raw objects found; upload customers.csv and transactions.json "
+                                f"there first (see README, 'Raw data contract')")
+    return sorted(found, key=lambda o: o["name"])
+
+
+def raw_digest(raw_dir: str) -> str:
+    """A digest that changes whenever an object under ``raw_dir`` is added, removed or rewritten.
+
+    It is the training pipeline's ``raw_digest`` parameter: a task's cache key includes its parameters,
+    so a run on new raw data never reuses data_prep's cached outputs, even with caching forced on.
+
+    Args:
+        raw_dir: ``gs://`` prefix or local folder (see :func:`raw_objects`).
+
+    Returns:
+        ``sha256:`` followed by 32 hex digits.
+
+    Raises:
+        FileNotFoundError: Nothing under ``raw_dir``.
+    """
+    import hashlib
+    import json
+
+    listing = json.dumps(raw_objects(raw_dir), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()[:32]
+
+
+def template_parameters(template_path: str | Path) -> set[str]:
+    """The parameter names a compiled pipeline declares (local, ``gs://`` or Artifact Registry template)."""
+    from google.cloud.aiplatform.utils import yaml_utils
+
+    spec = yaml_utils.load_yaml(str(template_path))
+    spec = spec.get("pipelineSpec", spec)  # a PipelineJob JSON wraps the spec
+    return set(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
+
+
+def with_raw_digest(template_path: str | Path, parameter_values: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameter_values`` plus ``raw_digest`` of their ``raw_dir``, when the template takes it.
+
+    A ``raw_digest`` already given is kept. A template compiled before the parameter existed gets none
+    (with a warning: recompile it, or its data_prep may reuse cached outputs under ``--caching``).
+
+    Raises:
+        FileNotFoundError: ``raw_dir`` holds no objects.
+    """
+    params = dict(parameter_values)
+    if RAW_DIGEST_PARAM in params or not params.get("raw_dir"):
+        return params
+    if RAW_DIGEST_PARAM not in template_parameters(template_path):
+        logger.warning("%s has no %s parameter (compiled before it existed): the run cannot tell new raw data "
+                       "from old; recompile the template", template_path, RAW_DIGEST_PARAM)
+        return params
+    params[RAW_DIGEST_PARAM] = raw_digest(str(params["raw_dir"]))
+    logger.info("raw data %s: %s", params["raw_dir"], params[RAW_DIGEST_PARAM])
+    return params
 
 
 def _read_text(uri: str) -> str:

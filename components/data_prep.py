@@ -1628,8 +1628,12 @@ def component(base_image: str) -> "PythonComponent":
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
     def data_prep(raw_dir: str, churn_window_days: int, validation_fraction: float, seed: int,
-                  interim: Output[Dataset]):
-        """Cleans raw inputs, fixes labels and split; rejected rows are kept with reasons."""
+                  interim: Output[Dataset], raw_digest: str = ""):
+        """Cleans raw inputs, fixes labels and split; rejected rows are kept with reasons.
+
+        ``raw_digest`` (``churn.vertex.raw_digest`` of ``raw_dir`` at submit time) is part of the task's
+        cache key, so new raw files under the same folder never hit an old cache entry.
+        """
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
@@ -1641,7 +1645,8 @@ def component(base_image: str) -> "PythonComponent":
             meta = run(raw, Path(interim.path), churn_window_days=churn_window_days,
                        validation_fraction=validation_fraction, seed=seed)
         interim.metadata.update({"cutoff": meta["cutoff"], "label_source": meta["label_source"],
-                                 "rows": meta["rows"], "churn_rate": meta["churn_rate"]})
+                                 "rows": meta["rows"], "churn_rate": meta["churn_rate"],
+                                 "raw_dir": raw_dir, "raw_digest": raw_digest})
 
     return data_prep
 

@@ -131,6 +131,20 @@ def gcs(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return BUCKET
 
 
+def put_raw(bucket: str, prefix: str, files: dict[str, str]) -> str:
+    """Uploads ``{name: text}`` under ``gs://bucket/prefix/`` (as ``gcloud storage cp`` would); returns the prefix."""
+    from google.cloud import storage
+
+    blobs = storage.Client(project=PROJECT).bucket(bucket)
+    for name, text in files.items():
+        blobs.blob(f"{prefix}/{name}").upload_from_string(text)
+    return f"gs://{bucket}/{prefix}"
+
+
+RAW_FILES = {"customers.csv": "customer_id,signup_date\nC1,2025-01-01\n",
+             "transactions.json": '[{"customer_id": "C1", "amount": 9.5}]\n'}
+
+
 @pytest.fixture
 def resource_manager_lookup(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The one patch of these tests (see the module docstring of test_vertex.py).

@@ -21,7 +21,7 @@ from churn import vertex as vx
 from churn.registry import get_registry
 from churn.tracking import get_tracker
 from components import register_model as rm
-from tests.gcp.conftest import PROJECT, REGION
+from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
 SERVING_IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/serving:0123abc"
@@ -84,8 +84,9 @@ def test_cloud_commands_have_teaching_help(capsys) -> None:
 def test_submit_sends_template_root_parameters_labels_and_service_account(vertex, gcs, resource_manager_lookup,
                                                                           capsys) -> None:
     root = f"gs://{gcs}/pipeline-root"
+    raw = put_raw(gcs, "raw", RAW_FILES)
     code = pipeline.main(["submit", *_gcp(vertex), "--pipeline-root", root, "--image", IMAGE,
-                          "--serving-image", SERVING_IMAGE, "--raw-dir", f"gs://{gcs}/raw", "--experiment", "churn",
+                          "--serving-image", SERVING_IMAGE, "--raw-dir", raw, "--experiment", "churn",
                           "--service-account", SA, "--label", "team=ml", "--label", "trigger=manual",
                           "--param", "seed=7", "--param", "gate_margin=0.01", "--no-caching", "--job-id", "run-1"])
     assert code == 0
@@ -104,7 +105,8 @@ def test_submit_sends_template_root_parameters_labels_and_service_account(vertex
     runtime = body["runtimeConfig"]
     assert runtime["gcsOutputDirectory"] == root
     params = runtime["parameterValues"]
-    assert params["raw_dir"] == f"gs://{gcs}/raw" and params["model_name"] == "churn-model"
+    assert params["raw_dir"] == raw and params["model_name"] == "churn-model"
+    assert params["raw_digest"] == vx.raw_digest(raw)
     assert params["seed"] == 7 and params["gate_margin"] == 0.01  # --param values arrive typed
     registry = vx.parse_vertex_uri(params["registry_uri"])
     assert (registry.project, registry.region, registry.serving_image, registry.staging, registry.api_endpoint) == \
@@ -381,9 +383,10 @@ def test_drift_pipeline_retrains_only_when_the_decision_says_so(vertex, gcs, res
     storage.Client(project=PROJECT).bucket(gcs).blob("monitoring/drift_decision.json").upload_from_string(
         json.dumps(decision))
     compiled = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    raw = put_raw(gcs, "raw", RAW_FILES)
     spec = {"template": str(compiled), "project": PROJECT, "region": REGION, "api_endpoint": vertex.url,
             "pipeline_root": f"gs://{gcs}/root", "service_account": SA,
-            "parameter_values": {"raw_dir": f"gs://{gcs}/raw", "model_name": "churn-model"}}
+            "parameter_values": {"raw_dir": raw, "model_name": "churn-model"}}
     step = pipeline.retrain_on_drift_component(IMAGE)
     job = step.python_func(output_dir=f"gs://{gcs}/monitoring/", retrain=spec)
     submitted = vertex.calls("POST", r"/pipelineJobs$")
@@ -393,6 +396,7 @@ def test_drift_pipeline_retrains_only_when_the_decision_says_so(vertex, gcs, res
     body = _one(submitted).body
     assert job == vertex.pipeline_jobs[job]["name"]
     assert body["labels"] == {"trigger": "drift", "drift_date": "2026-11-26"}
-    assert body["runtimeConfig"]["parameterValues"] == {"raw_dir": f"gs://{gcs}/raw", "model_name": "churn-model"}
+    assert body["runtimeConfig"]["parameterValues"] == {"raw_dir": raw, "model_name": "churn-model",
+                                                        "raw_digest": vx.raw_digest(raw)}  # as of the trigger
     assert body["serviceAccount"] == SA
 
