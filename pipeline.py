@@ -419,6 +419,8 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-table", default=None, help="bq://PROJECT.DATASET.TABLE: log requests and responses")
     p.add_argument("--log-sampling-rate", type=float, default=1.0, help="fraction logged (default: %(default)s)")
 
+    _add_batch_predict_parser(sub)
+
     p = sub.add_parser(
         "rollback", help="move the champion alias back to the previous (or a given) version",
         description="Point the 'champion' alias (and Vertex's default version) of --model back at the version "
@@ -485,6 +487,87 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     retrain.add_argument("--experiment", default=None, help="Vertex Experiment of the retraining runs")
 
 
+def _field_list(text: str) -> list[str]:
+    """``a,b,c`` → ``["a", "b", "c"]``."""
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def _add_batch_predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch-predict", help="score feature rows in BigQuery or JSONL on GCS with a Vertex AI BatchPredictionJob",
+        description="Start a Vertex AI BatchPredictionJob on the version of --model behind --version (a number or "
+                    "an alias), served by the model's own serving container on dedicated machines, for feature rows "
+                    "that already sit in BigQuery (--bigquery-source) or in JSONL on Cloud Storage (--gcs-source). "
+                    "It returns once the job is submitted and prints its console URL; --sync waits for the end. "
+                    "instanceConfig decides what each instance looks like: Vertex sends BigQuery (and CSV) rows "
+                    "as ARRAYS of values in column order unless --instance-type object; --included-fields / "
+                    "--excluded-fields pick the columns sent (for arrays, --included-fields is also their order: "
+                    "give the feature order of the server's GET /schema); --key-field (e.g. customer_id) is "
+                    "removed from each instance and written next to its prediction, pairing outputs with keys. "
+                    "Today's serving container accepts objects holding exactly the model's features (hence the "
+                    "default --instance-type object, with the key field taken out); arrays are accepted once the "
+                    "serving image reads them in GET /schema order.",
+        epilog="Example: python pipeline.py batch-predict --project my-project --region europe-west4 --model "
+               "churn-model --version champion --bigquery-source bq://my-project.churn.features_today "
+               "--bigquery-destination bq://my-project.churn_scores --key-field customer_id --machine-type "
+               "n1-standard-4 --max-replicas 4",
+    )
+    _add_gcp_options(p)
+    p.add_argument("--model", default="churn-model", help="registered model name (default: %(default)s)")
+    p.add_argument("--version", default="champion",
+                   help="version number or alias: champion, challenger, archived, 3 (default: %(default)s)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bigquery-source", metavar="bq://PROJECT.DATASET.TABLE", help="feature rows in BigQuery")
+    source.add_argument("--gcs-source", metavar="gs://BUCKET/PATH.jsonl",
+                        help="feature rows as JSONL, one instance per line (wildcards allowed)")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--bigquery-destination", metavar="bq://PROJECT[.DATASET]",
+                      help="BigQuery project or dataset receiving a predictions table")
+    dest.add_argument("--gcs-destination", metavar="gs://BUCKET/PREFIX", help="folder receiving prediction files")
+    p.add_argument("--instance-type", choices=("object", "array"), default="object",
+                   help="object: each row as {field: value}; array: values in column order (Vertex's default for "
+                        "BigQuery); default: %(default)s, what the serving container accepts today")
+    p.add_argument("--key-field", default=None,
+                   help="field removed from each instance and paired with its prediction, e.g. customer_id")
+    p.add_argument("--included-fields", type=_field_list, default=None, metavar="A,B,...",
+                   help="only these fields are sent, in this order (needed for arrays from JSONL objects)")
+    p.add_argument("--excluded-fields", type=_field_list, default=None, metavar="A,B,...",
+                   help="these fields are not sent (not with --included-fields)")
+    p.add_argument("--machine-type", default="n1-standard-2", help="default: %(default)s")
+    p.add_argument("--starting-replicas", type=int, default=1, help="default: %(default)s")
+    p.add_argument("--max-replicas", type=int, default=1, help="the job may scale up to this (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="instances per request to a replica (Vertex: 64)")
+    p.add_argument("--service-account", default=None, help="service account the job runs as")
+    p.add_argument("--display-name", default=None, help="job name (default: <model>-v<N>-batch-<UTC time>)")
+    p.add_argument("--label", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="label of the job (repeatable)")
+    p.add_argument("--sync", action="store_true", help="wait until the job ends; exit 1 unless it succeeded")
+    p.add_argument("--poll-seconds", type=float, default=30.0, help="with --sync: seconds between checks "
+                                                                    "(default: %(default)s)")
+
+
+def _batch_predict(args: argparse.Namespace, target: dict) -> int:
+    from churn import vertex
+
+    result = vertex.batch_predict(
+        **target, model_name=args.model, version=args.version, bigquery_source=args.bigquery_source,
+        gcs_source=args.gcs_source, bigquery_destination=args.bigquery_destination,
+        gcs_destination=args.gcs_destination, instance_type=args.instance_type, key_field=args.key_field,
+        included_fields=args.included_fields, excluded_fields=args.excluded_fields, machine_type=args.machine_type,
+        starting_replicas=args.starting_replicas, max_replicas=args.max_replicas, batch_size=args.batch_size,
+        service_account=args.service_account, labels=dict(args.label), display_name=args.display_name,
+        sync=args.sync, poll_seconds=args.poll_seconds)
+    print(f"submitted {result['job']} ({args.model} v{result['version']}, {args.version})")
+    print(vertex.console_url(result["job"]))
+    if not args.sync:
+        return 0
+    if result["state"] != "JOB_STATE_SUCCEEDED":
+        logger.error("batch-predict: %s ended %s: %s", result["job"], result["state"], result["error"] or "no detail")
+        return 1
+    print(f"{result['state']}: predictions in {result['output']}")
+    return 0
+
+
 def _template(args: argparse.Namespace, images: tuple[str | None, ...], compile_fn: Any, tmp: Path) -> str:
     if args.template:
         return args.template
@@ -514,13 +597,17 @@ def _training_parameters(args: argparse.Namespace, target: dict, params: dict[st
 
 
 def _run_cloud_command(args: argparse.Namespace) -> int:
-    """Runs submit / deploy / rollback / schedule; errors are reported as one line (exit 2)."""
+    """Runs submit / deploy / rollback / schedule / batch-predict; errors are reported as one line (exit 2)."""
     import tempfile
+
+    from google.api_core.exceptions import GoogleAPICallError
 
     from churn import vertex
 
     target = dict(project=args.project, region=args.region, api_endpoint=args.api_endpoint)
     try:
+        if args.command == "batch-predict":
+            return _batch_predict(args, target)
         if args.command == "deploy":
             result = vertex.deploy(**target, model_name=args.model, alias=args.alias, endpoint_name=args.endpoint,
                                    machine_type=args.machine_type, min_replicas=args.min_replicas,
@@ -581,6 +668,9 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
     except (ValueError, LookupError, RuntimeError, FileNotFoundError) as exc:
         logger.error("%s: %s", args.command, exc)
         return 2
+    except GoogleAPICallError as exc:
+        logger.error("%s: Vertex AI refused the request: %s", args.command, exc)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -602,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_cloud_parsers(sub)
     args = parser.parse_args(argv)
     setup_cli_logging()
-    if args.command in ("submit", "deploy", "rollback", "schedule"):
+    if args.command in ("submit", "deploy", "rollback", "schedule", "batch-predict"):
         return _run_cloud_command(args)
     if args.command == "compile":
         path = compile_pipeline(args.output, args.image)

@@ -169,7 +169,8 @@ def console_url(resource_name: str) -> str:
         return ""
     project, region, kind, rid = m.groups()
     page = {"pipelineJobs": f"pipelines/runs/{rid}", "models": f"models/{rid}",
-            "endpoints": f"endpoints/{rid}", "schedules": f"pipelines/schedules/{rid}"}.get(kind, "")
+            "endpoints": f"endpoints/{rid}", "schedules": f"pipelines/schedules/{rid}",
+            "batchPredictionJobs": f"batch-predictions/{rid}"}.get(kind, "")
     return f"https://console.cloud.google.com/vertex-ai/locations/{region}/{page}?project={project}" if page else ""
 
 
@@ -831,6 +832,159 @@ def _enable_request_logging(endpoint: Any, log_table: str, rate: float, field_ma
     config.bigquery_destination.output_uri = log_table
     endpoint.api_client.update_endpoint(
         endpoint=resource, update_mask=field_mask_pb2.FieldMask(paths=["predict_request_response_logging_config"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch prediction
+# ------------------------------------------------------------------------------------------------
+
+INSTANCE_TYPES = ("object", "array")
+BATCH_TERMINAL_STATES = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
+                         "JOB_STATE_PARTIALLY_SUCCEEDED")
+_BQ_TABLE = re.compile(r"bq://[\w-]+\.\w+\.[\w-]+")
+_BQ_DESTINATION = re.compile(r"bq://[\w-]+(\.\w+)?")
+_GCS_JSONL = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/\S*\.jsonl")
+_GCS_PREFIX = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/\S*)?")
+
+
+def _batch_io(bigquery_source: str | None, gcs_source: str | None, bigquery_destination: str | None,
+              gcs_destination: str | None, instance_type: str | None, included_fields: list[str],
+              excluded_fields: list[str]) -> None:
+    """Checks sources, destinations and the instance config before anything is sent."""
+    if bool(bigquery_source) == bool(gcs_source):
+        raise ValueError("give one source: --bigquery-source bq://PROJECT.DATASET.TABLE or --gcs-source "
+                         "gs://BUCKET/PATH.jsonl")
+    if bool(bigquery_destination) == bool(gcs_destination):
+        raise ValueError("give one destination: --bigquery-destination bq://PROJECT[.DATASET] or "
+                         "--gcs-destination gs://BUCKET/PREFIX")
+    if bigquery_source and not _BQ_TABLE.fullmatch(bigquery_source):
+        raise ValueError(f"--bigquery-source {bigquery_source!r} must look like bq://PROJECT.DATASET.TABLE")
+    if gcs_source and not _GCS_JSONL.fullmatch(gcs_source):
+        raise ValueError(f"--gcs-source {gcs_source!r} must be JSONL in Cloud Storage, one instance per line: "
+                         f"gs://BUCKET/PATH.jsonl (wildcards allowed: gs://BUCKET/rows/*.jsonl)")
+    if bigquery_destination and not _BQ_DESTINATION.fullmatch(bigquery_destination):
+        raise ValueError(f"--bigquery-destination {bigquery_destination!r} must look like bq://PROJECT or "
+                         f"bq://PROJECT.DATASET (Vertex creates the predictions table)")
+    if gcs_destination and not _GCS_PREFIX.fullmatch(gcs_destination):
+        raise ValueError(f"--gcs-destination {gcs_destination!r} must look like gs://BUCKET/PREFIX")
+    if instance_type not in (None, *INSTANCE_TYPES):
+        raise ValueError(f"instance type {instance_type!r}: use one of {INSTANCE_TYPES}")
+    if included_fields and excluded_fields:
+        raise ValueError("give --included-fields or --excluded-fields, not both (Vertex accepts one)")
+    if instance_type == "array" and gcs_source and not included_fields:
+        raise ValueError("--instance-type array with JSONL objects needs --included-fields: their order is the "
+                         "order of the array (the feature order of GET /schema)")
+
+
+def batch_predict(*, project: str, region: str, model_name: str, version: str = CHAMPION,
+                  bigquery_source: str | None = None, gcs_source: str | None = None,
+                  bigquery_destination: str | None = None, gcs_destination: str | None = None,
+                  instance_type: str | None = None, key_field: str | None = None,
+                  included_fields: list[str] | None = None, excluded_fields: list[str] | None = None,
+                  machine_type: str = DEFAULT_MACHINE_TYPE, starting_replicas: int = 1, max_replicas: int = 1,
+                  batch_size: int | None = None, service_account: str | None = None,
+                  labels: Mapping[str, str] | None = None, display_name: str | None = None, sync: bool = False,
+                  poll_seconds: float = 30.0, api_endpoint: str | None = None) -> dict[str, Any]:
+    """Starts a Vertex AI BatchPredictionJob on a registered model version, on its serving container.
+
+    The request is what ``Model.batch_predict`` builds (model version, input/output config, dedicated
+    machines, labels), plus the ``instanceConfig`` the SDK has no argument for, sent with the SDK's own
+    JobService client (REST transport, ``api_endpoint``). ``instanceConfig``: ``instance_type`` ``object``
+    or ``array`` (Vertex sends BigQuery rows as arrays in column order unless told ``object``);
+    ``key_field`` is taken out of each instance and written next to its prediction;
+    ``included_fields``/``excluded_fields`` pick the columns sent (and, for arrays, their order).
+
+    Args:
+        project: Google Cloud project ID.
+        region: Vertex AI region.
+        model_name: Registered model name (the Vertex model ID).
+        version: Version number or alias (``champion``, ``challenger``…).
+        bigquery_source: ``bq://PROJECT.DATASET.TABLE`` of feature rows.
+        gcs_source: ``gs://…jsonl`` feature rows, one JSON instance per line.
+        bigquery_destination: ``bq://PROJECT`` or ``bq://PROJECT.DATASET`` for the predictions table.
+        gcs_destination: ``gs://BUCKET/PREFIX`` for the prediction files.
+        instance_type: ``object``, ``array`` or None (Vertex's default for the source).
+        key_field: Field paired with each output and removed from the instance.
+        included_fields: Fields sent to the model (and the array order).
+        excluded_fields: Fields not sent to the model.
+        machine_type: Machine type of the replicas.
+        starting_replicas: Replicas at the start.
+        max_replicas: Replicas the job may scale to.
+        batch_size: Instances per request to a replica (Vertex's default 64 when None).
+        service_account: Service account the job runs as.
+        labels: Labels of the job.
+        display_name: Job display name (default ``<model>-v<version>-batch-<UTC stamp>``).
+        sync: Wait until the job ends.
+        poll_seconds: Seconds between state checks when ``sync``.
+        api_endpoint: Vertex AI endpoint override.
+
+    Returns:
+        ``job`` (resource name), ``model`` (versioned resource name), ``version``, ``state`` and, when
+        the job has finished, ``output`` (the GCS folder or BigQuery dataset) and ``error``.
+
+    Raises:
+        ValueError: A bad source, destination, instance config or replica count.
+        LookupError: No such model, or no version behind ``version``.
+    """
+    import time
+
+    from google.api_core import exceptions
+    from google.cloud import aiplatform, aiplatform_v1
+
+    included, excluded = list(included_fields or []), list(excluded_fields or [])
+    _batch_io(bigquery_source, gcs_source, bigquery_destination, gcs_destination, instance_type, included, excluded)
+    if not 1 <= starting_replicas <= max_replicas:
+        raise ValueError(f"replicas: need 1 <= --starting-replicas ({starting_replicas}) <= --max-replicas "
+                         f"({max_replicas})")
+    init_sdk(project, region, api_endpoint)
+    resource = f"projects/{project}/locations/{region}/models/{model_id(model_name)}"
+    try:
+        model = aiplatform.Model(resource, version=version)
+    except exceptions.NotFound as exc:
+        raise LookupError(f"{model_name}: no model or no version behind {version!r} in {project}/{region}; "
+                          f"give a registered version number or alias (champion, challenger)") from exc
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    job = aiplatform_v1.BatchPredictionJob(
+        display_name=display_name or f"{model_name}-v{model.version_id}-batch-{stamp}",
+        model=model.versioned_resource_name,
+        input_config=aiplatform_v1.BatchPredictionJob.InputConfig(
+            instances_format="bigquery", bigquery_source=aiplatform_v1.BigQuerySource(input_uri=bigquery_source))
+        if bigquery_source else aiplatform_v1.BatchPredictionJob.InputConfig(
+            instances_format="jsonl", gcs_source=aiplatform_v1.GcsSource(uris=[gcs_source])),
+        output_config=aiplatform_v1.BatchPredictionJob.OutputConfig(
+            predictions_format="bigquery",
+            bigquery_destination=aiplatform_v1.BigQueryDestination(output_uri=bigquery_destination))
+        if bigquery_destination else aiplatform_v1.BatchPredictionJob.OutputConfig(
+            predictions_format="jsonl",
+            gcs_destination=aiplatform_v1.GcsDestination(output_uri_prefix=gcs_destination)),
+        dedicated_resources=aiplatform_v1.BatchDedicatedResources(
+            machine_spec=aiplatform_v1.MachineSpec(machine_type=machine_type),
+            starting_replica_count=starting_replicas, max_replica_count=max_replicas),
+        labels={"model": label_value(model_name), "model_version": str(model.version_id), **dict(labels or {})},
+        service_account=service_account or "")
+    if instance_type or key_field or included or excluded:
+        job.instance_config = aiplatform_v1.BatchPredictionJob.InstanceConfig(
+            instance_type=instance_type or "", key_field=key_field or "", included_fields=included,
+            excluded_fields=excluded)
+    if batch_size:
+        job.manual_batch_tuning_parameters = aiplatform_v1.ManualBatchTuningParameters(batch_size=batch_size)
+    client = aiplatform.initializer.global_config.create_client(
+        client_class=aiplatform.utils.JobClientWithOverride, location_override=region)
+    created = client.create_batch_prediction_job(parent=f"projects/{project}/locations/{region}",
+                                                 batch_prediction_job=job)
+    logger.info("submitted %s (%s v%s)", created.name, model_name, model.version_id)
+    result = {"job": created.name, "model": model.versioned_resource_name, "version": str(model.version_id),
+              "state": created.state.name}
+    if not sync:
+        return result
+    handle = aiplatform.BatchPredictionJob(created.name)
+    while handle.state.name not in BATCH_TERMINAL_STATES:
+        time.sleep(poll_seconds)
+    resource = handle.gca_resource
+    info = resource.output_info
+    return {**result, "state": resource.state.name,
+            "output": info.gcs_output_directory or info.bigquery_output_dataset,
+            "error": resource.error.message if resource.error.code or resource.error.message else ""}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ exchange of a service-account key whose ``token_uri`` points here.
 
 Covered: pipelineJobs create/get; models upload (a long-running operation that is polled once), get by
 version or alias, listVersions, mergeVersionAliases, patch; endpoints create/get/list/patch/deployModel;
-schedules create/list/get/patch; the metadata store (experiments: contexts, executions, artifacts) and
+schedules create/list/get/patch; batchPredictionJobs create/get (each get moves the job one state on:
+pending, running, then ``batch_outcome``); the metadata store (experiments: contexts, executions, artifacts) and
 operations. Anything else answers 404 with the route in the message, so a new SDK call shows up as a
 clear test failure rather than silently passing.
 
@@ -84,6 +85,8 @@ class FakeVertex:
         self.models: dict[str, _Model] = {}
         self.endpoints: dict[str, dict] = {}
         self.schedules: dict[str, dict] = {}
+        self.batch_jobs: dict[str, dict] = {}
+        self.batch_outcome: dict = {"state": "JOB_STATE_SUCCEEDED"}  # a test may set a failure + "error"
         self.scheduler_jobs: dict[str, dict] = {}  # Cloud Scheduler
         self.metadata: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}  # name -> final operation JSON
@@ -107,6 +110,8 @@ class FakeVertex:
             ("GET", rf"^/v1/{LOCATION}/endpoints/(?P<id>[^/:]+)$", self._get_endpoint),
             ("PATCH", rf"^/v1/{LOCATION}/endpoints/(?P<id>[^/:]+)$", self._patch_endpoint),
             ("POST", rf"^/v1/{LOCATION}/endpoints/(?P<id>[^/:]+):deployModel$", self._deploy_model),
+            ("POST", rf"^/v1/{LOCATION}/batchPredictionJobs$", self._create_batch_job),
+            ("GET", rf"^/v1/{LOCATION}/batchPredictionJobs/(?P<id>[^/:]+)$", self._get_batch_job),
             ("POST", rf"^/v1/{LOCATION}/schedules$", self._create_schedule),
             ("GET", rf"^/v1/{LOCATION}/schedules$", self._list_schedules),
             ("GET", rf"^/v1/{LOCATION}/schedules/(?P<id>[^/:]+)$", self._get_schedule),
@@ -385,6 +390,64 @@ class FakeVertex:
             split[deployed["id"]] = split.pop("0")
         endpoint["trafficSplit"] = split or {deployed["id"]: 100}
         return self._operation(self._parent(m), {"deployedModel": deployed}, "DeployModelResponse")
+
+    # --------------------------------------------------------------------------------------------
+    # batch prediction jobs
+    # --------------------------------------------------------------------------------------------
+
+    def _create_batch_job(self, m: dict, q: dict, body: dict) -> dict:
+        """Validates what the real service refuses, then stores the job as pending."""
+        parent = self._parent(m)
+        for key in ("displayName", "model", "inputConfig", "outputConfig"):
+            if not body.get(key):
+                raise FakeError(HTTPStatus.BAD_REQUEST, f"batchPredictionJob.{key} is required")
+        model_id, _, ver = body["model"].removeprefix(f"{parent}/models/").partition("@")
+        if "/" in model_id:
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"model {body['model']} is not in {parent}")
+        _, version = self._resolve({**m, "id": model_id, "ver": ver or None})
+        source, dest = body["inputConfig"], body["outputConfig"]
+        if ("gcsSource" in source) == ("bigquerySource" in source):
+            raise FakeError(HTTPStatus.BAD_REQUEST, "inputConfig needs exactly one of gcsSource, bigquerySource")
+        if ("gcsDestination" in dest) == ("bigqueryDestination" in dest):
+            raise FakeError(HTTPStatus.BAD_REQUEST,
+                            "outputConfig needs exactly one of gcsDestination, bigqueryDestination")
+        if ("bigquerySource" in source) != (source.get("instancesFormat") == "bigquery"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, "instancesFormat must be 'bigquery' exactly for a BigQuery source")
+        if "DEDICATED_RESOURCES" in version.get("supportedDeploymentResourcesTypes", []) and \
+                not body.get("dedicatedResources", {}).get("machineSpec", {}).get("machineType"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, "this model needs dedicatedResources.machineSpec.machineType")
+        config = body.get("instanceConfig", {})
+        if config.get("instanceType", "object") not in ("object", "array"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"instanceType {config['instanceType']!r} is not object or array")
+        if config.get("includedFields") and config.get("excludedFields"):
+            raise FakeError(HTTPStatus.BAD_REQUEST, "includedFields and excludedFields cannot both be set")
+        name = f"{parent}/batchPredictionJobs/{self._next_id()}"
+        self.batch_jobs[name] = {**body, "name": name, "state": "JOB_STATE_PENDING", "createTime": TIME,
+                                 "updateTime": TIME}
+        return self.batch_jobs[name]
+
+    @staticmethod
+    def _bq_dataset(uri: str, job_id: str) -> str:
+        """The dataset holding the output: the one given, or a new one when only the project is."""
+        return uri if "." in uri else f"{uri}.prediction_{job_id}"
+
+    def _get_batch_job(self, m: dict, q: dict, body: Any) -> dict:
+        name = f"{self._parent(m)}/batchPredictionJobs/{m['id']}"
+        if name not in self.batch_jobs:
+            raise FakeError(HTTPStatus.NOT_FOUND, f"batch prediction job {name} not found")
+        job = self.batch_jobs[name]
+        if job["state"] == "JOB_STATE_PENDING":
+            job["state"] = "JOB_STATE_RUNNING"
+        elif job["state"] == "JOB_STATE_RUNNING":
+            job.update(copy.deepcopy(self.batch_outcome))
+            if job["state"] == "JOB_STATE_SUCCEEDED":
+                out = job["outputConfig"]
+                job["outputInfo"] = (
+                    {"gcsOutputDirectory": f"{out['gcsDestination']['outputUriPrefix'].rstrip('/')}"
+                                           f"/prediction-{m['id']}"} if "gcsDestination" in out else
+                    {"bigqueryOutputDataset": self._bq_dataset(out["bigqueryDestination"]["outputUri"], m["id"]),
+                     "bigqueryOutputTable": "predictions"})
+        return job
 
     # --------------------------------------------------------------------------------------------
     # schedules

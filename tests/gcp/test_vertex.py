@@ -68,7 +68,7 @@ def test_vertex_uri_round_trips_and_dispatches() -> None:
 
 
 def test_cloud_commands_have_teaching_help(capsys) -> None:
-    for command in ("submit", "deploy", "rollback", "schedule"):
+    for command in ("submit", "deploy", "rollback", "schedule", "batch-predict"):
         with pytest.raises(SystemExit) as exc:
             pipeline.main([command, "--help"])
         assert exc.value.code == 0
