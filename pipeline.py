@@ -221,7 +221,7 @@ def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: 
     from components.feature_engineering import describe_features
 
     features = describe_features(FeatureSchema.load(_artifact_path(outputs["features"])))
-    trained_on = {k: outputs[f"{k}_data"].metadata.get("rows") for k in ("train", "validation")}
+    trained_on = {k: int(outputs[f"{k}_data"].metadata.get("rows", -1)) for k in ("train", "validation")}  # KFP: floats
     return {
         "rows": interim_meta["rows"],
         "excluded_from_training": interim_meta["excluded_from_training"],

@@ -253,10 +253,11 @@ def features_for(schema: FeatureSchema, customers: pd.DataFrame, transactions: p
                  cutoff: pd.Timestamp) -> pd.DataFrame:
     """Computes a model's features from raw-shaped data: the one feature definition.
 
-    Training, the promotion gate (the champion's features with the champion's schema), serving-side
-    and batch scoring and the drift check all call this, so a feature means the same everywhere.
-    The schema alone decides what is computed: a mix value absent from these transactions gives a
-    share of 0, a value the schema does not list counts in no share column.
+    Training and the promotion gate (the champion's features with the champion's schema) call it;
+    batch scoring, and anything else that turns raw data into model inputs, must call it too, so a
+    feature means the same everywhere. The schema alone decides what is computed: a mix value absent
+    from these transactions gives a share of 0, a value the schema does not list counts in no share
+    column.
 
     Args:
         schema: A model's frozen feature schema (from :func:`derive_schema` or a model folder).
