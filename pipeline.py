@@ -16,13 +16,16 @@ On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, 
 
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +71,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
     @dsl.pipeline(name=PIPELINE_NAME, description="Customer churn: clean → features → train → evaluate → gate + register")
     def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
                        gate_metric: str = "roc_auc", gate_margin: float = 0.0, model_name: str = "churn-model",
-                       tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "") -> outputs:
+                       tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "",
+                       defer_promotion: bool = False) -> outputs:
         prep = prep_op(raw_dir=raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction,
                        seed=seed, raw_digest=raw_digest).set_display_name("data_prep")
         prep.set_caching_options(False)  # new files under the same raw_dir: never reuse the old outputs
@@ -80,7 +84,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
         registered = register_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
                                  interim=prep.outputs["interim"], registry_uri=registry_uri, model_name=model_name,
                                  gate_metric=gate_metric, gate_margin=gate_margin,
-                                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("register_model")
+                                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, defer_promotion=defer_promotion
+                                 ).set_display_name("register_model")
         registered.after(evaluated)
         return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
@@ -168,37 +173,112 @@ def _artifact_path(artifact: Any) -> Path:
     return Path(artifact.path)
 
 
+class PublishError(RuntimeError):
+    """The run's outputs could not be published (nothing was, and the champion did not move)."""
+
+
+def _staging(final: Path) -> Path:
+    """Where ``final`` is written before it is renamed into place: a hidden sibling (same file system)."""
+    return final.parent / f".{final.name}.publishing-{os.getpid()}"
+
+
+def _clear_leftovers(parent: Path) -> None:
+    """Removes staging and replaced folders a killed publish left in ``parent`` (run under the project lock)."""
+    if parent.is_dir():
+        for left in parent.glob(".*.publishing-*"):
+            shutil.rmtree(left, ignore_errors=True)
+        for left in parent.glob(".*.replaced-*"):
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _swap_in(staged: Path, final: Path) -> None:
+    """Renames ``staged`` to ``final``; an existing ``final`` is renamed aside first, then removed."""
+    old = final.parent / f".{final.name}.replaced-{os.getpid()}"
+    if final.is_symlink() or final.is_file():
+        final.unlink()
+    elif final.exists():
+        os.rename(final, old)
+    os.rename(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _size_mb(paths: list[Path]) -> float:
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()) / 1e6
+
+
+def _publish_error(exc: OSError, final: Path, root: Path, needed_mb: float) -> PublishError:
+    import errno
+
+    first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args and exc.args[0] else None
+    detail = f"{first[2]} (writing {first[1]})" if first else f"{exc.strerror or exc} ({exc.filename or final})"
+    full = "No space left" in detail or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    fix = (f"free space on the disk holding {root} (this run publishes about {needed_mb:.1f} MB there)" if full
+           else "fix the cause above")
+    return PublishError(f"could not publish {final}: {detail}. Nothing was published: data/ and models/ are as "
+                        f"they were and the registry's champion did not move. To fix: {fix}, then run "
+                        f"`pipeline.py run` again.")
+
+
 def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
-    """Copies the run's artifacts into the project layout (data/interim, data/processed, data/features, models/).
+    """Publishes the run's artifacts to the project layout, each folder atomically (written aside, then renamed).
+
+    ``models/<name>/v<N>/`` gets the model files, ``evaluation/`` (metrics.json, report.html,
+    validation_predictions.csv: the drift check's reference scores), ``baseline/`` (the model's training
+    split and feature schema: its drift baseline) and ``registration.json``; ``data/interim``,
+    ``data/processed`` and ``data/features`` are replaced by this run's. Every folder is fully written
+    under a hidden name before any is renamed into place, so a full disk or a kill leaves no folder
+    half-written.
 
     Args:
-        outputs: Pipeline outputs from a local run.
+        outputs: Pipeline outputs from a local run (objects with ``.path``).
         root: Project folder.
 
     Returns:
         Published paths by name.
+
+    Raises:
+        PublishError: A folder could not be written (e.g. the disk is full); nothing was published.
     """
     from churn.layout import DataLayout
 
     layout = DataLayout(root)
-    reg = outputs["registration"].metadata
+    reg_dir = _artifact_path(outputs["registration"])
+    reg = json.loads((reg_dir / "registration.json").read_text())
     model_home = layout.models / reg["model_name"] / f"v{reg['version']}"
-    copies = {
-        "interim": (_artifact_path(outputs["interim"]), layout.interim),
-        "features": (_artifact_path(outputs["features"]), layout.features),
-        "train": (_artifact_path(outputs["train_data"]), layout.processed),
-        "validation": (_artifact_path(outputs["validation_data"]), layout.processed),
-        "model": (_artifact_path(outputs["model"]), model_home),
+    train_dir, validation_dir = _artifact_path(outputs["train_data"]), _artifact_path(outputs["validation_data"])
+    features_dir = _artifact_path(outputs["features"])
+    plan: dict[Path, list[tuple[Path, str]]] = {  # final folder → (source file or folder, name inside it)
+        model_home: [(_artifact_path(outputs["model"]), "."), (_artifact_path(outputs["evaluation"]), "evaluation"),
+                     (train_dir / "train.csv", "baseline/train.csv"),
+                     (features_dir / "feature_schema.json", "baseline/feature_schema.json"),
+                     (reg_dir / "registration.json", "registration.json")],
+        layout.interim: [(_artifact_path(outputs["interim"]), ".")],
+        layout.processed: [(train_dir, "."), (validation_dir, ".")],
+        layout.features: [(features_dir, ".")],
     }
-    for src, dest in copies.values():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dest, dirs_exist_ok=True)
-    # metrics.json, report.html and validation_predictions.csv: the drift check finds its reference scores here
-    shutil.copytree(_artifact_path(outputs["evaluation"]), model_home / "evaluation", dirs_exist_ok=True)
-    shutil.copy(_artifact_path(outputs["registration"]) / "registration.json", model_home / "registration.json")
-    latest = layout.models / "latest"
-    shutil.rmtree(latest, ignore_errors=True)
-    shutil.copytree(model_home, latest)
+    needed_mb = _size_mb([src for sources in plan.values() for src, _ in sources])
+    for parent in {final.parent for final in plan}:
+        _clear_leftovers(parent)
+    staged: list[tuple[Path, Path]] = []
+    final = model_home
+    try:
+        for final, sources in plan.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            stage = _staging(final)
+            staged.append((stage, final))
+            stage.mkdir()
+            for src, name in sources:
+                if src.is_dir():
+                    shutil.copytree(src, stage / name, dirs_exist_ok=True)
+                else:
+                    (stage / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, stage / name)
+    except OSError as exc:
+        for stage, _ in staged:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise _publish_error(exc, final, root, needed_mb) from None
+    for stage, final in staged:  # renames only: nothing left to run out of space
+        _swap_in(stage, final)
     return {
         "interim": str(layout.interim),
         "rejected": str(layout.interim / "rejected_*.csv"),
@@ -207,16 +287,59 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
         "features": str(next(layout.features.glob("customer_features_v*.csv"))),
         "feature_schema": str(layout.features / "feature_schema.json"),
         "model": str(model_home),
+        "baseline": str(model_home / "baseline" / "train.csv"),
         "report": str(model_home / "evaluation" / "report.html"),
         "validation_predictions": str(model_home / "evaluation" / "validation_predictions.csv"),
     }
+
+
+def promote_published(root: Path, registry_uri: str, model_home: Path) -> dict:
+    """Applies a deferred registration once its model folder is published, then points ``models/latest``.
+
+    ``models/latest`` is a symlink to the champion's folder (``<name>/v<N>``), replaced atomically; the
+    folder's ``registration.json`` is rewritten with the decision as applied.
+
+    Args:
+        root: Project folder.
+        registry_uri: The registry the run registered in.
+        model_home: The published ``models/<name>/v<N>`` folder.
+
+    Returns:
+        The registration record as applied.
+    """
+    from churn.layout import DataLayout
+    from churn.registry import CHAMPION, get_registry
+    from components.register_model import REGISTRATION_FILE, apply_decision
+
+    registry = get_registry(registry_uri)
+    record = json.loads((model_home / REGISTRATION_FILE).read_text())
+    if record.get("deferred"):
+        record = apply_decision(registry, record)
+        tmp = model_home / f".{REGISTRATION_FILE}.tmp"
+        try:
+            tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+            os.replace(tmp, model_home / REGISTRATION_FILE)
+        except OSError as exc:
+            logger.warning("%s: could not record the applied decision (%s); the registry holds it", model_home, exc)
+    champion = registry.get_by_alias(record["model_name"], CHAMPION)
+    models = DataLayout(root).models
+    if champion is not None and (models / record["model_name"] / f"v{champion.version}").is_dir():
+        link = models / f".latest.publishing-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(record["model_name"]) / f"v{champion.version}", target_is_directory=True)
+        latest = models / "latest"
+        if latest.is_dir() and not latest.is_symlink():  # a copied folder from an older layout
+            os.rename(latest, models / f".latest.replaced-{os.getpid()}")
+        os.replace(link, latest)
+        shutil.rmtree(models / f".latest.replaced-{os.getpid()}", ignore_errors=True)
+    return record
 
 
 def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: str, seconds: float) -> dict:
     """The run summary: rows per input, validation metrics, registered model, artifact paths."""
     interim_meta = json.loads((_artifact_path(outputs["interim"]) / "prep_metadata.json").read_text())
     metrics = {k: v for k, v in outputs["metrics"].metadata.items() if isinstance(v, (int, float))}
-    reg = json.loads((_artifact_path(outputs["registration"]) / "registration.json").read_text())
+    reg = json.loads((Path(published["model"]) / "registration.json").read_text())  # as applied after publishing
     from churn.schema import FeatureSchema
     from components.feature_engineering import describe_features
 
@@ -288,6 +411,8 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
 
     Raises:
         FileNotFoundError: ``raw_dir`` is missing or lacks an input file.
+        churn.runguard.RunLockedError: Another run holds the project's lock (``<root>/.pipeline.lock``).
+        PublishError: The outputs could not be published (nothing was; the champion did not move).
         RuntimeError: A task failed (its log is printed above).
     """
     from kfp import local
@@ -305,13 +430,44 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
     pipeline_root = (pipeline_root or layout.root / "local_outputs").resolve()
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")  # the image is only recorded locally
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    started = time.monotonic()
-    task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,
-                                 registry_uri=registry_uri, **params)
-    outputs = dict(task.outputs)
-    published = publish(outputs, layout.root)
-    return summarize(outputs, published, tracking_uri, time.monotonic() - started)
+    with _guarded_run(layout.root, tracking_uri):
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+                   raise_on_error=True)
+        started = time.monotonic()
+        # the component registers with promotion deferred: the alias moves only once the model is published
+        task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,
+                                     registry_uri=registry_uri, defer_promotion=True, **params)
+        outputs = dict(task.outputs)
+        published = publish(outputs, layout.root)
+        promote_published(layout.root, registry_uri, Path(published["model"]))
+        return summarize(outputs, published, tracking_uri, time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def _guarded_run(root: Path, tracking_uri: str) -> Iterator[None]:
+    """Holds the project's run lock, makes the components die with this process, and ends the MLflow runs
+    an earlier run left RUNNING when it was killed."""
+    from churn.runguard import OWNER_ENV, RunLock, this_process
+    from churn.tracking import end_abandoned_runs
+
+    lock = RunLock(root).acquire()
+    inherited = os.environ.get(OWNER_ENV)
+    os.environ[OWNER_ENV] = this_process().env_value()  # read by every component (churn.runguard)
+    try:
+        if lock.previous:
+            logger.warning("%s: the previous run (pid %s, started %s) ended without releasing it (killed?)",
+                           lock.path, lock.previous.get("pid"), lock.previous.get("started"))
+        try:
+            end_abandoned_runs(tracking_uri)
+        except Exception as exc:  # noqa: BLE001 - a cleanup of old runs never stops a new one
+            logger.warning("could not check %s for runs left RUNNING: %s", tracking_uri, exc)
+        yield
+    finally:
+        if inherited is None:
+            os.environ.pop(OWNER_ENV, None)
+        else:
+            os.environ[OWNER_ENV] = inherited
+        lock.release()
 
 
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
@@ -676,6 +832,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python pipeline.py --help``."""
     from churn.layout import setup_cli_logging
+    from churn.runguard import RunLockedError
 
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
@@ -707,6 +864,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return 2
+    except RunLockedError as exc:
+        logger.error("not started: %s", exc)
+        return 3
+    except PublishError as exc:
+        logger.error("%s", exc)
+        return 1
     except RuntimeError as exc:
         logger.error("pipeline failed: %s (the failing task's log is above)", exc)
         return 1

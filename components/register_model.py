@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 REGISTRATION_FILE = "registration.json"
+# The version's "stage" tag while its alias waits for its files to be published (register(defer_promotion=True)).
+PENDING_STAGE = "pending"
+_STAGE_TAG = {CHAMPION: "production", CHALLENGER: "staging", ARCHIVED: "archived"}
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "f1": True, "lift_top_decile": True,
                     "log_loss": False, "brier": False}
 
@@ -190,7 +193,8 @@ def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Pat
 
 def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, model_name: str = "churn-model",
              stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
-             run_id: str | None = None, tags: dict[str, str] | None = None, interim_dir: Path | None = None) -> dict:
+             run_id: str | None = None, tags: dict[str, str] | None = None, interim_dir: Path | None = None,
+             defer_promotion: bool = False) -> dict:
     """Gates and registers a model folder.
 
     Args:
@@ -206,9 +210,13 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
         tags: Extra version tags (e.g. pipeline run).
         interim_dir: data_prep's output the validation split came from: the champion is scored on
             features its own schema computes from it (so a changed schema does not stop the gate).
+        defer_promotion: Register and record the decision, but move no alias: the caller publishes the
+            model's files first, then calls :func:`apply_decision` (a local run; never a champion whose
+            folder is not there yet).
 
     Returns:
-        The registration record (also what the component writes as JSON).
+        The registration record (also what the component writes as JSON); ``deferred`` says whether the
+        aliases still have to be set.
     """
     if stage not in STAGE_TO_ALIAS:
         raise ValueError(f"unknown stage {stage!r}; choose from {sorted(STAGE_TO_ALIAS)}")
@@ -230,21 +238,56 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
         decision = gate(new_score, champ_score, metric=metric, margin=margin, champion_version=champ_version)
     alias = CHAMPION if decision.promote else (ARCHIVED if stage == "Archived" else CHALLENGER)
     version_tags = {f"validation_{metric}": f"{new_score:.6f}", "gate_reason": decision.reason[:4000],
-                    "stage": {CHAMPION: "production", CHALLENGER: "staging", ARCHIVED: "archived"}[alias],
-                    **(tags or {})}
+                    "stage": PENDING_STAGE if defer_promotion else _STAGE_TAG[alias], **(tags or {})}
     mv = registry.register(model_name, model_dir, run_id=run_id, tags=version_tags, description=decision.reason)
-    if decision.promote and champ_version is not None:
-        registry.set_alias(model_name, ARCHIVED, champ_version)
-        registry.set_tag(model_name, champ_version, "stage", "archived")
-    registry.set_alias(model_name, alias, mv.version)
-    logger.info("%s v%s → %s: %s", model_name, mv.version, alias, decision.reason)
-    return {"model_name": model_name, "version": mv.version, "alias": alias, "promoted": decision.promote,
-            "previous_champion": champ_version, "source": mv.source, "decision": asdict(decision)}
+    record = {"model_name": model_name, "version": mv.version, "alias": alias, "promoted": decision.promote,
+              "previous_champion": champ_version, "source": mv.source, "decision": asdict(decision),
+              "deferred": defer_promotion}
+    if defer_promotion:
+        logger.info("%s v%s registered; alias '%s' deferred until its files are published: %s", model_name,
+                    mv.version, alias, decision.reason)
+        return record
+    return apply_decision(registry, record)
+
+
+def apply_decision(registry: ModelRegistry, record: dict) -> dict:
+    """Sets the aliases a registration decided (at once, or after a deferred registration was published).
+
+    A promotion happens only if the champion is still the one the gate compared against; when it moved
+    in between, the version becomes challenger and the reason says so.
+
+    Args:
+        registry: Registry backend.
+        record: A record from :func:`register`.
+
+    Returns:
+        The record as applied (``deferred`` False).
+    """
+    name, version, alias = record["model_name"], record["version"], record["alias"]
+    was_deferred = record.get("deferred", False)
+    record = {**record, "deferred": False}
+    if alias == CHAMPION:
+        current = registry.get_by_alias(name, CHAMPION)
+        current_version = current.version if current is not None else None
+        if current_version != record["previous_champion"]:
+            alias = CHALLENGER
+            reason = (f"not promoted: the champion moved from v{record['previous_champion']} to v{current_version} "
+                      f"after the gate ran ({record['decision']['reason']})")
+            record = {**record, "alias": alias, "promoted": False,
+                      "decision": {**record["decision"], "promote": False, "reason": reason}}
+        elif current_version is not None:
+            registry.set_alias(name, ARCHIVED, current_version)
+            registry.set_tag(name, current_version, "stage", "archived")
+    registry.set_alias(name, alias, version)
+    if was_deferred:  # registered with stage "pending"
+        registry.set_tag(name, version, "stage", _STAGE_TAG[alias])
+    logger.info("%s v%s → %s: %s", name, version, alias, record["decision"]["reason"])
+    return record
 
 
 def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: str, model_name: str = "churn-model",
         stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
-        tags: dict[str, str] | None = None, interim_dir: Path | None = None) -> dict:
+        tags: dict[str, str] | None = None, interim_dir: Path | None = None, defer_promotion: bool = False) -> dict:
     """Runs the stage on folders; writes ``registration.json`` to ``out_dir``."""
     from churn.registry import get_registry
     from components.train import CARD_FILE
@@ -252,7 +295,8 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: s
     card = json.loads((model_dir / CARD_FILE).read_text()) if (model_dir / CARD_FILE).is_file() else {}
     record = register(model_dir, validation_dir, registry=get_registry(registry_uri), model_name=model_name,
                       stage=stage, metric=metric, margin=margin, force=force,
-                      run_id=card.get("tracking_run_id") or None, tags=tags, interim_dir=interim_dir)
+                      run_id=card.get("tracking_run_id") or None, tags=tags, interim_dir=interim_dir,
+                      defer_promotion=defer_promotion)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REGISTRATION_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     return record
@@ -309,9 +353,10 @@ def component(base_image: str) -> "PythonComponent":
     @dsl.component(base_image=base_image, install_kfp_package=False)
     def register_model(model: Input[Model], validation_data: Input[Dataset], interim: Input[Dataset], registry_uri: str,
                        model_name: str, gate_metric: str, gate_margin: float, registration: Output[Artifact],
-                       pipeline_run: str = ""):
+                       pipeline_run: str = "", defer_promotion: bool = False):
         """Promotion gate against the current champion (scored on features of its own schema, computed from
-        ``interim`` when they differ), then registration with an alias (tagged with the run)."""
+        ``interim`` when they differ), then registration with an alias (tagged with the run). With
+        ``defer_promotion`` (a local run) no alias moves: pipeline.py sets it once the model is published."""
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
@@ -320,10 +365,11 @@ def component(base_image: str) -> "PythonComponent":
         setup_cli_logging()
         record = run(Path(model.path), Path(validation_data.path), Path(registration.path),
                      registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin,
-                     tags={"pipeline_run": pipeline_run} if pipeline_run else None, interim_dir=Path(interim.path))
+                     tags={"pipeline_run": pipeline_run} if pipeline_run else None, interim_dir=Path(interim.path),
+                     defer_promotion=defer_promotion)
         registration.metadata.update({"model_name": record["model_name"], "version": record["version"],
                                       "alias": record["alias"], "promoted": record["promoted"],
-                                      "reason": record["decision"]["reason"]})
+                                      "reason": record["decision"]["reason"], "deferred": record["deferred"]})
 
     return register_model
 
