@@ -40,6 +40,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from serving.model import ModelSource, RegistrySource, RequestError, ServedModel, StorageSource
 from serving.prediction_log import PredictionLog
@@ -206,6 +207,8 @@ class _Body:
     asked: bool = False  # the app asked for the body (so a 100-continue client was told to send it)
     timed_out: bool = False
     answered_early: bool = False  # the response started before the whole body had arrived
+    timer: asyncio.TimerHandle | None = None  # the body deadline, armed at the first read
+    waiting: asyncio.Task | None = None  # the task reading the body, while it waits
 
     def take(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.request":
@@ -214,6 +217,14 @@ class _Body:
                 self.pending = False
         else:  # http.disconnect
             self.pending = False
+        if not self.pending and self.timer is not None:
+            self.timer.cancel()
+
+    def expire(self) -> None:
+        """The deadline passed: a read in progress is cancelled (and answered 408)."""
+        self.timed_out = True
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 class BodyGuard:
@@ -242,8 +253,6 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from starlette.requests import ClientDisconnect
-
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
         declared = int(length) if length.isdigit() else None
@@ -257,13 +266,23 @@ class BodyGuard:
             if not body.pending:
                 return await receive()
             body.asked = True
+            if body.timer is None:  # one timer per request, not one per read: this is the hot path
+                body.timer = loop.call_at(body.deadline, body.expire)
+            task = asyncio.current_task()
             try:
-                async with asyncio.timeout(max(body.deadline - loop.time(), 0.0)):
-                    message = await receive()
-            except TimeoutError:
-                body.timed_out = True
+                if body.timed_out:
+                    raise asyncio.CancelledError
+                body.waiting = task
+                message = await receive()
+            except asyncio.CancelledError:
+                if not body.timed_out:
+                    raise
+                if task is not None and task.cancelling():
+                    task.uncancel()
                 raise RequestError(408, f"the request body did not arrive within {self.body_timeout:g} s "
                                         f"({body.received} bytes received)") from None
+            finally:
+                body.waiting = None
             body.take(message)
             return message
 
@@ -284,6 +303,9 @@ class BodyGuard:
         except ClientDisconnect:
             logger.info("client %s disconnected after %d of %s body bytes; request dropped",
                         _client(scope), body.received, "?" if declared is None else declared)
+        finally:
+            if body.timer is not None:
+                body.timer.cancel()
 
     async def _drain(self, body: _Body, receive: Any) -> None:
         """Reads and discards the rest of the body, within the bounds (see the class)."""

@@ -313,6 +313,7 @@ class PredictionLog:
         self._last_loss = float("-inf")
         self._queue: deque[_Batch] = deque()
         self._pending = 0
+        self._writing = 0  # rows taken from the queue by the flush in progress
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -357,19 +358,23 @@ class PredictionLog:
     def flush(self) -> int:
         """Writes everything queued; returns the number of rows written (rows that could not be written are
         counted in ``failed`` and logged)."""
-        with self._lock:
-            batches, self._queue = list(self._queue), deque()
-            self._pending = 0
-        if not batches:
-            return 0
         with self._write_lock:
+            with self._lock:
+                batches, self._queue = list(self._queue), deque()
+                self._writing, self._pending = self._pending, 0
+            if not batches:
+                return 0
             groups: dict[tuple[str, tuple[str, ...]], list[_Batch]] = {}
             for batch in batches:
                 groups.setdefault((batch.version, batch.layout.features), []).append(batch)
             rows = 0
-            for key, group in groups.items():
-                rows += self._append(key, group)
-            self.written += rows
+            try:
+                for key, group in groups.items():
+                    written = self._append(key, group)
+                    self.written += written
+                    rows += written
+            finally:
+                self._writing = 0
             return rows
 
     def _append(self, key: tuple[str, tuple[str, ...]], batches: list[_Batch]) -> int:
@@ -420,7 +425,7 @@ class PredictionLog:
         :data:`LOSS_WINDOW_SECONDS`)."""
         degraded = self._failing or time.monotonic() - self._last_loss < LOSS_WINDOW_SECONDS
         return {"status": "degraded" if degraded else "ok", "rows_written": self.written, "rows_lost": self.lost,
-                "rows_pending": self._pending, "last_error": self.last_error}
+                "rows_pending": self._pending + self._writing, "last_error": self.last_error}
 
     def _run(self) -> None:
         while not self._stop.is_set():
