@@ -43,10 +43,28 @@ CUSTOMERS_FILE = "customers.csv"
 TRANSACTIONS_FILE = "transactions.json"
 REQUIRED_CUSTOMER_COLUMNS = (ID_COLUMN, "signup_date")
 REQUIRED_TRANSACTION_FIELDS = (ID_COLUMN, "timestamp", "amount")
+# Plausibility rules (README, "Raw data contract"): a transaction outside them is rejected with a reason.
+MAX_ABS_AMOUNT = 1e9  # |amount| above this is "implausible amount" (sums of kept amounts stay finite)
+EARLIEST_TIMESTAMP = "1900-01-01T00:00:00Z"  # inclusive
+LATEST_TIMESTAMP = "2200-01-01T00:00:00Z"  # exclusive
+# "timestamp after the log's end": more than LOG_END_GRACE_DAYS after the log's reference end, its
+# 99.9th percentile but at least its 3rd latest timestamp (see log_end_limit), so that a few stray
+# future rows cannot move the cutoff.
+LOG_END_QUANTILE_PER_MILLE = 999
+LOG_END_MIN_TAIL = 2
+LOG_END_GRACE_DAYS = 30
 REFUND_STATUSES = frozenset({"refund", "refunded", "returned", "chargeback"})
 LABEL_VALUES = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "1.0": 1, "0.0": 0}
 SOURCE_ROW = "source_row"
 REASON = "reason"
+NOT_UTF8 = "not valid UTF-8"
+MALFORMED = "malformed JSON record (not an object)"
+IMPLAUSIBLE_TIMESTAMP = "implausible timestamp (before 1900-01-01 or from 2200-01-01 on)"
+IMPLAUSIBLE_AMOUNT = f"implausible amount (|amount| above {MAX_ABS_AMOUNT:,.0f})"
+AFTER_LOG_END = (f"timestamp after the log's end (more than {LOG_END_GRACE_DAYS} days after the log's "
+                 f"{LOG_END_QUANTILE_PER_MILLE / 10:g}th percentile timestamp)")
+UNKNOWN_CUSTOMER = "unknown customer_id (not in kept customers)"
+DUPLICATE_TRANSACTION = "duplicate transaction_id (first occurrence kept)"
 
 CLEANED_CUSTOMERS = "cleaned_customers.csv"
 FILTERED_SALES = "filtered_sales.csv"
@@ -97,14 +115,14 @@ class Labels:
     Attributes:
         frame: ``customer_id``, ``churned`` (0/1) and ``split`` (train/validation).
         cutoff: Features may only use transactions on or before this instant (UTC).
-        end: Latest kept transaction (UTC).
+        end: Latest kept transaction (UTC); None without a transaction log.
         source: ``derived`` (from activity after the cutoff) or ``provided`` (customers.csv column).
-        excluded: Customers kept but not trained on, by reason.
+        excluded: Kept customers not trained on, by reason (reasons with no customer left out).
     """
 
     frame: pd.DataFrame
     cutoff: pd.Timestamp
-    end: pd.Timestamp
+    end: pd.Timestamp | None
     source: str
     excluded: dict[str, int] = field(default_factory=dict)
 
@@ -130,9 +148,16 @@ def read_customers(path: Path) -> pd.DataFrame:
             f"(or run `make data` to generate sample data)."
         )
     try:
+        header = _csv_header(path)
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RawDataError(f"{path}: cannot be read as CSV ({exc}). Fix the file's format.") from exc
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise RawDataError(
+            f"{path}: column name(s) {repeated} appear more than once in the header. Give every column "
+            f"a unique name (or remove the repeated column)."
+        )
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_CUSTOMER_COLUMNS if c not in raw.columns]
     if missing:
@@ -141,6 +166,14 @@ def read_customers(path: Path) -> pd.DataFrame:
             f"customers.csv needs {list(REQUIRED_CUSTOMER_COLUMNS)}."
         )
     return raw
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header's column names as written (stripped); pandas would rename repeats to ``name.1``."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        return [name.strip() for name in next(csv.reader(fh), [])]
 
 
 def clean_customers(raw: pd.DataFrame) -> Cleaned:
@@ -225,38 +258,114 @@ def _iter_line_chunks(path: Path, chunk_bytes: int) -> Iterator[memoryview | byt
             yield view[start : cut + 1]
 
 
+class _JsonNumberText(str):
+    """A JSON number that is not a finite double (``NaN``, ``Infinity``, ``1e999``), kept as its text."""
+
+
+def _json_float(text: str) -> float | _JsonNumberText:
+    value = float(text)
+    return value if np.isfinite(value) else _JsonNumberText(text)
+
+
+def _loads(text: str) -> object:
+    """``json.loads`` that keeps non-finite numbers as their original text (:class:`_JsonNumberText`)."""
+    return json.loads(text, parse_constant=_JsonNumberText, parse_float=_json_float)
+
+
 def _records_from_lines(block: memoryview | bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parses JSON lines one by one (the slow, forgiving path)."""
+    """Parses JSON lines one by one (the slow, forgiving path).
+
+    Returns:
+        ``(records, malformed)``: one record per non-blank line (``{}`` for a malformed one), and the
+        malformed lines' positions, original text and reason.
+    """
     records, malformed = [], []
     for line in bytes(block).splitlines():
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            records.append({})
+            malformed.append((len(records) - 1, line.decode("utf-8", errors="backslashreplace")[:500], NOT_UTF8))
+            continue
+        try:
+            obj = _loads(text)
+        except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict):
             records.append(obj)
         else:
             records.append({})
-            malformed.append((len(records) - 1, line.decode("utf-8", errors="replace")[:500]))
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    frame = frame.astype(object)
-    bad = pd.DataFrame(malformed, columns=["_pos", "raw_record"])
-    return frame, bad
+            malformed.append((len(records) - 1, text[:500], MALFORMED))
+    bad = pd.DataFrame(malformed, columns=["_pos", "raw_record", REASON])
+    return _records_frame(records), bad
+
+
+def _records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record (``{}`` too), one object column per key in order of first appearance,
+    values as parsed (no type inference: a :class:`_JsonNumberText` stays one)."""
+    keys = dict.fromkeys(k for r in records for k in r)
+    return pd.DataFrame({k: pd.Series([r.get(k) for r in records], dtype=object) for k in keys},
+                        index=pd.RangeIndex(len(records)))
+
+
+def _is_utf8(block: memoryview | bytes) -> bool:
+    if int(np.frombuffer(block, dtype=np.uint8).max(initial=0)) < 128:
+        return True
+    try:
+        str(block, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _timestamp_position(block: memoryview | bytes, lines: int = 1000) -> int | None:
+    """Where ``timestamp`` comes among the block's fields in order of first appearance (as pyarrow
+    orders inferred columns), from its first lines; None when none of them has one."""
+    seen: dict[str, None] = {}
+    for line in bytes(block[: 1 << 20]).splitlines()[:lines]:
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return None
+        if not isinstance(obj, dict):
+            return None
+        for key in obj:
+            if key == "timestamp":
+                return len(seen)
+            seen.setdefault(key)
+    return None
 
 
 def _parse_block(block: memoryview | bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parses a block of JSON lines: pyarrow when the block is clean, line by line otherwise."""
+    """Parses a block of JSON lines: pyarrow when the block is clean, line by line otherwise.
+
+    pyarrow's parser neither checks UTF-8 nor keeps the text of ``NaN``/``Infinity``, and it
+    reads ISO timestamps as timestamps (a rejected row would lose its original text): timestamps
+    stay text, and a block with invalid UTF-8 or a non-finite number is read line by line.
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pj
 
+    position = _timestamp_position(block)
+    if position is None or not _is_utf8(block):
+        return _records_from_lines(block)
     try:
-        table = pj.read_json(pa.BufferReader(block), read_options=pj.ReadOptions(block_size=max(len(block), 1 << 20)))
+        table = pj.read_json(
+            pa.BufferReader(block), read_options=pj.ReadOptions(block_size=max(len(block), 1 << 20)),
+            parse_options=pj.ParseOptions(explicit_schema=pa.schema([("timestamp", pa.string())]),
+                                          unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return _records_from_lines(block)
+    for column in table.columns:
+        if pa.types.is_floating(column.type) and pc.any(pc.invert(pc.is_finite(column))).as_py():
+            return _records_from_lines(block)
+    names = [n for n in table.column_names if n != "timestamp"]  # the schema put it first
+    table = table.select(names[:position] + ["timestamp"] + names[position:])
     frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
-    return frame, pd.DataFrame(columns=["_pos", "raw_record"])
+    return frame, pd.DataFrame(columns=["_pos", "raw_record", REASON])
 
 
 def _parse_blocks(path: Path, chunk_bytes: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
@@ -299,7 +408,9 @@ def _to_text(col: pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(col) and col.dtype != object:
         return col.str.strip()
     if pd.api.types.is_float_dtype(col):
-        as_int = col.where(col.isna() | (col % 1 != 0), col.round().astype("Int64").astype(str).astype(object))
+        whole = (col.abs() < 1e18) & (col % 1 == 0)  # False for NaN and inf
+        as_int = col.astype(object)
+        as_int[whole] = col[whole].round().astype("int64").astype(str)
         return as_int.astype("string").str.replace(r"\.0$", "", regex=True)
     if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
         return col.astype("string")
@@ -307,7 +418,7 @@ def _to_text(col: pd.Series) -> pd.Series:
     def conv(v: object) -> object:
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return pd.NA
-        if isinstance(v, float) and v.is_integer():
+        if isinstance(v, float) and v.is_integer() and abs(v) < 1e18:
             return str(int(v))
         if isinstance(v, (dict, list)):
             return json.dumps(v)
@@ -327,20 +438,33 @@ def _to_timestamp(col: pd.Series) -> pd.Series:
 
 
 def _to_amount(col: pd.Series) -> pd.Series:
+    """A parsed JSON field as float64: NaN for missing or non-numeric values, ``NaN``/``Infinity``
+    number texts (:class:`_JsonNumberText`) as their values."""
     if pd.api.types.is_bool_dtype(col):
         return pd.Series(np.nan, index=col.index)
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
-    values = col.map(lambda v: np.nan if isinstance(v, bool) else v) if col.dtype == object else col
+    if col.dtype == object:
+        values = col.map(lambda v: np.nan if isinstance(v, bool) else float(v) if isinstance(v, _JsonNumberText) else v)
+    else:
+        values = col
     return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def _is_number_text(col: pd.Series) -> np.ndarray:
+    """Per value: a JSON number that is not a finite double (see :class:`_JsonNumberText`)."""
+    if col.dtype != object:
+        return np.zeros(len(col), dtype=bool)
+    return np.fromiter((isinstance(v, _JsonNumberText) for v in col), dtype=bool, count=len(col))
 
 
 def validate_transaction_records(frame: pd.DataFrame, first_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Applies the per-record rules to parsed transaction records.
 
     Rules, first match wins: missing ``customer_id``; missing or unparseable ``timestamp``;
-    missing, non-numeric or non-finite ``amount``; negative ``amount`` whose ``status`` is not a
-    refund (refund, refunded, returned, chargeback).
+    timestamp outside [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP); missing, non-numeric or non-finite
+    ``amount`` (``NaN``, ``Infinity``); ``|amount|`` above MAX_ABS_AMOUNT; negative ``amount`` whose
+    ``status`` is not a refund (refund, refunded, returned, chargeback).
 
     Args:
         frame: Parsed records (any field types), one per source record, in file order.
@@ -360,25 +484,31 @@ def validate_transaction_records(frame: pd.DataFrame, first_row: int = 1) -> tup
     ts = _to_timestamp(raw_ts)
     raw_amount = frame["amount"] if "amount" in frame else pd.Series(np.nan, index=frame.index)
     amount = _to_amount(raw_amount)
+    number_text = _is_number_text(raw_amount)
     status = _to_text(frame["status"]).str.lower() if "status" in frame else empty
     is_refund = status.isin(REFUND_STATUSES).fillna(False).astype(bool)
+    implausible_ts = ts.notna() & ((ts < pd.Timestamp(EARLIEST_TIMESTAMP)) | (ts >= pd.Timestamp(LATEST_TIMESTAMP)))
 
     conditions = [
         cid.isna() | (cid == ""),
         raw_ts.isna(),
         ts.isna(),
+        implausible_ts,
         raw_amount.isna(),
-        amount.isna(),
-        ~np.isfinite(amount.fillna(0.0)),
+        amount.isna() & ~number_text,
+        number_text | ~np.isfinite(amount.fillna(0.0)),
+        amount.abs() > MAX_ABS_AMOUNT,
         (amount < 0) & ~is_refund,
     ]
     reasons = [
         "missing customer_id",
         "missing timestamp",
         "unparseable timestamp (expected ISO 8601, e.g. 2024-01-31T13:45:00Z)",
+        IMPLAUSIBLE_TIMESTAMP,
         "missing amount",
         "non-numeric amount",
         "non-finite amount",
+        IMPLAUSIBLE_AMOUNT,
         "negative amount not marked as a refund (set status to 'refunded')",
     ]
     # First matching rule per row as a small integer (0 = no rule); texts only for the rejected rows.
@@ -431,30 +561,38 @@ def parse_transactions(path: Path, *, chunk_bytes: int = 64 << 20) -> Cleaned:
             f"in the raw folder (or run `make data`)."
         )
     kept_parts, rejected_parts, seen_fields = [], [], set()
-    total = 0
+    total = objects = 0
     started = time.monotonic()
     if _is_json_array(path):
         try:
-            items = json.loads(path.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as exc:
+            items = _loads(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise RawDataError(
+                f"{path}: not valid UTF-8 ({exc}). Save the file as UTF-8, or write one JSON object per "
+                f"line (JSON Lines) so that only the records with bad bytes are rejected."
+            ) from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise RawDataError(
                 f"{path}: starts with '[' but is not a valid JSON array ({exc}). "
                 f"Fix the file or write one JSON object per line (JSON Lines)."
             ) from exc
-        blocks = [(pd.DataFrame.from_records([i if isinstance(i, dict) else {} for i in items]).astype(object),
-                   pd.DataFrame([(k, json.dumps(i)[:500]) for k, i in enumerate(items) if not isinstance(i, dict)],
-                                columns=["_pos", "raw_record"]))]
+        if not isinstance(items, list):
+            raise RawDataError(f"{path}: starts with '[' but is not a JSON array. Fix the file or write "
+                               f"one JSON object per line (JSON Lines).")
+        blocks = [(_records_frame([i if isinstance(i, dict) else {} for i in items]),
+                   pd.DataFrame([(k, json.dumps(i)[:500], MALFORMED) for k, i in enumerate(items)
+                                 if not isinstance(i, dict)], columns=["_pos", "raw_record", REASON]))]
     else:
         blocks = _parse_blocks(path, chunk_bytes)
     for frame, malformed in blocks:
         seen_fields.update(frame.columns)
+        objects += len(frame) - len(malformed)
         if len(malformed):
             bad_pos = malformed["_pos"].to_numpy()
             mask = np.zeros(len(frame), dtype=bool)
             mask[bad_pos] = True
-            rej = malformed.rename(columns={"_pos": SOURCE_ROW})
+            rej = malformed.rename(columns={"_pos": SOURCE_ROW})[[SOURCE_ROW, REASON, "raw_record"]]
             rej[SOURCE_ROW] = rej[SOURCE_ROW] + total + 1
-            rej.insert(1, REASON, "malformed JSON record (not an object)")
             rejected_parts.append(rej)
             positions = np.flatnonzero(~mask)
             good = frame.iloc[positions].reset_index(drop=True)
@@ -472,7 +610,7 @@ def parse_transactions(path: Path, *, chunk_bytes: int = 64 << 20) -> Cleaned:
         total += len(frame)
         logger.debug("%s: %d records parsed (%.1fs)", path.name, total, time.monotonic() - started)
     missing = [f for f in REQUIRED_TRANSACTION_FIELDS if f not in seen_fields]
-    if total and missing:
+    if objects and missing:
         raise RawDataError(
             f"{path}: required field(s) {missing} appear in no record; found {sorted(map(str, seen_fields))}. "
             f"Each transaction needs {list(REQUIRED_TRANSACTION_FIELDS)}."
@@ -498,11 +636,39 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True, sort=False)
 
 
-def clean_transactions(parsed: Cleaned, known_customers: pd.Series) -> Cleaned:
-    """Applies the cross-record rules: unknown customers and duplicate transaction ids.
+def _log_end_rank(n: int) -> int:
+    """0-based rank (from the earliest) of :func:`log_end_limit`'s reference among ``n`` timestamps."""
+    return max(0, min((n - 1) * LOG_END_QUANTILE_PER_MILLE // 1000, n - 1 - LOG_END_MIN_TAIL))
 
-    A transaction of a customer not among the kept customers is rejected; so is a
-    ``transaction_id`` seen on an earlier record (the first one is kept).
+
+def log_end_limit(timestamps: pd.Series) -> pd.Timestamp | None:
+    """The latest timestamp the log's end allows: LOG_END_GRACE_DAYS after the log's reference end.
+
+    The reference end is the k-th smallest of the n timestamps (0-based), k = (n - 1) * 999 // 1000
+    (LOG_END_QUANTILE_PER_MILLE) but at most n - 1 - LOG_END_MIN_TAIL: the latest 0.1% of the rows,
+    and at least the 2 latest, cannot move it, however far in the future they are.
+
+    Args:
+        timestamps: UTC timestamps of the records that pass the per-record rules.
+
+    Returns:
+        The limit (UTC), or None for no timestamps.
+    """
+    n = len(timestamps)
+    if not n:
+        return None
+    k = _log_end_rank(n)
+    values = timestamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    reference = pd.Timestamp(np.partition(values, k)[k]).tz_localize("UTC")
+    return reference + pd.Timedelta(days=LOG_END_GRACE_DAYS)
+
+
+def clean_transactions(parsed: Cleaned, known_customers: pd.Series) -> Cleaned:
+    """Applies the cross-record rules: the log's end, unknown customers and duplicate transaction ids.
+
+    A transaction after :func:`log_end_limit` is rejected; so is one of a customer not among the
+    kept customers, and a ``transaction_id`` seen on an earlier record (the first one is kept;
+    records rejected by these rules count as earlier records, those rejected per record don't).
 
     Args:
         parsed: Output of :func:`parse_transactions`.
@@ -512,30 +678,31 @@ def clean_transactions(parsed: Cleaned, known_customers: pd.Series) -> Cleaned:
         All kept and rejected records of the input.
     """
     tx = parsed.kept
+    limit = log_end_limit(tx["timestamp"])
+    late = (tx["timestamp"] > limit).to_numpy() if limit is not None else np.zeros(len(tx), dtype=bool)
     unknown = ~_isin_text(tx[ID_COLUMN], known_customers)
     dup = np.zeros(len(tx), dtype=bool)
     if "transaction_id" in tx.columns:
-        dup = _duplicated_text(tx["transaction_id"]) & ~unknown
-    bad = unknown | dup
-    rejected = _all_rejected(parsed.rejected, tx[bad], unknown[bad])
+        dup = _duplicated_text(tx["transaction_id"])
+    bad = late | unknown | dup
+    reasons = np.select([late[bad], unknown[bad]], [AFTER_LOG_END, UNKNOWN_CUSTOMER], DUPLICATE_TRANSACTION)
+    rejected = _all_rejected(parsed.rejected, tx[bad], reasons)
     kept = tx[~bad].reset_index(drop=True) if bad.any() else tx.reset_index(drop=True)
     return Cleaned(kept=kept, rejected=rejected, raw_rows=parsed.raw_rows)
 
 
-def _all_rejected(per_record: pd.DataFrame, cross: pd.DataFrame, unknown: np.ndarray) -> pd.DataFrame:
+def _all_rejected(per_record: pd.DataFrame, cross: pd.DataFrame, reasons: np.ndarray) -> pd.DataFrame:
     """Per-record rejects plus the kept records the cross-record rules reject, by source row.
 
     Args:
         per_record: Rejected rows of :func:`parse_transactions`.
         cross: The kept records (typed, as :func:`validate_transaction_records` keeps them) that a
             cross-record rule rejects.
-        unknown: Per row of ``cross``: rejected for its customer (else for a repeated transaction id).
+        reasons: Per row of ``cross``: the reason.
     """
     newly = cross.copy()
     if len(newly):
-        reason = np.where(unknown, "unknown customer_id (not in kept customers)",
-                          "duplicate transaction_id (first occurrence kept)")
-        newly.insert(1, REASON, reason)
+        newly.insert(1, REASON, np.asarray(reasons, dtype=object))
         newly = newly.drop(columns=["is_refund"])
         for col in newly.columns:
             if col not in (SOURCE_ROW, REASON):
@@ -690,66 +857,124 @@ def _duplicated_text(values: pd.Series) -> np.ndarray:
 # --------------------------------------------------------------------------- labels and split
 
 
-def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame, churn_window_days: int) -> Labels:
-    """Fixes the cutoff and the label of every trainable customer.
+def parse_cutoff(value: "str | pd.Timestamp | None") -> pd.Timestamp | None:
+    """Reads a cutoff given as an ISO date or instant (UTC when it has no zone); None or '' for none.
 
-    With a ``churned`` column in customers.csv, that label is used and the cutoff is the latest
-    transaction. Otherwise cutoff = latest transaction − ``churn_window_days`` and a customer is
-    churned (1) when they have no purchase (refunds don't count) in (cutoff, cutoff + window].
-    Customers who signed up after the cutoff, or have no provided label, are not trained on.
+    Raises:
+        ValueError: Not a date.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"cutoff {value!r}: not an ISO date or instant (e.g. 2024-06-30 or "
+                         f"2024-06-30T00:00:00Z)") from exc
+    if pd.isna(ts):
+        raise ValueError(f"cutoff {value!r}: not an ISO date or instant (e.g. 2024-06-30)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def label_cutoff(customers: pd.DataFrame, end: pd.Timestamp | None, churn_window_days: int,
+                 cutoff: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The cutoff: ``cutoff`` when given, else the latest transaction (provided labels), the newest
+    ``signup_date`` (provided labels, no transaction log) or the latest transaction − window (derived).
 
     Args:
         customers: Kept customers (``signup_date`` UTC).
-        transactions: Kept transactions (``timestamp`` UTC, ``is_refund``).
+        end: Latest kept transaction, None without a transaction log.
         churn_window_days: Label window in days.
+        cutoff: The cutoff asked for (UTC), or None.
+
+    Returns:
+        The cutoff (UTC).
+
+    Raises:
+        RawDataError: Derived labels whose window (cutoff, cutoff + window] goes past the log's end.
+    """
+    if churn_window_days <= 0:
+        raise ValueError(f"churn_window_days must be positive, got {churn_window_days}")
+    window = pd.Timedelta(days=churn_window_days)
+    if LABEL_COLUMN in customers.columns:
+        if cutoff is not None:
+            return cutoff
+        return end if end is not None else customers["signup_date"].max()
+    if end is None:
+        raise ValueError("derived labels need a transaction log")
+    if cutoff is None:
+        return end - window
+    if cutoff + window > end:
+        raise RawDataError(
+            f"cutoff {cutoff.isoformat()}: the label window ({churn_window_days} days) would end on "
+            f"{(cutoff + window).isoformat()}, after the last transaction ({end.isoformat()}), and customers would "
+            f"count as churned for lack of data. Use a cutoff on or before {(end - window).isoformat()} "
+            f"(or a shorter churn window)."
+        )
+    return cutoff
+
+
+def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame | None, churn_window_days: int,
+                cutoff: pd.Timestamp | None = None) -> Labels:
+    """Fixes the cutoff and the label of every trainable customer.
+
+    With a ``churned`` column in customers.csv, that label is used; otherwise a customer is
+    churned (1) when they have no purchase (refunds don't count) in (cutoff, cutoff + window].
+    The cutoff is :func:`label_cutoff`'s. Customers who signed up after the cutoff, or have no
+    provided label, are not trained on.
+
+    Args:
+        customers: Kept customers (``signup_date`` UTC).
+        transactions: Kept transactions (``timestamp`` UTC, ``is_refund``); None without a log.
+        churn_window_days: Label window in days.
+        cutoff: The cutoff asked for, or None for the default.
 
     Returns:
         The labels (without split yet: ``split`` is filled by :func:`split_customers`).
     """
-    if churn_window_days <= 0:
-        raise ValueError(f"churn_window_days must be positive, got {churn_window_days}")
-    end = transactions["timestamp"].max()
+    end = transactions["timestamp"].max() if transactions is not None and len(transactions) else None
+    cutoff = label_cutoff(customers, end, churn_window_days, cutoff)
     active_after = None
     if LABEL_COLUMN not in customers.columns:
-        cutoff = end - pd.Timedelta(days=churn_window_days)
         ts = transactions["timestamp"]
-        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= end)  # purchases, not refunds
+        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= cutoff + pd.Timedelta(days=churn_window_days))
         ids = transactions.loc[in_window, ID_COLUMN].unique()
         active_after = pd.Series(ids, dtype=ids.dtype)
-    return labels_at(customers, end, active_after, churn_window_days)
+    return labels_at(customers, end, active_after, churn_window_days, cutoff)
 
 
-def labels_at(customers: pd.DataFrame, end: pd.Timestamp, active_after: pd.Series | None,
-              churn_window_days: int) -> Labels:
+def labels_at(customers: pd.DataFrame, end: pd.Timestamp | None, active_after: pd.Series | None,
+              churn_window_days: int, cutoff: pd.Timestamp | None = None) -> Labels:
     """:func:`make_labels` given what it needs of the transactions.
 
     Args:
         customers: Kept customers (``signup_date`` UTC).
-        end: Latest kept transaction (UTC).
-        active_after: Customers with a purchase (not a refund) in (end - window, end]; only used
-            (and only needed) when customers.csv has no ``churned`` column.
+        end: Latest kept transaction (UTC), None without a transaction log.
+        active_after: Customers with a purchase (not a refund) in (cutoff, cutoff + window]; only
+            used (and only needed) when customers.csv has no ``churned`` column.
         churn_window_days: Label window in days.
+        cutoff: The cutoff asked for, or None for the default (:func:`label_cutoff`).
 
     Returns:
-        The labels, without split.
+        The labels, without split. Every kept customer is either in the frame or counted in
+        ``excluded``, first reason first: no churned label; signed up after the cutoff.
     """
-    window = pd.Timedelta(days=churn_window_days)
+    cutoff = label_cutoff(customers, end, churn_window_days, cutoff)
     excluded: dict[str, int] = {}
+    eligible = customers["signup_date"] <= cutoff
     if LABEL_COLUMN in customers.columns:
-        cutoff = end
         has_label = customers[LABEL_COLUMN].notna()
         excluded["no churned label"] = int((~has_label).sum())
-        frame = customers.loc[has_label, [ID_COLUMN, LABEL_COLUMN]].copy()
+        excluded["signed up after cutoff"] = int((has_label & ~eligible).sum())
+        frame = customers.loc[has_label & eligible, [ID_COLUMN, LABEL_COLUMN]].copy()
         frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype("int8")
         source = "provided"
     else:
-        cutoff = end - window
-        eligible = customers["signup_date"] <= cutoff
         excluded["signed up after cutoff"] = int((~eligible).sum())
         frame = customers.loc[eligible, [ID_COLUMN]].copy()
         active = _isin_text(frame[ID_COLUMN], active_after)
         frame[LABEL_COLUMN] = pd.Series(~active, index=frame.index).astype("int8")
         source = "derived"
+    excluded = {reason: n for reason, n in excluded.items() if n}
     return Labels(frame=frame.reset_index(drop=True), cutoff=cutoff, end=end, source=source, excluded=excluded)
 
 
@@ -797,19 +1022,21 @@ class Prepared:
     customers: Cleaned
     transactions: Cleaned
     labels: Labels
+    has_transactions: bool = True
 
     def metadata(self, churn_window_days: int, seed: int, validation_fraction: float) -> dict:
         """Run facts: cutoff, label source, row accounting per input, exclusions."""
         return _metadata(self.labels, self.customers.accounting(), self.transactions.accounting(),
-                         churn_window_days, seed, validation_fraction)
+                         churn_window_days, seed, validation_fraction, self.has_transactions)
 
 
 def _metadata(labels: Labels, customers: dict, transactions: dict, churn_window_days: int, seed: int,
-              validation_fraction: float) -> dict:
+              validation_fraction: float, has_transactions: bool = True) -> dict:
     split_counts = labels.frame.groupby(["split", LABEL_COLUMN]).size()
     return {
         "cutoff": labels.cutoff.isoformat(),
-        "end": labels.end.isoformat(),
+        "end": labels.end.isoformat() if labels.end is not None else None,
+        "has_transactions": has_transactions,
         "churn_window_days": churn_window_days,
         "label_source": labels.source,
         "seed": seed,
@@ -821,14 +1048,45 @@ def _metadata(labels: Labels, customers: dict, transactions: dict, churn_window_
     }
 
 
-def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42) -> Prepared:
+def has_transaction_log(path: Path) -> bool:
+    """False when transactions.json is absent, 0 bytes, whitespace only or ``[]``: "no transaction log"."""
+    if not path.is_file():
+        return False
+    content = b""
+    with path.open("rb") as fh:
+        while len(content) <= 2 and (chunk := fh.read(1 << 20)):
+            content += re.sub(rb"\s+", b"", chunk.replace(b"\xef\xbb\xbf", b""))
+    return content not in (b"", b"[]")
+
+
+def _no_transaction_log(tx_path: Path, customers_path: Path, customers: Cleaned) -> Cleaned:
+    """The transactions of a run without a transaction log (none), or the error when labels need one."""
+    if LABEL_COLUMN not in customers.kept.columns:
+        state = "transactions file not found" if not tx_path.is_file() else "transactions file holds no records"
+        raise RawDataError(
+            f"{tx_path}: {state}, and {customers_path} has no `{LABEL_COLUMN}` column to label customers "
+            f"without one. Put the transactions in {TRANSACTIONS_FILE} (JSON Lines or a JSON array), or add a "
+            f"`{LABEL_COLUMN}` column (0/1) to {CUSTOMERS_FILE} (or run `make data` for sample data)."
+        )
+    logger.info("%s: no transaction log; labels from %s, features from customer attributes",
+                TRANSACTIONS_FILE, CUSTOMERS_FILE)
+    kept = pd.DataFrame({SOURCE_ROW: pd.Series(dtype="int64"), ID_COLUMN: pd.Series(dtype=pd.StringDtype("pyarrow")),
+                         "timestamp": pd.Series(dtype="datetime64[us, UTC]"), "amount": pd.Series(dtype="float64"),
+                         "is_refund": pd.Series(dtype=bool)})
+    return Cleaned(kept=kept, rejected=_concat([]), raw_rows=0)
+
+
+def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
+            cutoff: "str | pd.Timestamp | None" = None) -> Prepared:
     """Runs data_prep on a raw folder.
 
     Args:
-        raw_dir: Folder with customers.csv and transactions.json.
+        raw_dir: Folder with customers.csv and (optional with a ``churned`` column) transactions.json.
         churn_window_days: Label window.
         validation_fraction: Share of labelled customers in validation.
         seed: Split seed.
+        cutoff: ISO date or instant (UTC) to cut features and labels at, or None for the default
+            (:func:`label_cutoff`).
 
     Returns:
         Cleaned inputs, labels and split.
@@ -837,12 +1095,18 @@ def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: 
         RawDataError: An input is missing, lacks required columns, or has no usable rows.
     """
     started = time.monotonic()
+    cutoff_at = parse_cutoff(cutoff)
     customers_path = raw_dir / CUSTOMERS_FILE
     customers = clean_customers(read_customers(customers_path))
     logger.info("customers: %d raw, %d kept, %d rejected", customers.raw_rows, len(customers.kept), len(customers.rejected))
     if customers.kept.empty:
         raise RawDataError(f"{customers_path}: no usable rows ({customers.accounting()['reasons']}).")
     tx_path = raw_dir / TRANSACTIONS_FILE
+    if not has_transaction_log(tx_path):
+        transactions = _no_transaction_log(tx_path, customers_path, customers)
+        labels = split_customers(make_labels(customers.kept, None, churn_window_days, cutoff_at),
+                                 validation_fraction, seed)
+        return Prepared(customers=customers, transactions=transactions, labels=labels, has_transactions=False)
     transactions = clean_transactions(parse_transactions(tx_path), customers.kept[ID_COLUMN])
     logger.info(
         "transactions: %d raw, %d kept, %d rejected (%.1fs)",
@@ -850,7 +1114,8 @@ def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: 
     )
     if transactions.kept.empty:
         raise RawDataError(f"{tx_path}: no usable rows ({transactions.accounting()['reasons']}).")
-    labels = split_customers(make_labels(customers.kept, transactions.kept, churn_window_days), validation_fraction, seed)
+    labels = split_customers(make_labels(customers.kept, transactions.kept, churn_window_days, cutoff_at),
+                             validation_fraction, seed)
     logger.info(
         "labels (%s): cutoff %s, %d customers, churn rate %.1f%%",
         labels.source, labels.cutoff.date(), len(labels.frame), 100 * labels.frame[LABEL_COLUMN].mean(),
@@ -1185,6 +1450,9 @@ _MAX_ODD_TIMESTAMPS = 100_000
 _SCAN_BYTES = 64 << 20
 _NOT_FAST = "fast path: a value it does not take (other JSON type, spaces at the ends, no fields)"
 _PENDING = "NULL::TINYINT"
+_TS_OUTSIDE = f"(ts < TIMESTAMPTZ '{EARLIEST_TIMESTAMP}' OR ts >= TIMESTAMPTZ '{LATEST_TIMESTAMP}')"
+# Codes of the cross-record rules in table tx (1-7: per record; 0: kept).
+_CROSS_REASONS = {8: UNKNOWN_CUSTOMER, 9: DUPLICATE_TRANSACTION, 10: AFTER_LOG_END}
 
 
 @dataclass(frozen=True)
@@ -1325,7 +1593,8 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
     canonical = (f"(length({jts}) = 22 AND substr({jts}, 12, 1) = 'T' AND ends_with({jts}, 'Z\"'))")
     ts_out = f"CASE WHEN {canonical} THEN substr({jts}, 2, 20) ELSE {_iso_sql('ts')} END"
     rule = (f"CASE WHEN {jcid} IS NULL OR {jcid} = '\"\"' THEN 1 WHEN {jts} IS NULL THEN 2 "
-            f"WHEN NOT ts_safe THEN {_PENDING} WHEN ts IS NULL THEN 3 WHEN {jamount} IS NULL THEN 4 "
+            f"WHEN NOT ts_safe THEN {_PENDING} WHEN ts IS NULL OR {_TS_OUTSIDE} THEN 3 WHEN {jamount} IS NULL THEN 4 "
+            f"WHEN abs(try_cast({jamount} AS DOUBLE)) > {MAX_ABS_AMOUNT!r} THEN 6 "
             f"WHEN try_cast({jamount} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END")
     # Rows not kept (yet) carry their fields' JSON texts in `line` instead, for the pandas rules.
     raw_line = "concat_ws(chr(1), " + ", ".join(f"coalesce({j[f]}, chr(2))" for f in fields) + ")"
@@ -1374,6 +1643,8 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
             return None
         parsed = pd.to_datetime(pd.Series([json.loads(t) for t in texts], dtype=object), format="ISO8601",
                                 utc=True, errors="coerce")
+        # Outside the plausible range: NULL here, so rejected (the pandas rules give the reason).
+        parsed = parsed.mask((parsed < pd.Timestamp(EARLIEST_TIMESTAMP)) | (parsed >= pd.Timestamp(LATEST_TIMESTAMP)))
         if (parsed.dropna().dt.as_unit("ns").astype("int64") % 1000 != 0).any():
             logger.info("%s: fast path not taken (timestamps finer than microseconds)", path.name)
             return None
@@ -1381,27 +1652,37 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
         amount_raw = jraw["amount"]
         _sql(con, f"UPDATE tx SET ts = odd_ts.ts FROM odd_ts WHERE tx.rule IS NULL AND {jraw['timestamp']} = odd_ts.t")
         new_rule = (f"CASE WHEN ts IS NULL THEN 3 WHEN {amount_raw} IS NULL THEN 4 "
+                    f"WHEN abs(try_cast({amount_raw} AS DOUBLE)) > {MAX_ABS_AMOUNT!r} THEN 6 "
                     f"WHEN try_cast({amount_raw} AS DOUBLE) < 0 AND NOT is_refund THEN 7 ELSE 0 END")
         _sql(con, f"UPDATE tx SET rule = {new_rule}, line = CASE WHEN {new_rule} = 0 THEN "
                   f"{_line_sql(fields, jraw, _iso_sql('ts'), 'is_refund')} ELSE line END WHERE rule IS NULL")
         con.unregister("odd_ts")
 
+    late = "false"
+    passed = con.execute("SELECT count(*) FROM tx WHERE rule = 0").fetchall()[0][0]
+    if passed:  # log_end_limit's k-th smallest, as the (passed - 1 - k)-th largest: a small top-N
+        k = _log_end_rank(passed)
+        reference = con.execute(
+            f"SELECT ts FROM tx WHERE rule = 0 ORDER BY ts DESC LIMIT 1 OFFSET {passed - 1 - k}").fetchall()[0][0]
+        limit = pd.Timestamp(reference).tz_convert("UTC") + pd.Timedelta(days=LOG_END_GRACE_DAYS)
+        late = f"ts > TIMESTAMPTZ '{limit.isoformat()}'"
     ids = known_customers().astype(str).to_numpy()
     con.register("known_customers", pa.table({"id": pa.array(ids, pa.string())}))
     known = "(SELECT '\"' || id || '\"' FROM known_customers)"
     _sql(con, f"""
         CREATE TABLE cross_rejected AS
-        SELECT rid, unknown FROM (
-            SELECT rid, unknown, CASE WHEN maybe_dup THEN row_number() OVER (PARTITION BY tid ORDER BY rid) END AS nth
-            FROM (SELECT rowid AS rid, tid, NOT (cid IN {known}) AS unknown,
+        SELECT rid, CASE WHEN late THEN 10 WHEN unknown THEN 8 ELSE 9 END AS code FROM (
+            SELECT rid, late, unknown,
+                   CASE WHEN maybe_dup THEN row_number() OVER (PARTITION BY tid ORDER BY rid) END AS nth
+            FROM (SELECT rowid AS rid, tid, {late} AS late, NOT (cid IN {known}) AS unknown,
                          coalesce(tid IN (SELECT tid FROM tx WHERE rule = 0 AND tid IS NOT NULL
                                           GROUP BY tid HAVING count(*) > 1), false) AS maybe_dup
                   FROM tx WHERE rule = 0)
-            WHERE unknown OR maybe_dup)
-        WHERE unknown OR nth > 1
+            WHERE late OR unknown OR maybe_dup)
+        WHERE late OR unknown OR nth > 1
     """)
     con.unregister("known_customers")
-    _sql(con, "UPDATE tx SET rule = CASE WHEN c.unknown THEN 8 ELSE 9 END FROM cross_rejected c WHERE tx.rowid = c.rid")
+    _sql(con, "UPDATE tx SET rule = c.code FROM cross_rejected c WHERE tx.rowid = c.rid")
 
     per_record = _fast_rejected_records(con, fields)
     if per_record is None:
@@ -1436,11 +1717,13 @@ def _fast_rejected_records(con, fields: list[str]) -> pd.DataFrame | None:
 
 
 def _fast_cross_rejected(con, fields: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Kept records the cross-record rules reject, typed as :func:`validate_transaction_records` keeps them."""
+    """Kept records the cross-record rules reject, typed as :func:`validate_transaction_records` keeps
+    them, and their reasons."""
     import csv
     import io
 
-    rows = con.execute("SELECT rowid + 1, line, ts, is_refund, rule = 8 FROM tx WHERE rule IN (8, 9) ORDER BY rowid"
+    codes = ", ".join(map(str, _CROSS_REASONS))
+    rows = con.execute(f"SELECT rowid + 1, line, ts, is_refund, rule FROM tx WHERE rule IN ({codes}) ORDER BY rowid"
                        ).fetchall()
     parsed = list(csv.reader(io.StringIO("".join(r[1] for r in rows))))
     columns = {f: [row[i] for row in parsed] for i, f in enumerate(fields)}
@@ -1457,7 +1740,7 @@ def _fast_cross_rejected(con, fields: list[str]) -> tuple[pd.DataFrame, np.ndarr
     frame = frame[fields]
     frame.insert(0, SOURCE_ROW, np.array([r[0] for r in rows], dtype=np.int64))
     frame["is_refund"] = np.array([r[3] for r in rows], dtype=bool)
-    return frame, np.array([r[4] for r in rows], dtype=bool)
+    return frame, np.array([_CROSS_REASONS[r[4]] for r in rows], dtype=object)
 
 
 def _write_text_bytes(fh, lines: "pa.Array") -> None:
@@ -1481,7 +1764,7 @@ def _write_text_bytes(fh, lines: "pa.Array") -> None:
 
 
 def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2,
-             seed: int = 42) -> dict | None:
+             seed: int = 42, cutoff: "str | pd.Timestamp | None" = None) -> dict | None:
     """:func:`run` with DuckDB for the transactions, or None (nothing written) when the input needs the pandas path.
 
     Writes the same interim files as :func:`prepare` + :func:`write_interim`, byte for byte.
@@ -1492,6 +1775,7 @@ def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, valid
         churn_window_days: Label window.
         validation_fraction: Share of labelled customers in validation.
         seed: Split seed.
+        cutoff: As :func:`prepare`.
 
     Returns:
         The metadata, or None.
@@ -1510,8 +1794,9 @@ def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, valid
 
     if churn_window_days <= 0 or not 0 < validation_fraction < 1:
         return None  # the pandas path raises the error
+    cutoff_at = parse_cutoff(cutoff)
     tx_path = raw_dir / TRANSACTIONS_FILE
-    if not tx_path.is_file() or _is_json_array(tx_path):
+    if not has_transaction_log(tx_path) or _is_json_array(tx_path):
         return None
     started = time.monotonic()
     customers_path = raw_dir / CUSTOMERS_FILE
@@ -1545,16 +1830,19 @@ def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, valid
                 raise RawDataError(f"{tx_path}: no usable rows ({tx_acc['reasons']}).")
             end = pd.Timestamp(con.execute("SELECT max(ts) FROM tx WHERE rule = 0").fetchall()[0][0]).tz_convert("UTC")
             active = None
+            cutoff_at = label_cutoff(customers.kept, end, churn_window_days, cutoff_at)
             if LABEL_COLUMN not in customers.kept.columns:
-                cutoff = end - pd.Timedelta(days=churn_window_days)
+                window_end = cutoff_at + pd.Timedelta(days=churn_window_days)
                 ids = con.sql("SELECT DISTINCT substr(cid, 2, length(cid) - 2) FROM tx WHERE rule = 0 "
-                              f"AND NOT is_refund AND ts > TIMESTAMPTZ '{cutoff.isoformat()}'").to_arrow_table().column(0)
+                              f"AND NOT is_refund AND ts > TIMESTAMPTZ '{cutoff_at.isoformat()}' "
+                              f"AND ts <= TIMESTAMPTZ '{window_end.isoformat()}'").to_arrow_table().column(0)
                 active = pd.Series(ids.to_pandas(types_mapper={ids.type: pd.StringDtype("pyarrow")}.get))
-            labels = split_customers(labels_at(customers.kept, end, active, churn_window_days),
+            labels = split_customers(labels_at(customers.kept, end, active, churn_window_days, cutoff_at),
                                      validation_fraction, seed)
             logger.info("labels (%s): cutoff %s, %d customers, churn rate %.1f%%", labels.source,
                         labels.cutoff.date(), len(labels.frame), 100 * labels.frame[LABEL_COLUMN].mean())
-            metadata = _metadata(labels, customers.accounting(), tx_acc, churn_window_days, seed, validation_fraction)
+            metadata = _metadata(labels, customers.accounting(), tx_acc, churn_window_days, seed, validation_fraction,
+                                 has_transactions=True)
 
             def write_sales(path: Path) -> None:
                 header = ",".join(f'"{f}"' for f in [*fast.fields, "is_refund"]) + "\n"
@@ -1571,21 +1859,31 @@ def run_fast(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, valid
 
 
 def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
-        fast: bool = True) -> dict:
+        fast: bool = True, cutoff: "str | pd.Timestamp | None" = None) -> dict:
     """Runs the stage on folders and returns its metadata (row accounting included).
 
     With ``fast`` (the default), :func:`run_fast` does it when the input allows; the files are the
-    same either way.
+    same either way. ``cutoff``: as :func:`prepare`.
     """
     if fast:
         metadata = run_fast(raw_dir, out_dir, churn_window_days=churn_window_days,
-                            validation_fraction=validation_fraction, seed=seed)
+                            validation_fraction=validation_fraction, seed=seed, cutoff=cutoff)
         if metadata is not None:
             return metadata
-    prepared = prepare(raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction, seed=seed)
+    prepared = prepare(raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction, seed=seed,
+                       cutoff=cutoff)
     metadata = prepared.metadata(churn_window_days, seed, validation_fraction)
     write_interim(prepared, out_dir, metadata)
     return metadata
+
+
+def cutoff_arg(text: str) -> str:
+    """argparse type of ``--cutoff``: the cutoff as ISO text in UTC ('' for none), or a usage error."""
+    try:
+        cutoff = parse_cutoff(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return cutoff.isoformat() if cutoff is not None else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1600,23 +1898,29 @@ def main(argv: list[str] | None = None) -> int:
             "filtered_sales.csv, rejected_<input>.csv (each bad row with its reason), labels.csv "
             "(churn label and train/validation split per customer) and prep_metadata.json (cutoff, row counts)."
         ),
-        epilog="Label rule: cutoff = latest transaction - window; churned = no purchase in (cutoff, cutoff+window].",
+        epilog=("Label rule: cutoff = latest transaction - window; churned = no purchase in (cutoff, cutoff+window]. "
+                "With a churned column in customers.csv, transactions.json is optional and the cutoff defaults to "
+                "the latest transaction (no log: the newest signup_date)."),
     )
     parser.add_argument("--raw-dir", type=Path, default=layout.raw, help="folder with the raw inputs (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=layout.interim, help="interim folder (default: %(default)s)")
     parser.add_argument("--churn-window-days", type=int, default=90, help="label window in days (default: %(default)s)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="validation share (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="split seed (default: %(default)s)")
+    parser.add_argument("--cutoff", type=cutoff_arg, default="",
+                        help="ISO date or instant (UTC) for features and labels (default: from the data, see below)")
     args = parser.parse_args(argv)
     setup_cli_logging()
     try:
         meta = run(args.raw_dir, args.out_dir, churn_window_days=args.churn_window_days,
-                   validation_fraction=args.validation_fraction, seed=args.seed)
+                   validation_fraction=args.validation_fraction, seed=args.seed, cutoff=args.cutoff or None)
     except RawDataError as exc:
         logger.error("%s", exc)
         return 2
     for name, acc in meta["rows"].items():
         print(f"{name}: raw {acc['raw']} = kept {acc['kept']} + rejected {acc['rejected']} {acc['reasons'] or ''}")
+    if not meta["has_transactions"]:
+        print(f"{TRANSACTIONS_FILE}: no transaction log; labels from {CUSTOMERS_FILE}")
     print(f"cutoff {meta['cutoff']}, churn rate {meta['churn_rate']:.1%}, written to {args.out_dir}")
     return 0
 
@@ -1628,8 +1932,10 @@ def component(base_image: str) -> "PythonComponent":
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
     def data_prep(raw_dir: str, churn_window_days: int, validation_fraction: float, seed: int,
-                  interim: Output[Dataset], raw_digest: str = ""):
+                  interim: Output[Dataset], raw_digest: str = "", cutoff: str = ""):
         """Cleans raw inputs, fixes labels and split; rejected rows are kept with reasons.
+
+        ``cutoff``: ISO date or instant (UTC) for features and labels; "" for the default (from the data).
 
         ``raw_digest`` (``churn.vertex.raw_digest`` of ``raw_dir`` at submit time) is part of the task's
         cache key, so new raw files under the same folder never hit an old cache entry.
@@ -1643,9 +1949,10 @@ def component(base_image: str) -> "PythonComponent":
         setup_cli_logging()
         with local_input_dir(raw_dir) as raw:
             meta = run(raw, Path(interim.path), churn_window_days=churn_window_days,
-                       validation_fraction=validation_fraction, seed=seed)
+                       validation_fraction=validation_fraction, seed=seed, cutoff=cutoff or None)
         interim.metadata.update({"cutoff": meta["cutoff"], "label_source": meta["label_source"],
                                  "rows": meta["rows"], "churn_rate": meta["churn_rate"],
+                                 "has_transactions": meta["has_transactions"],
                                  "raw_dir": raw_dir, "raw_digest": raw_digest})
 
     return data_prep

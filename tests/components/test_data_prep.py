@@ -1,5 +1,6 @@
 """data_prep: the raw data contract, every bad-input rule, row accounting, labels and split."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -239,3 +240,162 @@ def test_cli_reports_accounting_and_fails_clearly(raw_dir: Path, tmp_path_factor
     assert "customers.csv: raw 9 = kept 6 + rejected 3" in printed
     assert "transactions.json: raw 18 = kept 10 + rejected 8" in printed
     assert dp.main(["--raw-dir", str(out / "nowhere"), "--out-dir", str(out)]) == 2
+
+
+# --------------------------------------------------------------------------- issue 12: customers-only data
+
+LABELLED_CUSTOMERS = "customer_id,signup_date,plan,churned\n" + "\n".join(
+    f"{i:03d},2024-0{1 + i % 6}-15,{'basic' if i % 3 else 'premium'},{i % 2}" for i in range(24))
+NO_LOG = {"absent": None, "0 bytes": b"", "whitespace only": b" \n\t\r\n", "empty array": b"[]",
+          "empty array, BOM and spaces": b"\xef\xbb\xbf [ \n ]\n"}
+
+
+def _write_log(raw: Path, content: bytes | None) -> None:
+    path = raw / "transactions.json"
+    if content is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(content)
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _assert_everyone_accounted_for(out: Path, meta: dict) -> None:
+    """labelled = train + validation + sum(excluded), on the files (contract B)."""
+    customers = _csv(out / "cleaned_customers.csv")
+    labels = _csv(out / "labels.csv")
+    assert labels["customer_id"].is_unique
+    assert set(labels["customer_id"]) <= set(customers["customer_id"])
+    train, validation = (int((labels["split"] == s).sum()) for s in ("train", "validation"))
+    assert train + validation == len(labels)
+    assert len(customers) == train + validation + sum(meta["excluded_from_training"].values())
+    assert sum(meta["labelled"].values()) == len(labels)
+
+
+@pytest.mark.parametrize("case", list(NO_LOG))
+def test_no_transaction_log_with_churned_column_trains_on_customers(tmp_path: Path, case: str) -> None:
+    write_customers(tmp_path / "raw", LABELLED_CUSTOMERS)
+    _write_log(tmp_path / "raw", NO_LOG[case])
+    meta = dp.run(tmp_path / "raw", tmp_path / "out", validation_fraction=0.25, seed=1)
+    assert meta["has_transactions"] is False
+    assert meta["label_source"] == "provided"
+    assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-06-15T00:00:00Z")  # the newest signup_date
+    assert meta["rows"]["transactions.json"] == {"raw": 0, "kept": 0, "rejected": 0, "reasons": {}}
+    assert meta["excluded_from_training"] == {}
+    sales = (tmp_path / "out" / "filtered_sales.csv").read_text().splitlines()
+    assert [c.strip('"') for c in sales[0].split(",")] == ["customer_id", "timestamp", "amount", "is_refund"]
+    assert sales[1:] == []
+    assert len(_csv(tmp_path / "out" / "labels.csv")) == 24
+    _assert_everyone_accounted_for(tmp_path / "out", meta)
+    on_disk = json.loads((tmp_path / "out" / "prep_metadata.json").read_text())
+    assert on_disk["has_transactions"] is False
+    interim = dp.read_interim(tmp_path / "out")
+    assert interim.transactions.empty and interim.cutoff == pd.Timestamp("2024-06-15T00:00:00Z")
+
+
+def test_every_spelling_of_no_transaction_log_writes_the_same_files(tmp_path: Path) -> None:
+    outputs = []
+    for case, content in NO_LOG.items():
+        write_customers(tmp_path / case, LABELLED_CUSTOMERS)
+        _write_log(tmp_path / case, content)
+        dp.run(tmp_path / case, tmp_path / f"out-{case}", validation_fraction=0.25, seed=1)
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / f"out-{case}").iterdir())})
+    assert all(o == outputs[0] for o in outputs[1:])
+
+
+@pytest.mark.parametrize("case", list(NO_LOG))
+def test_no_transaction_log_without_churned_column_is_a_clear_error(tmp_path: Path, case: str) -> None:
+    write_customers(tmp_path, CUSTOMERS)
+    _write_log(tmp_path, NO_LOG[case])
+    for fast in (True, False):
+        with pytest.raises(dp.RawDataError, match=r"transactions\.json: .*no `churned` column.*add a `churned` column"):
+            dp.run(tmp_path, tmp_path / "out", fast=fast)
+
+
+def test_cutoff_argument_excludes_later_signups_with_a_reason(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", LABELLED_CUSTOMERS + "\n025,2024-04-01,basic,\n")
+    meta = dp.run(tmp_path / "raw", tmp_path / "out", validation_fraction=0.25, seed=1, cutoff="2024-04-15")
+    assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-04-15T00:00:00Z")
+    # signups on 05-15 and 06-15 (4 + 4 customers) come after the cutoff; 025 has no label
+    assert meta["excluded_from_training"] == {"signed up after cutoff": 8, "no churned label": 1}
+    assert len(_csv(tmp_path / "out" / "labels.csv")) == 16
+    _assert_everyone_accounted_for(tmp_path / "out", meta)
+
+
+def test_cutoff_on_the_command_line(tmp_path: Path, capsys) -> None:
+    write_customers(tmp_path / "raw", LABELLED_CUSTOMERS)
+    out = tmp_path / "out"
+    assert dp.main(["--raw-dir", str(tmp_path / "raw"), "--out-dir", str(out), "--cutoff", "2024-05-15T00:00:00+02:00"]) == 0
+    assert "no transaction log" in capsys.readouterr().out
+    assert json.loads((out / "prep_metadata.json").read_text())["cutoff"] == "2024-05-14T22:00:00+00:00"
+    with pytest.raises(SystemExit) as exc:
+        dp.main(["--raw-dir", str(tmp_path / "raw"), "--out-dir", str(out), "--cutoff", "last tuesday"])
+    assert exc.value.code == 2
+    assert "--cutoff: cutoff 'last tuesday': not an ISO date" in capsys.readouterr().err
+
+
+def test_component_takes_a_cutoff(tmp_path: Path) -> None:
+    from kfp.dsl import Dataset
+
+    write_customers(tmp_path / "raw", LABELLED_CUSTOMERS)
+    op = dp.component("unused:image")
+    assert op.component_spec.inputs["cutoff"].default == ""
+    for cutoff, expected in (("", "2024-06-15T00:00:00+00:00"), ("2024-04-15", "2024-04-15T00:00:00+00:00")):
+        interim = Dataset(name="interim", uri=str(tmp_path / f"interim{cutoff}"), metadata={})
+        op.python_func(raw_dir=str(tmp_path / "raw"), churn_window_days=90, validation_fraction=0.25, seed=1,
+                       interim=interim, cutoff=cutoff)
+        assert interim.metadata["cutoff"] == expected
+        assert interim.metadata["has_transactions"] is False
+
+
+# --------------------------------------------------------------------------- issue 12: exclusions
+
+
+def test_provided_labels_exclude_customers_who_signed_up_after_the_cutoff(tmp_path: Path) -> None:
+    """Cutoff = newest transaction; later signups and unlabelled customers are counted, not trained on."""
+    write_customers(tmp_path / "raw", "customer_id,signup_date,churned\n" + "\n".join(
+        [f"{i:03d},2024-01-01,{i % 2}" for i in range(8)] + ["late1,2024-09-01,1", "late2,2024-10-01,0",
+                                                             "nolabel,2024-01-01,", "latenolabel,2024-10-01,"]))
+    write_transactions(tmp_path / "raw", [tx(f"t{i}", f"{i:03d}", "2024-08-01", 1.0) for i in range(8)])
+    for fast in (True, False):
+        out = tmp_path / f"out-{fast}"
+        meta = dp.run(tmp_path / "raw", out, validation_fraction=0.5, seed=1, fast=fast)
+        assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-08-01T00:00:00Z")
+        assert meta["excluded_from_training"] == {"no churned label": 2, "signed up after cutoff": 2}
+        assert not {"late1", "late2", "nolabel", "latenolabel"} & set(_csv(out / "labels.csv")["customer_id"])
+        _assert_everyone_accounted_for(out, meta)
+
+
+def test_derived_labels_account_for_everyone(raw_dir: Path, tmp_path: Path) -> None:
+    write_customers(raw_dir, CUSTOMERS + "\n00030,2024-08-20,basic\n")  # signs up after the cutoff
+    meta = dp.run(raw_dir, tmp_path / "out", validation_fraction=0.5, seed=1)
+    assert meta["excluded_from_training"] == {"signed up after cutoff": 1}
+    _assert_everyone_accounted_for(tmp_path / "out", meta)
+
+
+def test_derived_labels_with_a_cutoff_use_that_window(raw_dir: Path, tmp_path: Path) -> None:
+    meta = dp.run(raw_dir, tmp_path / "out", validation_fraction=0.5, seed=1, churn_window_days=60,
+                  cutoff="2024-03-15")
+    assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-03-15T00:00:00Z")
+    labels = _csv(tmp_path / "out" / "labels.csv").set_index("customer_id")["churned"].astype(int).to_dict()
+    # window (03-15, 05-14]: only the 04-02 purchases of 00021 and 00022 are in it (the June and
+    # September ones come after it); 00020-00023 signed up 03-01, before the cutoff.
+    assert labels == {"00017": 1, "00018": 1, "00020": 1, "00021": 0, "00022": 0, "00023": 1}
+    with pytest.raises(dp.RawDataError, match=r"cutoff 2024-08-01T00:00:00\+00:00: the label window \(90 days\) would end"):
+        dp.run(raw_dir, tmp_path / "late", cutoff="2024-08-01")
+
+
+# --------------------------------------------------------------------------- issue 12: hostile raw data
+
+
+def test_repeated_header_names_in_customers_are_an_error(tmp_path: Path) -> None:
+    for header, repeated in (("customer_id,signup_date,plan,plan", "plan"),
+                             ("customer_id,signup_date,customer_id", "customer_id")):
+        write_customers(tmp_path, header + "\n1,2024-01-01,a,b\n")
+        write_transactions(tmp_path, [tx("a", "1", "2024-01-02", 1.0)])
+        for fast in (True, False):
+            with pytest.raises(dp.RawDataError, match=rf"customers\.csv: column name\(s\) \['{repeated}'\] appear more "
+                                                      rf"than once in the header\. Give every column a unique name"):
+                dp.run(tmp_path, tmp_path / "out", fast=fast)

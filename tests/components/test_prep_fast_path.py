@@ -7,6 +7,7 @@ fast path cannot promise to read like the pandas path must make it step aside (r
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,6 +70,13 @@ BAD_ROWS = [
     tx("b17", "00006", "2024-06-06T08:00:00Z", -0.0, category=""),
     tx("b18", "00006", "2024-06-07T08:00:00Z", 123456789.125, quantity=3.0),
     tx("b19", "00007", "2024-06-08T08:00:00Z", 0.001, category="a,b"),
+    tx("b20", "00008", "1900-01-01T00:30:00+01:00", 5.0),                   # implausible: 1899 in UTC
+    tx("b21", "00008", "2199-12-31T23:30:00-01:00", 5.0),                   # implausible: 2200 in UTC
+    tx("b22", "00008", "9999-12-31T00:00:00Z", 5.0),                        # implausible (pandas parses it)
+    tx("b23", "00008", "0001-01-01", 5.0),                                  # implausible (pandas parses it)
+    tx("b24", "00009", "2025-03-01T00:00:00Z", 5.0),                        # after the log's end
+    tx("b25", "99999", "2099-03-01T00:00:00Z", 5.0),                        # after the log's end, unknown too
+    tx("b26", "00009", "2024-06-09T08:00:00Z", 999999999.5),                # large but plausible
 ]
 
 
@@ -107,6 +115,8 @@ def test_bad_rows_give_the_same_files_on_both_paths(tmp_path: Path, compact: boo
     assert "non-numeric amount" not in reasons.values()
     assert sum(r.startswith("duplicate transaction_id") for r in reasons.values()) == 2  # g1-0 and the 2nd d1
     assert sum(r.startswith("unknown customer_id") for r in reasons.values()) == 3
+    assert sum(r.startswith("implausible timestamp") for r in reasons.values()) == 4
+    assert sum(r.startswith("timestamp after the log's end") for r in reasons.values()) == 2
 
 
 def test_feature_engineering_gives_the_same_files_on_both_paths(tmp_path: Path) -> None:
@@ -159,6 +169,10 @@ STEP_ASIDE = {
     "nested value": [tx("s1", "00001", "2024-05-01", 1.0, category={"a": "b"})],
     "escaped text": [tx("s1", "00001", "2024-05-01", 1.0, category='say "hi"')],
     "non-ASCII text": [tx("s1", "00001", "2024-05-01", 1.0, category="café")],
+    "infinite amount": ['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-05-01","amount":Infinity}'],
+    "NaN amount": ['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-05-01","amount":NaN}'],
+    "implausible amount": [tx("s1", "00001", "2024-05-01", 1e308)],
+    "truncated last line": ['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-'],
 }
 
 
@@ -209,3 +223,103 @@ def test_customer_errors_still_come_first(tmp_path: Path) -> None:
     with pytest.raises(dp.RawDataError, match=r"customers\.csv: no usable rows"):
         dp.run(tmp_path / "raw", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- hostile raw data (issue 12)
+
+def _line(tid: str, amount: str = "5.5", ts: str = '"2024-05-01T10:00:00Z"', category: str = '"books"') -> bytes:
+    return (f'{{"transaction_id":"{tid}","customer_id":"00003","timestamp":{ts},"amount":{amount},"quantity":1,'
+            f'"category":{category},"channel":"web","status":"completed"}}').encode()
+
+
+# Each: the hostile line, the reason it must be rejected with, and the text the rejected row must keep.
+HOSTILE = {
+    "truncated last line": (_line("h1")[:60], "malformed JSON record", '{"transaction_id":"h1","customer_id":"00003"'),
+    "Infinity amount": (_line("h1", amount="Infinity"), "non-finite amount", "Infinity"),
+    "-Infinity amount": (_line("h1", amount="-Infinity"), "non-finite amount", "-Infinity"),
+    "NaN amount": (_line("h1", amount="NaN"), "non-finite amount", "NaN"),
+    "overflowing amount": (_line("h1", amount="1e999"), "non-finite amount", "1e999"),
+    "huge amount": (_line("h1", amount="1e308"), "implausible amount", "1e+308"),
+    "huge refund": (_line("h1", amount="-2e9").replace(b"completed", b"refunded"), "implausible amount", "-2000000000"),
+    "non-UTF-8 byte": (_line("h1", category='"caf\xe9"').replace("\xe9".encode(), b"\xe9"), "not valid UTF-8",
+                       'caf\\xe9'),
+    "year 9999": (_line("h1", ts='"9999-12-31T00:00:00Z"'), "implausible timestamp", "9999-12-31T00:00:00Z"),
+    "year 1": (_line("h1", ts='"0001-01-01"'), "implausible timestamp", "0001-01-01"),
+}
+
+
+def _raw_with(tmp_path: Path, lines: list[bytes], *, last_newline: bool = True) -> Path:
+    raw = tmp_path / "raw"
+    write_customers(raw, CUSTOMERS)
+    good = [json.dumps(r, separators=(",", ":")).encode() for r in _good_rows()]
+    (raw / "transactions.json").write_bytes(b"\n".join(good + lines) + (b"\n" if last_newline else b""))
+    return raw
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_record_is_rejected_with_its_reason_and_text_on_both_paths(tmp_path: Path, case: str) -> None:
+    line, reason, text = HOSTILE[case]
+    raw = _raw_with(tmp_path, [line], last_newline=case != "truncated last line")
+    fast = dp.run(raw, tmp_path / "fast", validation_fraction=0.5, seed=3)
+    slow = dp.run(raw, tmp_path / "slow", validation_fraction=0.5, seed=3, fast=False)
+    assert fast == slow
+    _assert_same_files(tmp_path)
+    acc = slow["rows"]["transactions.json"]
+    assert acc["raw"] == len(_good_rows()) + 1 and acc["kept"] == len(_good_rows())
+    assert list(acc["reasons"]) == [next(r for r in acc["reasons"] if r.startswith(reason))]
+    rejected = pd.read_csv(tmp_path / "slow" / "rejected_transactions.csv", dtype=str, keep_default_na=False)
+    assert len(rejected) == 1 and rejected["source_row"].item() == str(len(_good_rows()) + 1)
+    assert any(text in value for value in rejected.iloc[0].tolist()), rejected.iloc[0].to_dict()
+    sales = pd.read_csv(tmp_path / "slow" / "filtered_sales.csv")
+    assert np.isfinite(sales["amount"]).all() and sales["amount"].abs().max() <= dp.MAX_ABS_AMOUNT
+
+
+def test_a_file_of_only_bad_lines_is_a_clear_error_on_both_paths(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_customers(raw, CUSTOMERS)
+    (raw / "transactions.json").write_bytes(b"not json\n" + _line("h1", amount="NaN") + b"\n" + _line("h2")[:40])
+    for fast in (True, False):
+        with pytest.raises(dp.RawDataError, match=r"transactions\.json: no usable rows \(\{'malformed JSON record "
+                                                  r"\(not an object\)': 2, 'non-finite amount': 1\}\)"):
+            dp.run(raw, tmp_path / "out", fast=fast)
+
+
+def _with_extra_row(src: Path, dest: Path, timestamp: str) -> Path:
+    """A copy of a generated raw folder plus one purchase of its first customer at ``timestamp``."""
+    import shutil
+
+    shutil.copytree(src, dest)
+    with (dest / "transactions.json").open("rb") as fh:
+        row = json.loads(fh.readline())
+    row.update(transaction_id="outlier", timestamp=timestamp)
+    with (dest / "transactions.json").open("a") as fh:
+        fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+    return dest
+
+
+def test_future_outliers_do_not_move_the_cutoff(sample_raw_dir: Path, tmp_path: Path) -> None:
+    clean = dp.run(sample_raw_dir, tmp_path / "clean", validation_fraction=0.25, seed=5)
+    end = pd.Timestamp(clean["end"])
+    for name, ts in (("40 days late", end + pd.Timedelta(days=40)), ("2099", pd.Timestamp("2099-01-01T00:00:00Z"))):
+        raw = _with_extra_row(sample_raw_dir, tmp_path / f"raw {name}", ts.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        fast = dp.run_fast(raw, tmp_path / name / "fast", validation_fraction=0.25, seed=5)
+        assert fast is not None, "the fast path should take this input"
+        slow = dp.run(raw, tmp_path / name / "slow", validation_fraction=0.25, seed=5, fast=False)
+        assert fast == slow
+        _assert_same_files(tmp_path / name)
+        assert (fast["cutoff"], fast["end"], fast["churn_rate"]) == (clean["cutoff"], clean["end"], clean["churn_rate"])
+        assert (tmp_path / name / "fast" / "labels.csv").read_bytes() == (tmp_path / "clean" / "labels.csv").read_bytes()
+        rejected = pd.read_csv(tmp_path / name / "fast" / "rejected_transactions.csv", dtype=str, keep_default_na=False)
+        outlier = rejected.loc[rejected["transaction_id"] == "outlier"]
+        assert outlier["reason"].tolist() == [dp.AFTER_LOG_END]
+        assert fast["rows"]["transactions.json"]["rejected"] == clean["rows"]["transactions.json"]["rejected"] + 1
+
+
+def test_a_few_rows_cannot_move_the_log_end() -> None:
+    days = pd.Series(pd.to_datetime(["2024-01-01"] * 3 + ["2024-03-01", "2024-03-02"], utc=True))
+    assert dp.log_end_limit(days) == pd.Timestamp("2024-01-31T00:00:00Z")  # the 3rd latest + 30 days
+    steady = pd.Series(pd.date_range("2022-01-01", "2024-12-31", freq="h", tz="UTC"))
+    with_outliers = pd.concat([steady, pd.Series(pd.to_datetime(["2099-01-01"] * 20, utc=True))])
+    # 20 rows in 2099 shift the 99.9th percentile by 20 of 26,000 rows (hours), not to 2099
+    assert abs(dp.log_end_limit(with_outliers) - dp.log_end_limit(steady)) < pd.Timedelta(days=1)
+    assert steady.max() < dp.log_end_limit(steady) < steady.max() + pd.Timedelta(days=32)
