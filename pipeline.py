@@ -72,9 +72,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
     def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
                        gate_metric: str = "roc_auc", gate_margin: float = 0.0, model_name: str = "churn-model",
                        tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "",
-                       defer_promotion: bool = False) -> outputs:
+                       defer_promotion: bool = False, cutoff: str = "") -> outputs:
         prep = prep_op(raw_dir=raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction,
-                       seed=seed, raw_digest=raw_digest).set_display_name("data_prep")
+                       seed=seed, raw_digest=raw_digest, cutoff=cutoff).set_display_name("data_prep")
         prep.set_caching_options(False)  # new files under the same raw_dir: never reuse the old outputs
         feats = features_op(interim=prep.outputs["interim"]).set_display_name("feature_engineering")
         trained = train_op(train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
@@ -391,6 +391,13 @@ def print_summary(summary: dict) -> None:
     print(f"finished in {summary['seconds']:.0f}s", file=out)
 
 
+def _cutoff(text: str) -> str:
+    """``--cutoff``, checked before the run (a usage error) and passed on as ISO text."""
+    from components.data_prep import cutoff_arg
+
+    return cutoff_arg(text)
+
+
 def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | None = None,
               image: str = DEFAULT_IMAGE, tracking_uri: str | None = None, registry_uri: str | None = None,
               **params: Any) -> dict:
@@ -421,9 +428,8 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
     from components.data_prep import CUSTOMERS_FILE, TRANSACTIONS_FILE
 
     layout = DataLayout(root.resolve())
-    missing = [f for f in (CUSTOMERS_FILE, TRANSACTIONS_FILE) if not (raw_dir / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{raw_dir}: missing {missing}. The raw folder needs {CUSTOMERS_FILE} and "
+    if not (raw_dir / CUSTOMERS_FILE).is_file():  # transactions.json is optional with a churned column (data_prep checks)
+        raise FileNotFoundError(f"{raw_dir}: missing {[CUSTOMERS_FILE]}. The raw folder needs {CUSTOMERS_FILE} and "
                                 f"{TRANSACTIONS_FILE} (see README, 'Raw data contract'); `make data` generates a sample.")
     tracking_uri = layout.tracking_uri() if tracking_uri is None else tracking_uri
     registry_uri = registry_uri or tracking_uri or layout.tracking_uri()
@@ -482,6 +488,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw-dir", type=Path, required=True, help="folder with customers.csv and transactions.json")
     p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     p.add_argument("--churn-window-days", type=int, default=90, help="label window in days (default: %(default)s)")
+    p.add_argument("--cutoff", type=_cutoff, default="",
+                   help="ISO date or instant (UTC) for features and labels (default: from the data; README, 'Label')")
     p.add_argument("--seed", type=int, default=42, help="split and model seed (default: %(default)s)")
     p.add_argument("--validation-fraction", type=float, default=0.2, help="default: %(default)s")
     p.add_argument("--gate-metric", default="roc_auc", help="promotion gate metric (default: %(default)s)")
@@ -857,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     params = {"churn_window_days": args.churn_window_days, "seed": args.seed,
               "validation_fraction": args.validation_fraction, "gate_metric": args.gate_metric,
-              "gate_margin": args.gate_margin, "model_name": args.model_name}
+              "gate_margin": args.gate_margin, "model_name": args.model_name, "cutoff": args.cutoff}
     try:
         summary = run_local(args.raw_dir, pipeline_root=args.pipeline_root, tracking_uri=args.tracking_uri,
                             registry_uri=args.registry_uri, **params)
