@@ -165,3 +165,52 @@ def false_alarms(n: int, trials: int, policy: DriftPolicy = DriftPolicy(), seed:
         decision = decide(rows, n, policy)
         out.append(decision.drifted_features)
     return out
+
+
+def to_json_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as a pandas client sends them: ``to_json`` (10 decimals), parsed exactly."""
+    import json
+
+    records = json.loads(frame[list(columns)].to_json(orient="records"))
+    written = pd.DataFrame.from_records(records, columns=list(columns)).astype(float)
+    return frame.assign(**{c: written[c].to_numpy() for c in columns})
+
+
+def float32_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` stored as float32 and read back (a feature store's precision)."""
+    return frame.assign(**{c: frame[c].to_numpy(dtype=np.float32).astype(float) for c in columns})
+
+
+WRITERS = {
+    "float32": float32_values,
+    "to_json": to_json_values,
+    "float32 then to_json": lambda frame, columns: to_json_values(float32_values(frame, columns), columns),
+}
+
+
+def control_runs(n: int, trials: int, policy: DriftPolicy = DriftPolicy(), seed: int = 0,
+                 baseline_rows: int | None = None) -> list[dict[str, list[str]]]:
+    """Per trial on same-distribution samples, the features a full run flagged with the current rows exact
+    and after each of :data:`WRITERS` (numeric features and the prediction rewritten; categories as they are).
+
+    The tables carry the three discrete columns of :func:`tests.monitoring.synthetic.tied_features` beside the
+    pipeline's features: their ties are where rounding used to cross bucket edges."""
+    from tests.monitoring.synthetic import TIED, churn_probability, tied_features
+
+    out = []
+    numeric = [*SCHEMA.numeric, *TIED]
+    columns = [*numeric, "churn_probability"]
+    for trial in range(trials):
+        seeds = (2_000_003 * (seed + 1) + 2 * trial, 2_000_003 * (seed + 1) + 2 * trial + 1)
+        base = pd.concat([generate(baseline_rows or n, seed=seeds[0]), tied_features(baseline_rows or n, seeds[0])],
+                         axis=1)
+        cur = pd.concat([generate(n, seed=seeds[1]), tied_features(n, seeds[1])], axis=1)
+        cur = cur.assign(churn_probability=churn_probability(cur))
+        runs = {}
+        for name, write in {"exact": lambda f, c: f, **WRITERS}.items():
+            sent = write(cur, columns)
+            rows = compare(base, sent, numeric=numeric, categorical=CATEGORIES, policy=policy,
+                           prediction=(churn_probability(base), sent["churn_probability"].to_numpy()))
+            runs[name] = decide(rows, n, policy).drifted_features
+        out.append(runs)
+    return out

@@ -150,3 +150,19 @@ def prediction_log(frame: pd.DataFrame, *, model_version: str = "v1", threshold:
     out["model_version"] = model_version
     out["timestamp"] = "2026-07-01T02:00:00Z"
     return out
+
+
+TIED = ("trend_small_counts", "share_of_few", "small_count")
+
+
+def tied_features(n: int, seed: int) -> pd.DataFrame:
+    """Three discrete, heavily tied columns, the kind whose values clients round: a log ratio of two small
+    counts (``log((a + 1) / (b + 1))``, a few dozen values), a share of a few events (``k / m`` with
+    ``m`` of 1 to 6: 0.5, 1/3, 2/3 …) and a small count. For the rounding control of the calibration."""
+    rng = np.random.default_rng([seed, 7])
+    events = rng.integers(1, 7, size=n)
+    return pd.DataFrame({
+        "trend_small_counts": np.log((rng.poisson(1.5, n) + 1.0) / (rng.poisson(1.5, n) + 1.0)),
+        "share_of_few": rng.binomial(events, 0.4) / events,
+        "small_count": rng.poisson(0.8, n).astype(float),
+    })

@@ -22,6 +22,7 @@ regression shows.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from monitoring.drift import DriftPolicy
@@ -59,6 +60,41 @@ def test_same_distribution_raises_an_alarm_in_at_most_1_percent_of_runs(n: int):
     runs = false_alarms(n, ALARM_RUNS, seed=1)
     alarms = [features for features in runs if features]
     assert len(alarms) <= MAX_ALARM_RATE * ALARM_RUNS, alarms
+
+
+TIED = ("trend_frequency", "frequency_30d", "refund_count", "category_share_groceries",
+        "channel_share_web", "support_tickets")  # log ratios of small counts, lattice shares, small counts
+
+
+def test_the_generated_tables_hold_the_heavily_tied_features_clients_round():
+    """The control below means something only if tied values exist and the writers change them."""
+    from tests.monitoring.calibration import WRITERS
+    from tests.monitoring.synthetic import TIED as EXTRA
+    from tests.monitoring.synthetic import generate, tied_features
+
+    frame = pd.concat([generate(10_000, seed=3), tied_features(10_000, seed=3)], axis=1)
+    for name in (*TIED, *EXTRA):
+        values = frame[name].to_numpy()
+        top = pd.Series(values[values != 0.0]).value_counts(normalize=True).iloc[0] * np.mean(values != 0.0)
+        assert top > 0.02, f"{name}: its most common non-zero value holds {top:.1%} of the rows"
+    for shares in (frame["channel_share_web"], frame["share_of_few"]):
+        assert np.mean(shares.to_numpy() == 0.5) > 0.02, "a share of exactly 0.5 is common"
+    for writer, write in WRITERS.items():
+        for name in ("trend_frequency", "trend_small_counts", "share_of_few"):
+            moved = write(frame, [name])[name].to_numpy() != frame[name].to_numpy()
+            assert moved.mean() > 0.1, f"{writer} leaves {name} as it was: no test of rounding"
+
+
+def test_a_control_run_written_through_float32_and_to_json_raises_no_alarm():
+    """Same-distribution traffic (the validation rows' role), its numbers sent through float32 and through
+    pandas ``to_json``'s 10 decimals: the same decision as the exact numbers, and no alarm."""
+    from tests.monitoring.calibration import control_runs
+
+    runs = control_runs(10_000, 40, seed=2)
+    changed = [(i, run) for i, run in enumerate(runs) if any(run[w] != run["exact"] for w in run)]
+    assert not changed, changed
+    alarms = [(i, run) for i, run in enumerate(runs) if any(run.values())]
+    assert not alarms, alarms
 
 
 def test_a_full_run_flags_exactly_the_shifted_feature():
