@@ -179,7 +179,8 @@ def _csv_header(path: Path) -> list[str]:
 def clean_customers(raw: pd.DataFrame) -> Cleaned:
     """Validates customer rows.
 
-    Rules, first match wins: empty ``customer_id``; ``signup_date`` not an ISO date; ``churned``
+    Rules, first match wins: empty ``customer_id``; ``signup_date`` not an ISO date, or outside
+    [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP); ``churned``
     (when present) not one of 0/1/true/false/yes/no (empty means unlabelled and is kept);
     a ``customer_id`` seen on an earlier row (the first one is kept).
 
@@ -193,8 +194,10 @@ def clean_customers(raw: pd.DataFrame) -> Cleaned:
     df = raw.apply(lambda s: s.str.strip()).reset_index(drop=True)
     source_row = pd.Series(np.arange(1, len(df) + 1), index=df.index)
     signup = pd.to_datetime(df["signup_date"], format="ISO8601", utc=True, errors="coerce")
-    conditions = [df[ID_COLUMN] == "", signup.isna()]
-    reasons = ["missing customer_id", "unparseable signup_date (expected an ISO date like 2024-01-31)"]
+    implausible = signup.notna() & ((signup < pd.Timestamp(EARLIEST_TIMESTAMP)) | (signup >= pd.Timestamp(LATEST_TIMESTAMP)))
+    conditions = [df[ID_COLUMN] == "", signup.isna(), implausible]
+    reasons = ["missing customer_id", "unparseable signup_date (expected an ISO date like 2024-01-31)",
+               "implausible signup_date (before 1900-01-01 or from 2200-01-01 on)"]
     label = None
     if LABEL_COLUMN in df.columns:
         lowered = df[LABEL_COLUMN].str.lower()

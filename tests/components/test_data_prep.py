@@ -390,6 +390,15 @@ def test_derived_labels_with_a_cutoff_use_that_window(raw_dir: Path, tmp_path: P
 # --------------------------------------------------------------------------- issue 12: hostile raw data
 
 
+def test_implausible_signup_dates_are_rejected(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", LABELLED_CUSTOMERS + "\n900,9999-12-31,basic,1\n901,0001-01-01,basic,0\n")
+    meta = dp.run(tmp_path / "raw", tmp_path / "out", validation_fraction=0.25, seed=1)
+    assert meta["rows"]["customers.csv"]["reasons"] == {"implausible signup_date (before 1900-01-01 or from 2200-01-01 on)": 2}
+    assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-06-15T00:00:00Z")  # not moved to 9999
+    rejected = _csv(tmp_path / "out" / "rejected_customers.csv")
+    assert rejected["signup_date"].tolist() == ["9999-12-31", "0001-01-01"]
+
+
 def test_repeated_header_names_in_customers_are_an_error(tmp_path: Path) -> None:
     for header, repeated in (("customer_id,signup_date,plan,plan", "plan"),
                              ("customer_id,signup_date,customer_id", "customer_id")):
