@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alarm-trials", type=int, default=None,
                         help="seeded runs per false-alarm size (default: --trials); a rate near 1%% needs "
                              "several hundred runs to be known")
+    parser.add_argument("--control-sizes", type=_sizes, default=_sizes("10000"),
+                        help="sizes for the rounding control: same-distribution runs whose numbers went through "
+                             "float32 and pandas to_json (default: 10000; empty: none)")
     parser.add_argument("--false-alarm-rate", type=float, default=None,
                         help="the policy's run-level false-alarm budget (default: DriftPolicy's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trials (default: %(default)s)")
@@ -70,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     from monitoring.drift import DriftPolicy
-    from tests.monitoring.calibration import CATEGORIES, SCHEMA, categorical_detection, false_alarms, numeric_detection
+    from tests.monitoring.calibration import (CATEGORIES, SCHEMA, categorical_detection, control_runs, false_alarms,
+                                              numeric_detection)
 
     policy = DriftPolicy() if args.false_alarm_rate is None else DriftPolicy(false_alarm_rate=args.false_alarm_rate)
     started = time.perf_counter()
@@ -101,6 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# false alarms at {_label(n, n_base)} done ({time.perf_counter() - started:.0f}s)",
               file=sys.stderr, flush=True)
 
+    control: dict[str, dict] = {}
+    for n, n_base in args.control_sizes:
+        runs = control_runs(n, args.alarm_trials or args.trials, policy=policy, seed=args.seed, baseline_rows=n_base)
+        control[_label(n, n_base)] = {
+            writer: {"runs": len(runs), "flagged": sum(bool(r[writer]) for r in runs),
+                     "differs_from_exact": sum(r[writer] != r["exact"] for r in runs),
+                     "features": sorted({f for r in runs for f in r[writer]})} for writer in runs[0]} if runs else {}
+        print(f"# rounding control at {_label(n, n_base)} done ({time.perf_counter() - started:.0f}s)",
+              file=sys.stderr, flush=True)
+
     columns = [c for c in next(iter(detect.values()))] if detect else []
     if columns:
         print(f"Numeric features, mean 10% higher: share of {args.trials} seeded trials flagged "
@@ -124,10 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("|---|---|---|")
         for label, a in alarms.items():
             print(f"| {label} | {a['flagged']}/{a['runs']} | {', '.join(a['features']) or '—'} |")
+    if control:
+        print("\nRounding control: same-distribution runs (26 features, 3 tied extra columns, the prediction) with "
+              "the current numbers exact and written through float32 / pandas to_json.\n")
+        print("| rows | numbers | runs flagging anything | decision differs from exact | features flagged |")
+        print("|---|---|---|---|---|")
+        for label, writers in control.items():
+            for writer, c in writers.items():
+                print(f"| {label} | {writer} | {c['flagged']}/{c['runs']} | {c['differs_from_exact']} | "
+                      f"{', '.join(c['features']) or '—'} |")
     print(f"\n{time.perf_counter() - started:.0f}s", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"trials": args.trials, "policy": policy.to_dict(), "detection": detect,
-                                         "categories": cats, "false_alarms": alarms}, indent=2) + "\n")
+                                         "categories": cats, "false_alarms": alarms, "rounding_control": control},
+                                        indent=2) + "\n")
     return 0
 
 
