@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_cli_logging()
     try:
         facts = run(args.interim_dir, args.features_dir, args.processed_dir, args.processed_dir)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, FeatureInputError) as exc:
         logger.error("%s", exc)
         return 2
     note = facts["features_by_origin"]["transaction_note"]

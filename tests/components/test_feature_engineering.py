@@ -306,3 +306,12 @@ def test_run_summary_says_the_transaction_features_are_absent_and_who_was_not_tr
     assert "transaction features: none (no transaction log)" in out
     assert "kept but not trained on: signed up after cutoff: 2" in out
     assert f"trained on {facts['rows']['train']} train + {facts['rows']['validation']} validation customers" in out
+
+
+def test_cli_reports_interim_files_that_disagree_without_a_traceback(tmp_path: Path, capsys) -> None:
+    labels = pd.DataFrame({"customer_id": ["001", "999"], "churned": [0, 1], "split": ["train", "validation"]})
+    interim = _interim_from_hand(tmp_path / "interim", labels)
+    code = fe.main(["--interim-dir", str(interim), "--features-dir", str(tmp_path / "f"),
+                    "--processed-dir", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and "are not in" in err and "'999'" in err and "Traceback" not in err
