@@ -220,3 +220,30 @@ def _compiled(pipeline) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         return pipeline.compile_pipeline(Path(tmp) / "p.yaml").read_text()
+
+
+def test_a_customers_only_champion_is_gated_against_a_model_with_transactions(retrain_on_new_categories,
+                                                                               tmp_path: Path) -> None:
+    # the champion knew only tenure and plan; the new data has a log: the champion ignores it and is scored
+    import json
+    import shutil
+
+    from components import feature_engineering as fe
+
+    d = retrain_on_new_categories
+    interim = tmp_path / "interim"
+    shutil.copytree(d["old_interim"], interim)
+    (interim / "filtered_sales.csv").write_text("customer_id,timestamp,amount,is_refund\n")
+    meta = json.loads((interim / "prep_metadata.json").read_text())
+    (interim / "prep_metadata.json").write_text(json.dumps({**meta, "has_transactions": False}))
+    fe.run(interim, tmp_path / "features", tmp_path / "processed", tmp_path / "processed")
+    train.run(tmp_path / "processed", tmp_path / "processed", tmp_path / "model", tracking_uri="",
+              candidates=("logistic_regression",))
+    assert train.load_model(tmp_path / "model").schema.names == ["tenure_days", "plan"]
+    registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rm.register(tmp_path / "model", tmp_path / "processed", registry=registry, model_name="m", interim_dir=interim)
+    record = rm.register(d["new_model"], d["new_processed"], registry=registry, model_name="m",
+                         interim_dir=d["new_interim"])
+    decision = record["decision"]
+    assert decision["champion_score"] is not None and 0.5 < decision["champion_score"] < decision["new_score"]
+    assert record["alias"] == "champion" and "beats champion v1" in decision["reason"]
