@@ -1564,7 +1564,7 @@ def _fast_transactions(path: Path, con, known_customers: "Callable[[], pd.Series
         first_line = fh.readline(1 << 20)
     try:
         first = json.loads(first_line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(first, dict) or not first:
         return None

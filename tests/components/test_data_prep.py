@@ -408,3 +408,31 @@ def test_repeated_header_names_in_customers_are_an_error(tmp_path: Path) -> None
             with pytest.raises(dp.RawDataError, match=rf"customers\.csv: column name\(s\) \['{repeated}'\] appear more "
                                                       rf"than once in the header\. Give every column a unique name"):
                 dp.run(tmp_path, tmp_path / "out", fast=fast)
+
+
+def test_json_array_rejects_non_finite_amounts_with_their_text(tmp_path: Path) -> None:
+    write_customers(tmp_path, CUSTOMERS)
+    (tmp_path / "transactions.json").write_text(
+        '[{"transaction_id": "a", "customer_id": "00017", "timestamp": "2024-02-01", "amount": NaN},'
+        ' {"transaction_id": "b", "customer_id": "00017", "timestamp": "2024-02-01", "amount": -Infinity},'
+        ' {"transaction_id": "c", "customer_id": "00017", "timestamp": "2024-02-01", "amount": 2.5}]')
+    cleaned = dp.clean_transactions(dp.parse_transactions(tmp_path / "transactions.json"), pd.Series(["00017"]))
+    assert cleaned.kept["transaction_id"].tolist() == ["c"]
+    assert cleaned.rejected[["reason", "amount"]].values.tolist() == [["non-finite amount", "NaN"],
+                                                                       ["non-finite amount", "-Infinity"]]
+
+
+def test_json_array_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "transactions.json").write_bytes(b'[{"customer_id": "caf\xe9", "timestamp": "2024-02-01", "amount": 1}]')
+    with pytest.raises(dp.RawDataError, match=r"transactions\.json: not valid UTF-8 .* Save the file as UTF-8"):
+        dp.parse_transactions(tmp_path / "transactions.json")
+
+
+def test_deeply_nested_lines_are_rejected_not_a_crash(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    (tmp_path / "raw" / "transactions.json").write_text(
+        "\n".join(json.dumps(r) for r in TRANSACTIONS[:2]) + "\n" + "[" * 100_000 + "\n"
+        + "\n".join(json.dumps(r) for r in TRANSACTIONS[2:] if isinstance(r, dict)) + "\n")
+    for fast in (True, False):
+        meta = dp.run(tmp_path / "raw", tmp_path / f"out{fast}", validation_fraction=0.5, seed=1, fast=fast)
+        assert meta["rows"]["transactions.json"]["reasons"]["malformed JSON record (not an object)"] == 1
