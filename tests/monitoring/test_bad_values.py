@@ -31,7 +31,7 @@ def _log(tmp_path: Path, column: str, bad: list[str], share: float, seed: int = 
     rows = rng.choice(len(frame), size=int(share * len(frame)), replace=False)
     frame[column] = frame[column].astype(object)
     frame.loc[rows, column] = [bad[i % len(bad)] for i in range(rows.size)]
-    path = tmp_path / f"v1_outputs.csv"
+    path = tmp_path / "v1_outputs.csv"
     frame.to_csv(path, index=False)
     return path
 
