@@ -407,8 +407,9 @@ def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
     merged = labels.merge(features, on=ID_COLUMN, how="inner", validate="one_to_one")
     if len(merged) != len(labels):
         lost = labels.loc[~labels[ID_COLUMN].isin(merged[ID_COLUMN]), ID_COLUMN]
-        raise FeatureInputError(f"{len(lost)} labelled customer(s) have no feature row (e.g. {lost.iloc[:3].tolist()}); "
-                                f"every customer of labels.csv must be trained on or counted as excluded by data_prep.")
+        raise FeatureInputError(f"{len(lost)} labelled customer(s) have no feature row "
+                                f"(e.g. {lost.iloc[:3].tolist()}); every customer of labels.csv must be trained on "
+                                f"or counted as excluded by data_prep.")
     cols = [ID_COLUMN, *[c for c in features.columns if c != ID_COLUMN], LABEL_COLUMN]
     return {split: merged.loc[merged["split"] == split, cols].reset_index(drop=True)
             for split in ("train", "validation")}

@@ -139,7 +139,7 @@ def shop_interim(folder: Path, n: int, seed: int, category_weights: dict[str, fl
         "category": rng.choice(names, len(owner), p=weights / weights.sum()),
         "channel": rng.choice(["web", "app", "store"], len(owner)),
     })
-    customers = pd.DataFrame({"customer_id": ids, "signup_date": (cutoff - pd.to_timedelta(signup_days, "D")).strftime("%Y-%m-%d"),
-                              "plan": plan, "churned": churned})
+    signup = (cutoff - pd.to_timedelta(signup_days, "D")).strftime("%Y-%m-%d")
+    customers = pd.DataFrame({"customer_id": ids, "signup_date": signup, "plan": plan, "churned": churned})
     labels = split_labels(ids, churned, seed=seed)
     return write_interim(folder, customers, labels, cutoff=SHOP_CUTOFF, transactions=transactions)
