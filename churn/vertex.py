@@ -60,7 +60,6 @@ SCHEDULER_TIME_ZONE = "Etc/UTC"
 SCHEDULER_MAX_BODY = 900_000  # bytes; a Cloud Scheduler job is at most 1 MB in all
 _SCHEDULER_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 STAGE_LABEL = "stage"
-_ALIAS_OF_STAGE = {"production": CHAMPION, "staging": CHALLENGER, "archived": ARCHIVED}
 _MODEL_ID = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]")
 
@@ -638,9 +637,9 @@ class VertexRegistry:
                  tags: dict[str, str] | None = None, description: str = "") -> ModelVersion:
         """Uploads ``model_dir`` to the staging prefix and registers it as a new version.
 
-        The alias comes from the ``stage`` tag that register_model sets (production → champion and the
-        default version; staging → challenger; archived → archived), so the version is uploaded with
-        its alias in one call.
+        The version is uploaded without aliases (Vertex gives a model's first version ``default``):
+        register_model sets them with :meth:`set_alias` when it applies the gate's decision, so a
+        version is never the champion before that, and the gate sees the champion it compared against.
 
         Raises:
             ValueError: No serving image or staging prefix in the registry URI.
@@ -654,7 +653,6 @@ class VertexRegistry:
         tags = {k: v for k, v in (tags or {}).items() if k != "gate_reason"}  # the reason is the description
         if run_id:
             tags.setdefault("tracking_run", run_id)
-        alias = _ALIAS_OF_STAGE.get(str(tags.get(STAGE_LABEL, "")).lower(), CHALLENGER)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         artifact_uri = f"{self.target.staging}/{model_id(name)}/{stamp}-{uuid.uuid4().hex[:8]}"
         upload_dir(Path(model_dir), artifact_uri)
@@ -665,10 +663,10 @@ class VertexRegistry:
             parent_model=self._resource(name) if exists else None,
             artifact_uri=artifact_uri, serving_container_image_uri=self.target.serving_image,
             serving_container_predict_route=SERVING_PREDICT_ROUTE, serving_container_health_route=SERVING_HEALTH_ROUTE,
-            serving_container_ports=[SERVING_PORT], version_aliases=[alias], is_default_version=alias == CHAMPION,
+            serving_container_ports=[SERVING_PORT], is_default_version=not exists,
             version_description=description[:1000], description="Customer churn classifier",
             labels=labels_from_tags(tags))
-        logger.info("registered %s version %s (%s) from %s", name, model.version_id, alias, artifact_uri)
+        logger.info("registered %s version %s from %s", name, model.version_id, artifact_uri)
         return self._wrap(model, name)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:

@@ -183,8 +183,15 @@ def test_register_model_uploads_versions_with_the_gate_aliases(vertex, gcs, regi
     assert len(uploads) == 3
     assert uploads[0]["modelId"] == "churn-model" and "parentModel" not in uploads[0]
     assert all(u["parentModel"] == f"{LOC}/models/churn-model" and "modelId" not in u for u in uploads[1:])
-    assert [sorted(u["model"]["versionAliases"]) for u in uploads] == \
-        [["champion", "default"], ["champion", "default"], ["challenger"]]  # is_default_version follows the gate
+    # uploaded without aliases: the gate's decision sets them afterwards (mergeVersionAliases), so a version is
+    # never champion before register_model says so
+    assert [u["model"].get("versionAliases", []) for u in uploads] == [["default"], [], []]  # Vertex: v1 is default
+    merged = [(c.path.rsplit("/", 1)[-1], c.body["versionAliases"])
+              for c in vertex.calls("POST", r":mergeVersionAliases$")]
+    assert merged == [("churn-model@1:mergeVersionAliases", ["champion", "default"]),
+                      ("churn-model@1:mergeVersionAliases", ["archived"]),
+                      ("churn-model@2:mergeVersionAliases", ["champion", "default"]),
+                      ("churn-model@3:mergeVersionAliases", ["challenger"])]
     client = storage.Client(project=PROJECT)
     for upload, run in zip(uploads, ("churn-training-001", "churn-training-002", "churn-training-003"), strict=True):
         model = upload["model"]
