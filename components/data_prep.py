@@ -2,7 +2,8 @@
 
 Raw data is never edited. Every raw row ends up either kept (``data/interim/cleaned_customers.csv``,
 ``data/interim/filtered_sales.csv``) or rejected with a reason (``data/interim/rejected_<input>.csv``),
-and the counts add up: raw = kept + rejected, per input.
+and the counts add up: raw = kept + rejected, per input. With a ``churned`` column in customers.csv
+the transaction log is optional (absent, empty or ``[]``: ``has_transactions: false``).
 
 This stage also fixes the label and the train/validation split (stratified, seeded, by customer);
 feature_engineering turns that into ``data/processed/train.csv`` and ``validation.csv``.
@@ -194,7 +195,8 @@ def clean_customers(raw: pd.DataFrame) -> Cleaned:
     df = raw.apply(lambda s: s.str.strip()).reset_index(drop=True)
     source_row = pd.Series(np.arange(1, len(df) + 1), index=df.index)
     signup = pd.to_datetime(df["signup_date"], format="ISO8601", utc=True, errors="coerce")
-    implausible = signup.notna() & ((signup < pd.Timestamp(EARLIEST_TIMESTAMP)) | (signup >= pd.Timestamp(LATEST_TIMESTAMP)))
+    implausible = signup.notna() & ((signup < pd.Timestamp(EARLIEST_TIMESTAMP))
+                                    | (signup >= pd.Timestamp(LATEST_TIMESTAMP)))
     conditions = [df[ID_COLUMN] == "", signup.isna(), implausible]
     reasons = ["missing customer_id", "unparseable signup_date (expected an ISO date like 2024-01-31)",
                "implausible signup_date (before 1900-01-01 or from 2200-01-01 on)"]
@@ -448,7 +450,8 @@ def _to_amount(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
     if col.dtype == object:
-        values = col.map(lambda v: np.nan if isinstance(v, bool) else float(v) if isinstance(v, _JsonNumberText) else v)
+        values = col.map(lambda v: np.nan if isinstance(v, bool)
+                         else float(v) if isinstance(v, _JsonNumberText) else v)
     else:
         values = col
     return pd.to_numeric(values, errors="coerce").astype("float64")

@@ -323,3 +323,23 @@ def test_a_few_rows_cannot_move_the_log_end() -> None:
     # 20 rows in 2099 shift the 99.9th percentile by 20 of 26,000 rows (hours), not to 2099
     assert abs(dp.log_end_limit(with_outliers) - dp.log_end_limit(steady)) < pd.Timedelta(days=1)
     assert steady.max() < dp.log_end_limit(steady) < steady.max() + pd.Timedelta(days=32)
+
+
+@pytest.mark.parametrize("labels", ["derived", "provided"])
+def test_a_given_cutoff_gives_the_same_files(tmp_path: Path, labels: str) -> None:
+    customers = CUSTOMERS if labels == "derived" else CUSTOMERS.replace("signup_date,plan", "signup_date,plan,churned")
+    if labels == "provided":
+        lines = customers.splitlines()
+        customers = "\n".join([lines[0]] + [f"{line},{i % 2}" for i, line in enumerate(lines[1:])])
+    write_customers(tmp_path / "raw", customers)
+    rows = _good_rows()
+    rows[5:5] = BAD_ROWS
+    _write_jsonl(tmp_path / "raw", rows)
+    fast, slow = _both(tmp_path / "raw", tmp_path, cutoff="2024-09-20")
+    assert fast is not None and fast["label_source"] == labels
+    assert fast == slow
+    _assert_same_files(tmp_path)
+    assert fast["cutoff"] == "2024-09-20T00:00:00+00:00"
+    # every kept customer signed up in January, before the cutoff: all are trained on
+    labels_csv = pd.read_csv(tmp_path / "fast" / "labels.csv", dtype=str)
+    assert len(labels_csv) == 20 and fast["excluded_from_training"] == {}
