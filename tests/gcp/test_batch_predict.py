@@ -174,3 +174,14 @@ def test_the_readme_command_runs_as_written(vertex, registered, capsys) -> None:
     body = _create(vertex)
     assert body["model"] == f"{LOC}/models/churn-model@1" and body["serviceAccount"] == SA
     assert body["instanceConfig"] == {"instanceType": "object", "keyField": "customer_id"}
+
+
+def test_a_request_the_service_refuses_is_one_line_and_exit_2(vertex, registered, capsys) -> None:
+    """An empty machine type passes the command's checks; Vertex answers 400, which is reported, not raised."""
+    code = pipeline.main(["batch-predict", *_gcp(vertex), "--bigquery-source", BQ_SOURCE,
+                          "--gcs-destination", "gs://acme-churn/out", "--machine-type", ""])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "Vertex AI refused the request: 400" in err and "machineSpec.machineType" in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert len(vertex.calls("POST", r"/batchPredictionJobs$")) == 1 and not vertex.batch_jobs
