@@ -73,16 +73,21 @@ def test_data_prep_component_reads_raw_data_from_gcs(gcs: str, tmp_path: Path) -
     from kfp.dsl import Dataset
 
     from churn.sample_data import generate, write_raw
+    from churn.vertex import raw_digest
     from components import data_prep
 
     write_raw(generate(300, seed=3), tmp_path / "raw")
     storage.upload_dir(tmp_path / "raw", f"gs://{gcs}/raw")
     interim = Dataset(name="interim", uri=str(tmp_path / "interim"), metadata={})
+    digest = raw_digest(f"gs://{gcs}/raw")
     data_prep.component("unused:image").python_func(raw_dir=f"gs://{gcs}/raw", churn_window_days=90,
-                                                    validation_fraction=0.2, seed=1, interim=interim)
+                                                    validation_fraction=0.2, seed=1, interim=interim,
+                                                    raw_digest=digest)
     meta = json.loads((tmp_path / "interim" / data_prep.METADATA_FILE).read_text())
     assert meta["rows"]["customers.csv"]["raw"] == 300
     assert interim.metadata["rows"] == meta["rows"]
+    # which raw objects this interim data came from, as submitted (pipeline.py submit / the drift retraining)
+    assert (interim.metadata["raw_dir"], interim.metadata["raw_digest"]) == (f"gs://{gcs}/raw", digest)
 
 
 def test_vertex_hands_artifacts_to_steps_as_local_fuse_paths() -> None:
