@@ -559,7 +559,9 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--display-name", default=None, help="run display name (default: the pipeline name)")
     p.add_argument("--job-id", default=None, help="run ID (default: churn-training-<timestamp>)")
     p.add_argument("--caching", action=argparse.BooleanOptionalAction, default=None,
-                   help="force step caching on/off (default: as compiled, i.e. on)")
+                   help="force step caching on/off (default: as compiled: on, except data_prep). Runs carry "
+                        "raw_digest, a digest of the --raw-dir objects, so even with caching on a run on changed "
+                        "files never reuses data_prep's outputs")
 
     p = sub.add_parser(
         "deploy", help="deploy a registered model version to a Vertex AI Endpoint",

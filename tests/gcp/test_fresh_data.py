@@ -134,3 +134,12 @@ def test_scheduled_requests_carry_no_digest_but_data_prep_stays_uncached(vertex,
         assert "raw_digest" not in request["runtimeConfig"]["parameterValues"]
         assert _caching(request["pipelineSpec"])["data-prep"] is False
         assert _caching(request["pipelineSpec"])["train"] is True
+
+
+def test_submit_help_says_what_caching_does_to_data_prep(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        pipeline.main(["submit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: as compiled: on, except data_prep)" in out and "raw_digest" in out
