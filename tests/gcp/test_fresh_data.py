@@ -12,6 +12,8 @@ import json
 import logging
 import os
 
+import pytest
+
 import pipeline
 from churn import vertex as vx
 from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
@@ -137,8 +139,6 @@ def test_scheduled_requests_carry_no_digest_but_data_prep_stays_uncached(vertex,
 
 
 def test_submit_help_says_what_caching_does_to_data_prep(capsys) -> None:
-    import pytest
-
     with pytest.raises(SystemExit):
         pipeline.main(["submit", "--help"])
     out = " ".join(capsys.readouterr().out.split())
