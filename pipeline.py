@@ -227,7 +227,8 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
     split and feature schema: its drift baseline) and ``registration.json``; ``data/interim``,
     ``data/processed`` and ``data/features`` are replaced by this run's. Every folder is fully written
     under a hidden name before any is renamed into place, so a full disk or a kill leaves no folder
-    half-written.
+    half-written. When the gate decided to promote, the copy that becomes ``models/latest`` is written
+    too, and left aside for :func:`promote_published` to rename once the registry says champion.
 
     Args:
         outputs: Pipeline outputs from a local run (objects with ``.path``).
@@ -256,6 +257,9 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
         layout.processed: [(train_dir, "."), (validation_dir, ".")],
         layout.features: [(features_dir, ".")],
     }
+    latest = layout.models / "latest"
+    if reg.get("deferred") and reg.get("alias") == "champion":
+        plan[latest] = plan[model_home]
     needed_mb = _size_mb([src for sources in plan.values() for src, _ in sources])
     for parent in {final.parent for final in plan}:
         _clear_leftovers(parent)
@@ -278,7 +282,8 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
             shutil.rmtree(stage, ignore_errors=True)
         raise _publish_error(exc, final, root, needed_mb) from None
     for stage, final in staged:  # renames only: nothing left to run out of space
-        _swap_in(stage, final)
+        if final != latest:
+            _swap_in(stage, final)
     return {
         "interim": str(layout.interim),
         "rejected": str(layout.interim / "rejected_*.csv"),
@@ -294,9 +299,10 @@ def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
 
 
 def promote_published(root: Path, registry_uri: str, model_home: Path) -> dict:
-    """Applies a deferred registration once its model folder is published, then points ``models/latest``.
+    """Applies a deferred registration once its model folder is published, then replaces ``models/latest``.
 
-    ``models/latest`` is a symlink to the champion's folder (``<name>/v<N>``), replaced atomically; the
+    ``models/latest`` is a copy of the champion's folder (a copy, not a link: the stages run alone write
+    to it), written aside by :func:`publish` and renamed into place right after the promotion; the
     folder's ``registration.json`` is rewritten with the decision as applied.
 
     Args:
@@ -321,17 +327,17 @@ def promote_published(root: Path, registry_uri: str, model_home: Path) -> dict:
             os.replace(tmp, model_home / REGISTRATION_FILE)
         except OSError as exc:
             logger.warning("%s: could not record the applied decision (%s); the registry holds it", model_home, exc)
-    champion = registry.get_by_alias(record["model_name"], CHAMPION)
-    models = DataLayout(root).models
-    if champion is not None and (models / record["model_name"] / f"v{champion.version}").is_dir():
-        link = models / f".latest.publishing-{os.getpid()}"
-        link.unlink(missing_ok=True)
-        link.symlink_to(Path(record["model_name"]) / f"v{champion.version}", target_is_directory=True)
-        latest = models / "latest"
-        if latest.is_dir() and not latest.is_symlink():  # a copied folder from an older layout
-            os.rename(latest, models / f".latest.replaced-{os.getpid()}")
-        os.replace(link, latest)
-        shutil.rmtree(models / f".latest.replaced-{os.getpid()}", ignore_errors=True)
+    latest = DataLayout(root).models / "latest"
+    staged = _staging(latest)
+    if staged.is_dir():
+        if record["alias"] == CHAMPION:
+            with contextlib.suppress(OSError):  # the applied record, linked: no space needed
+                (staged / f".{REGISTRATION_FILE}.tmp").unlink(missing_ok=True)
+                os.link(model_home / REGISTRATION_FILE, staged / f".{REGISTRATION_FILE}.tmp")
+                os.replace(staged / f".{REGISTRATION_FILE}.tmp", staged / REGISTRATION_FILE)
+            _swap_in(staged, latest)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
     return record
 
 

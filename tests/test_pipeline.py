@@ -75,7 +75,14 @@ def test_help_teaches(capsys) -> None:
 
 def test_missing_raw_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert pipeline.main(["run", "--raw-dir", str(tmp_path / "nowhere")]) == 2
-    assert "missing ['customers.csv', 'transactions.json']" in capsys.readouterr().err
+    assert "missing ['customers.csv'" in capsys.readouterr().err
+
+
+def test_the_compiled_pipeline_promotes_at_once(compiled: Path) -> None:
+    """Only a local run defers promotion (it publishes first); on Vertex the component promotes as before."""
+    spec = yaml.safe_load(compiled.read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["defer_promotion"]["defaultValue"] is False
+    assert "defer_promotion" in spec["components"]["comp-register-model"]["inputDefinitions"]["parameters"]
 
 
 def _free_port() -> int:
@@ -140,6 +147,19 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
     assert list(scores["customer_id"]) == list(validation["customer_id"])
     assert scores["churn_probability"].between(0, 1).all() and scores["churned"].isin([0, 1]).all()
     assert summary["artifacts"]["validation_predictions"].endswith("v1/evaluation/validation_predictions.csv")
+    # contract C: the model's own drift baseline (its training split and schema) travels with it
+    home = tmp_path / "models/churn-model/v1"
+    assert (home / "baseline/train.csv").read_bytes() == (tmp_path / "data/processed/train.csv").read_bytes()
+    assert json.loads((home / "baseline/feature_schema.json").read_text()) == \
+        json.loads((tmp_path / "data/features/feature_schema.json").read_text())
+    registration = json.loads((home / "registration.json").read_text())
+    assert (registration["alias"], registration["promoted"], registration["deferred"]) == ("champion", True, False)
+    # models/latest is a copy of the champion's folder; the run lock is released (emptied), nothing is left aside
+    latest = tmp_path / "models/latest"
+    assert (latest / "model.joblib").read_bytes() == (home / "model.joblib").read_bytes()
+    assert json.loads((latest / "registration.json").read_text()) == registration
+    assert (tmp_path / ".pipeline.lock").read_text() == ""
+    assert [p for p in (tmp_path / "models").rglob(".*")] == [] and [p for p in (tmp_path / "data").rglob(".*")] == []
     train = pd.read_csv(tmp_path / "data/processed/train.csv", dtype={"customer_id": str})
     raw_ids = set(pd.read_csv(dirty_raw_dir / "customers.csv", dtype=str)["customer_id"])
     assert set(train["customer_id"]) <= raw_ids and train["customer_id"].str.startswith("0").all()
@@ -149,6 +169,8 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     second = json.loads(summary_path.read_text())
     assert (second["model"]["version"], second["model"]["alias"]) == ("2", "challenger")
+    assert (tmp_path / "models/churn-model/v2/baseline/train.csv").is_file()
+    assert json.loads((latest / "registration.json").read_text())["version"] == "1"  # the champion, not the newest
 
     # what `mlflow ui` serves: the runs and the registered model, over HTTP
     port = _free_port()
@@ -178,6 +200,7 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
         runs = json.load(urllib.request.urlopen(req, timeout=10))["runs"]
         trained = [r for r in runs if any(p["key"] == "model_type" for p in r["data"].get("params", []))]
         assert len(trained) == 2
+        assert {r["info"]["status"] for r in runs} == {"FINISHED"}
         assert all(any(m["key"] == "validation_roc_auc" for m in r["data"]["metrics"]) for r in trained)
         req = urllib.request.Request(f"{base}/api/2.0/mlflow/registered-models/get?name=churn-model")
         model = json.load(urllib.request.urlopen(req, timeout=10))["registered_model"]

@@ -13,7 +13,7 @@ import pipeline
 MB = 1_000_000
 
 
-def _outputs(tmp: Path, model_bytes: int = 300_000, interim_bytes: int = 200_000) -> dict:
+def _outputs(tmp: Path, model_bytes: int = 300_000, interim_bytes: int = 200_000, alias: str = "champion") -> dict:
     """Task output folders shaped like a local run's, with incompressible files of the given sizes."""
     files = {
         "model/model.joblib": os.urandom(model_bytes), "model/model_card.json": b"{}",
@@ -23,7 +23,7 @@ def _outputs(tmp: Path, model_bytes: int = 300_000, interim_bytes: int = 200_000
         "train_data/train.csv": b"customer_id,f,churned\n001,1.5,0\n", "validation_data/validation.csv": b"x\n",
         "features/customer_features_v1.csv": b"customer_id,f\n001,1.5\n", "features/feature_schema.json": b'{"v": 1}',
         "interim/filtered_sales.csv": os.urandom(interim_bytes), "interim/prep_metadata.json": b"{}",
-        "registration/registration.json": json.dumps({"model_name": "m", "version": "1", "alias": "champion",
+        "registration/registration.json": json.dumps({"model_name": "m", "version": "1", "alias": alias,
                                                        "deferred": True}).encode(),
     }
     for rel, data in files.items():
@@ -39,7 +39,7 @@ def _hidden(root: Path) -> list[Path]:
 
 
 def test_publish_writes_the_model_folder_with_its_baseline(tmp_path: Path) -> None:
-    outputs = _outputs(tmp_path / "run")
+    outputs = _outputs(tmp_path / "run", alias="challenger")
     root = tmp_path / "project"
     (root / "data" / "processed").mkdir(parents=True)
     (root / "data" / "processed" / "stale.csv").write_text("from an older run\n")
@@ -52,6 +52,16 @@ def test_publish_writes_the_model_folder_with_its_baseline(tmp_path: Path) -> No
     assert (home / "baseline/train.csv").read_bytes() == (tmp_path / "run/train_data/train.csv").read_bytes()
     assert {p.name for p in (root / "data/processed").iterdir()} == {"train.csv", "validation.csv"}
     assert _hidden(root) == []  # nothing left aside
+    assert not (root / "models" / "latest").exists()  # a challenger never becomes models/latest
+
+
+def test_a_promoting_run_writes_latest_aside_until_the_registry_says_champion(tmp_path: Path) -> None:
+    pipeline.publish(_outputs(tmp_path / "run"), tmp_path / "project")
+    models = tmp_path / "project" / "models"
+    assert not (models / "latest").exists()
+    [staged] = _hidden(tmp_path / "project")
+    assert staged.parent == models and staged.name.startswith(".latest.publishing-")
+    assert (staged / "baseline" / "train.csv").is_file()
 
 
 @pytest.fixture()
