@@ -507,6 +507,22 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-root", type=Path, default=None, help="kfp.local outputs (default: local_outputs/)")
 
 
+def _add_score_parser(sub: argparse._SubParsersAction) -> None:
+    from components.score import add_arguments
+
+    p = sub.add_parser(
+        "score", help="score every kept customer with a registered model (batch scoring)",
+        description="Clean a raw folder with data_prep's rules, compute every kept customer's features as of "
+                    "--as-of with the scoring model's own feature schema, score them with the model's ONNX graph "
+                    "and write data/predictions/<model_version>_batch_<date>.csv (the serving log's columns + rank, "
+                    "decile; the drift check reads it as --current) and top_risk_<date>.csv. Exit code 2 on bad "
+                    "input (no champion, unknown version, unusable raw data).",
+        epilog="Example: python pipeline.py score --raw-dir data/raw --model champion --top 500 "
+               "--summary-json data/score_summary.json",
+    )
+    add_arguments(p)
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     """``key=value`` → (key, value); the value is read as JSON when it parses (7, 0.5, true), else text."""
     key, sep, value = text.partition("=")
@@ -859,18 +875,32 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compile", help="compile the pipeline to a KFP YAML file",
                        description="Compile the pipeline to KFP IR YAML. Every component runs on --image, the "
                                    "project's own image built from images/pipeline/Dockerfile.")
-    c.add_argument("--output", type=Path, default=Path("churn_pipeline.yaml"), help="default: %(default)s")
+    c.add_argument("--output", type=Path, default=None,
+                   help="default: churn_pipeline.yaml (training) or churn_scoring.yaml (scoring)")
     c.add_argument("--image", default=DEFAULT_IMAGE, help="component image URI (default: %(default)s)")
+    c.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                   help="which pipeline: training, or batch scoring (pipelines/scoring.py) (default: %(default)s)")
     _add_run_parser(sub)
+    _add_score_parser(sub)
     _add_cloud_parsers(sub)
     args = parser.parse_args(argv)
     setup_cli_logging()
     if args.command in ("submit", "deploy", "rollback", "schedule", "batch-predict"):
         return _run_cloud_command(args)
+    if args.command == "compile" and args.pipeline == "scoring":
+        from pipelines.scoring import PIPELINE_NAME as SCORING_NAME, compile_scoring_pipeline
+
+        path = compile_scoring_pipeline(args.output or Path("churn_scoring.yaml"), args.image)
+        print(f"compiled {SCORING_NAME} for image {args.image} → {path}")
+        return 0
     if args.command == "compile":
-        path = compile_pipeline(args.output, args.image)
+        path = compile_pipeline(args.output or Path("churn_pipeline.yaml"), args.image)
         print(f"compiled {PIPELINE_NAME} for image {args.image} → {path}")
         return 0
+    if args.command == "score":
+        from components.score import run_cli
+
+        return run_cli(args)
     params = {"churn_window_days": args.churn_window_days, "seed": args.seed,
               "validation_fraction": args.validation_fraction, "gate_metric": args.gate_metric,
               "gate_margin": args.gate_margin, "model_name": args.model_name, "cutoff": args.cutoff}
