@@ -43,7 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from serving.model import ModelSource, RegistrySource, RequestError, ServedModel, StorageSource
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import GcsPredictionLog, PredictionLog
 from serving.schemas import ErrorResponse, HealthResponse, PredictResponse
 from serving.settings import Settings, get_settings
 
@@ -72,10 +72,27 @@ def model_source(settings: Settings, cache_dir: Path) -> ModelSource:
     """The source the settings name: ``AIP_STORAGE_URI`` if set, else the registry alias."""
     if settings.storage_uri:
         return StorageSource(uri=settings.storage_uri, name=settings.model_name, max_instances=settings.max_instances,
-                             cache_dir=cache_dir, version_override=settings.model_version)
+                             cache_dir=cache_dir, version_override=settings.model_version,
+                             extra_fields=settings.extra_fields)
     return RegistrySource(uri=settings.resolved_registry_uri(), name=settings.model_name, alias=settings.model_alias,
                           max_instances=settings.max_instances, cache_dir=cache_dir,
-                          version_override=settings.model_version)
+                          version_override=settings.model_version, extra_fields=settings.extra_fields)
+
+
+def open_prediction_log(settings: Settings) -> PredictionLog | None:
+    """The prediction log the settings ask for: ``gs://`` parts, a local file, or none."""
+    if not settings.prediction_log:
+        return None
+    flush = settings.resolved_log_flush_seconds()
+    if settings.prediction_log_uri:
+        return GcsPredictionLog(settings.prediction_log_uri, flush_seconds=flush,
+                                max_pending_rows=settings.log_max_pending_rows)
+    if settings.storage_uri.startswith("gs://"):
+        logger.warning("the prediction log goes to the local folder %s, which is lost with the container and "
+                       "out of the nightly drift check's reach; set SERVING_PREDICTION_LOG_URI=gs://BUCKET/PREFIX",
+                       settings.prediction_log_dir)
+    return PredictionLog(settings.prediction_log_dir, flush_seconds=flush,
+                         max_pending_rows=settings.log_max_pending_rows)
 
 
 async def keep_model_current(app: FastAPI, source: ModelSource, poll_seconds: float) -> None:
@@ -121,9 +138,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         app.state.cache_dir = settings.cache_dir
     state: ServingState = app.state.serving
-    if settings.prediction_log:
-        state.log = PredictionLog(settings.prediction_log_dir, flush_seconds=settings.log_flush_seconds,
-                                  max_pending_rows=settings.log_max_pending_rows)
+    state.log = open_prediction_log(settings)
+    if state.log is not None:
         state.log.start()
     loader = asyncio.create_task(keep_model_current(app, model_source(settings, app.state.cache_dir),
                                                     settings.poll_seconds))

@@ -4,10 +4,13 @@ msgspec decodes a request body straight into typed structs generated from the fe
 everything the pydantic models in :mod:`serving.schemas` check, as it parses (one pass in C): unknown and
 missing fields, strict types (numbers for numeric features, ``int`` accepted and ``bool`` refused; text
 for categorical features and ``customer_id``), the ±1e12 range of numbers, text lengths, ``null`` only
-where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. Then each instance
-becomes one tuple ``(customer_id, *features)`` (``msgspec.structs.astuple``, in C; the struct's fields are
-in the order requests usually list them, which msgspec matches fastest); the tuples fill one object array,
-from which numpy takes (and casts) whole columns.
+where a feature is nullable, 1 to ``max_instances`` instances, the ``parameters``. An instance is an object
+or an array of the feature values in schema order (a typed fixed-length tuple: length and each position's
+type checked by msgspec); unknown object fields are refused, or skipped with ``extra_fields="ignore"``.
+Then each object instance becomes one tuple ``(customer_id, *features)`` (``msgspec.structs.astuple``, in
+C; the struct's fields are in the order requests usually list them, which msgspec matches fastest); the
+tuples (arrays are such tuples already, without the id) fill one object array, from which numpy takes (and
+casts) whole columns.
 
 It only ever decides "valid": any body it does not accept (malformed, invalid, or merely unusual, such as
 a duplicated key) makes :meth:`ColumnParser.parse` return ``None``, and the
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
 import msgspec
 import numpy as np
@@ -92,24 +95,29 @@ class ColumnParser:
     Args:
         schema: The model's feature schema.
         max_instances: Most instances per request (more: left to the pydantic path, which answers 413).
+        extra_fields: ``forbid`` or ``ignore`` unknown fields of object instances (as the pydantic models).
     """
 
-    def __init__(self, schema: FeatureSchema, max_instances: int) -> None:
+    def __init__(self, schema: FeatureSchema, max_instances: int, extra_fields: str = "forbid") -> None:
         # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys;
         # customer_id first, as requests (and churn.export.request_instances) put it.
         attr = {spec.name: f"f{i}" for i, spec in enumerate(schema.features)}
         fields: list[tuple] = [(_ID_ATTR, Optional[_TEXT], None)]
+        positions: list[Any] = []
         for spec in schema.features:
             kind = _NUMBER if spec.kind == "numeric" else _TEXT
             fields.append((attr[spec.name], Optional[kind], None) if spec.nullable else (attr[spec.name], kind))
+            positions.append(Optional[kind] if spec.nullable else kind)
         rename = {a: name for name, a in attr.items()} | {_ID_ATTR: ID_COLUMN}
-        instance = msgspec.defstruct("CustomerInstance", fields, kw_only=True, forbid_unknown_fields=True,
-                                     rename=rename, gc=False)
+        instance = msgspec.defstruct("CustomerInstance", fields, kw_only=True, rename=rename, gc=False,
+                                     forbid_unknown_fields=extra_fields != "ignore")
+        array = tuple[tuple(positions)]  # type: ignore[misc]
         parameters = msgspec.defstruct("PredictParameters", [("threshold", Optional[_THRESHOLD], None)],
                                        forbid_unknown_fields=True, gc=False)
         batch = msgspec.defstruct(
             "PredictRequest",
-            [("instances", Annotated[list[instance], msgspec.Meta(min_length=1, max_length=max_instances)]),
+            [("instances", Annotated[list[Union[instance, array]],  # type: ignore[valid-type]
+                                     msgspec.Meta(min_length=1, max_length=max_instances)]),
              ("parameters", Optional[parameters], None)],
             kw_only=True, forbid_unknown_fields=True, gc=False)
         self._batch = msgspec.json.Decoder(batch)
@@ -120,6 +128,7 @@ class ColumnParser:
         self._nullable_categorical = any(schema.get(name).nullable for name in schema.categorical)
         self._row_width = 1 + len(schema.names)
         self._rename = rename
+        self._names = tuple(schema.names)
 
     def parse(self, body: bytes) -> tuple[list[Any], float | None, Columns] | None:
         """``(instances, threshold, columns)`` when the body is certainly valid, else ``None``.
@@ -140,22 +149,35 @@ class ColumnParser:
     def columns(self, instances: list[Any]) -> Columns:
         """The arrays for decoded (valid) instances.
 
-        All values go into one object array ``[n, 1 + features]`` (``msgspec.structs.astuple`` per instance,
-        flattened by ``np.fromiter``), from which numpy takes whole columns: the numeric ones cast to
-        float64 in one call (``None``, null or absent, → NaN), the categorical ones as they are. No
-        per-instance Python code runs.
+        All values go into one object array ``[n, 1 + features]`` (``msgspec.structs.astuple`` per object
+        instance, flattened by ``np.fromiter``), from which numpy takes whole columns: the numeric ones cast
+        to float64 in one call (``None``, null or absent, → NaN), the categorical ones as they are. A request
+        of arrays only is flattened as it is (``[n, features]``, no id column); only a request mixing both
+        forms runs Python code per instance.
         """
         n = len(instances)
-        table = np.fromiter(chain.from_iterable(map(_astuple, instances)), dtype=object,
-                            count=n * self._row_width).reshape(n, self._row_width)
-        num = table[:, self._numeric_positions].astype(np.float64)
+        kinds = set(map(type, instances))
+        shift = 0
+        if tuple not in kinds:  # objects only
+            flat = chain.from_iterable(map(_astuple, instances))
+        elif len(kinds) == 1:  # arrays only: no id column
+            flat, shift = chain.from_iterable(instances), 1
+        else:
+            flat = chain.from_iterable([(None, *x) if type(x) is tuple else _astuple(x) for x in instances])
+        width = self._row_width - shift
+        table = np.fromiter(flat, dtype=object, count=n * width).reshape(n, width)
+        num = table[:, [p - shift for p in self._numeric_positions]].astype(np.float64)
         cat = None
         if self._categorical_positions:
-            cat = table[:, self._categorical_positions]
+            cat = table[:, [p - shift for p in self._categorical_positions]]
             if self._nullable_categorical:
                 cat[np.equal(cat, None)] = MISSING_CATEGORY
-        return Columns(numeric=num, categorical=cat, ids=table[:, 0].tolist())
+        ids = [None] * n if shift else table[:, 0].tolist()
+        return Columns(numeric=num, categorical=cat, ids=ids)
 
     def as_dict(self, instance: Any) -> dict[str, Any]:
-        """A decoded instance as the instance dict (absent optional fields as ``None``)."""
+        """A decoded instance as the instance dict (absent optional fields as ``None``; an array instance has
+        no ``customer_id``)."""
+        if type(instance) is tuple:
+            return {ID_COLUMN: None, **dict(zip(self._names, instance))}
         return {self._rename[k]: v for k, v in msgspec.structs.asdict(instance).items()}

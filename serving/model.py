@@ -38,7 +38,7 @@ from churn.export import (CATEGORICAL_INPUT, NUMERIC_INPUT, ONNX_FILE, PARITY_TO
 from churn.schema import FeatureSchema
 from serving.columns import ColumnParser, Columns, columns_from_instances
 from serving.prediction_log import Layout
-from serving.schemas import RequestModels, request_models
+from serving.schemas import ARRAY_TAG, OBJECT_TAG, RequestModels, request_models
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class ParsedRequest:
     Attributes:
         columns: The instances as model input arrays (what is scored, answered and logged).
         threshold: Decision threshold override from ``parameters``, if any.
-        records: The instances as validated: dicts (detailed path) or msgspec structs (fast path).
-        as_dict: Turns a fast-path struct into its dict.
+        records: The instances as validated: dicts (detailed path), msgspec structs or tuples (fast path).
+        as_dict: Turns a fast-path struct or tuple into its dict.
     """
 
     columns: Columns
@@ -84,12 +84,50 @@ def _json_safe(value: Any) -> Any:
     return None  # objects and lists: the location says enough, and echoing them could be large
 
 
-def _errors(exc: ValidationError, max_errors: int = 100) -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors(include_url=False, include_context=False)[:max_errors]:
-        out.append({"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"],
-                    "input": _json_safe(err.get("input"))})
+def _errors(exc: ValidationError, names: tuple[str, ...] = (), max_errors: int = 100) -> list[dict[str, Any]]:
+    """Validation errors as ``loc``/``msg``/``type``/``input``; see :func:`_instance_error` for instances."""
+    out, arrays_told = [], set()
+    for err in exc.errors(include_url=False, include_context=False):
+        loc = ["body", *err["loc"]]
+        msg, kind, value = err["msg"], err["type"], _json_safe(err.get("input"))
+        if len(loc) >= 4 and loc[1] == "instances" and loc[3] in (OBJECT_TAG, ARRAY_TAG):
+            found = _instance_error(loc, msg, kind, err.get("input"), names)
+            if found is None:
+                continue
+            loc, msg, kind = found
+            if kind == "array_length":
+                if loc[2] in arrays_told:  # one error per array of the wrong length, not one per position
+                    continue
+                arrays_told.add(loc[2])
+                value = None
+        out.append({"loc": loc, "msg": msg, "type": kind, "input": value})
+        if len(out) >= max_errors:
+            break
     return out
+
+
+def _instance_error(loc: list[Any], msg: str, kind: str, value: Any,
+                    names: tuple[str, ...]) -> tuple[list[Any], str, str] | None:
+    """One error of ``instances[i]``, its union tag (``object``/``array``) taken out of the location.
+
+    In array form the location is ``["body", "instances", i, position]`` and the message names the feature
+    at that position; an array of the wrong length is one ``array_length`` error saying how many values the
+    model takes. An instance that is neither an object nor an array says both forms are accepted.
+    """
+    tag, rest = loc[3], loc[4:]
+    base = loc[:3]
+    if tag == OBJECT_TAG:
+        if not rest and kind == "dict_type":
+            return base, (f"Input should be an object (a feature record) or an array of the {len(names)} feature "
+                          "values in the order of feature_schema.features (GET /schema)"), "instance_type"
+        return base + rest, msg, kind
+    if (kind == "too_long" and not rest) or (kind == "missing" and len(rest) == 1):
+        count = f"{len(value)} values" if isinstance(value, (list, tuple)) else "the wrong number of values"
+        return base, (f"the array has {count}; the model takes {len(names)}, one per feature in the order of "
+                      f"feature_schema.features (GET /schema): {', '.join(names)}"), "array_length"
+    if rest and isinstance(rest[0], int) and 0 <= rest[0] < len(names):
+        return base + rest, f"{names[rest[0]]} (position {rest[0]}): {msg}", kind
+    return base + rest, msg, kind
 
 
 @dataclass(frozen=True)
@@ -154,16 +192,18 @@ class ServedModel:
             if any(e["type"] == "too_long" and tuple(e["loc"]) == ("instances",) for e in errors):
                 raise RequestError(413, "too many instances in one request; split it (limit: see maxItems in "
                                         "the OpenAPI document)") from None
+            names = tuple(self.schema.names)
             if not any(e["type"] == "missing" and tuple(e["loc"]) == ("instances",) for e in errors):
-                raise RequestError(422, _errors(exc)) from None
+                raise RequestError(422, _errors(exc, names)) from None
             try:  # no "instances": a single customer object
                 instances = [self.requests.single.validate_json(body)]
             except ValidationError as single_exc:
-                raise RequestError(422, _errors(single_exc)) from None
+                raise RequestError(422, _errors(single_exc, names)) from None
             return ParsedRequest(columns=columns_from_instances(self.schema, instances), records=instances)
         params = batch.get("parameters")
-        return ParsedRequest(columns=columns_from_instances(self.schema, batch["instances"]),
-                             threshold=params.threshold if params else None, records=batch["instances"])
+        instances = [dict(zip(self.schema.names, x)) if isinstance(x, tuple) else x for x in batch["instances"]]
+        return ParsedRequest(columns=columns_from_instances(self.schema, instances),
+                             threshold=params.threshold if params else None, records=instances)
 
     def feed(self, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """The ONNX inputs for validated instances: numeric float64 (missing → NaN), categorical text
@@ -210,18 +250,26 @@ def _replay_probe(model: ServedModel) -> float:
         raise ManifestError(f"{model.folder}: the manifest has no probe to verify the model with")
     # One at a time through the request path, so any SERVING_MAX_INSTANCES admits the probe; then through
     # the detailed validation path, which requests the fast path does not accept take.
+    # Then in array form (feature values in schema order), which must score exactly as the objects do.
     bodies = [json.dumps(instance).encode() for instance in instances]
-    declined = sum(model.fast.parse(body) is None for body in bodies)
+    arrays = [json.dumps({"instances": [[instance.get(name) for name in model.schema.names]]}).encode()
+              for instance in instances]
+    declined = sum(model.fast.parse(body) is None for body in bodies + arrays)
     if declined:
-        logger.warning("%d of %d probe instances are not accepted by the validation fast path (they are "
-                       "validated by the slower detailed path)", declined, len(bodies))
+        logger.warning("%d of %d probe bodies (objects and arrays) are not accepted by the validation fast path "
+                       "(they are validated by the slower detailed path)", declined, 2 * len(bodies))
     diff = 0.0
-    for path, parse in (("request", model.parse), ("detailed validation", model.parse_detailed)):
-        got = model.score(Columns.concat([parse(body).columns for body in bodies]))
+    scored = {}
+    for path, parse, sent in (("request", model.parse, bodies), ("detailed validation", model.parse_detailed, bodies),
+                              ("array form", model.parse, arrays),
+                              ("array form detailed", model.parse_detailed, arrays)):
+        got = scored[path] = model.score(Columns.concat([parse(body).columns for body in sent]))
         diff = max(diff, float(np.max(np.abs(got - np.asarray(expected, dtype=np.float64)))))
         if not diff <= PARITY_TOLERANCE:
             raise ManifestError(f"{model.folder}: the probe scores differ from training's by {diff:.3g} "
                                 f"(> {PARITY_TOLERANCE}) through the {path} path")
+    if not np.array_equal(scored["request"], scored["array form"]):
+        raise ManifestError(f"{model.folder}: the probe scores differently in array form than as objects")
     return diff
 
 
@@ -246,7 +294,7 @@ def version_label(folder: Path, manifest: dict, *, override: str = "", registry_
 
 
 def load_model(folder: Path, *, name: str, source: str, max_instances: int, version_override: str = "",
-               registry_version: str = "") -> ServedModel:
+               registry_version: str = "", extra_fields: str = "forbid") -> ServedModel:
     """Verifies a model folder and opens it for serving.
 
     Args:
@@ -256,6 +304,7 @@ def load_model(folder: Path, *, name: str, source: str, max_instances: int, vers
         max_instances: Request limit (part of the request schema).
         version_override: Version label to use instead of the one found.
         registry_version: The registry's version number, when loaded from the registry.
+        extra_fields: ``forbid`` or ``ignore`` object fields the model does not take.
 
     Returns:
         The model, probe replayed.
@@ -282,8 +331,8 @@ def load_model(folder: Path, *, name: str, source: str, max_instances: int, vers
         raise ManifestError(f"{folder / ONNX_FILE}: onnxruntime cannot load it ({exc})") from exc
     _check_session(sess, schema, folder)
     model = ServedModel(name=name, source=source, folder=folder, schema=schema, threshold=threshold,
-                        manifest=manifest, session=sess, requests=request_models(schema, max_instances),
-                        fast=ColumnParser(schema, max_instances), log_layout=Layout.for_schema(schema),
+                        manifest=manifest, session=sess, requests=request_models(schema, max_instances, extra_fields),
+                        fast=ColumnParser(schema, max_instances, extra_fields), log_layout=Layout.for_schema(schema),
                         version=version_label(folder, manifest, override=version_override,
                                               registry_version=registry_version))
     diff = _replay_probe(model)
@@ -314,6 +363,7 @@ class StorageSource:
     max_instances: int
     cache_dir: Path
     version_override: str = ""
+    extra_fields: str = "forbid"
     follows: bool = False
 
     def fetch(self, current: ServedModel | None) -> ServedModel | None:
@@ -327,7 +377,7 @@ class StorageSource:
         else:
             folder = Path(self.uri)
         return load_model(folder, name=self.name, source=self.uri, max_instances=self.max_instances,
-                          version_override=self.version_override)
+                          version_override=self.version_override, extra_fields=self.extra_fields)
 
 
 @dataclass
@@ -340,6 +390,7 @@ class RegistrySource:
     max_instances: int
     cache_dir: Path
     version_override: str = ""
+    extra_fields: str = "forbid"
     follows: bool = True
     _registry: Any = None
 
@@ -361,7 +412,7 @@ class RegistrySource:
         try:
             return load_model(folder, name=self.name, source=f"{self.uri}#{self.name}/{version.version}",
                               max_instances=self.max_instances, version_override=self.version_override,
-                              registry_version=version.version)
+                              registry_version=version.version, extra_fields=self.extra_fields)
         except Exception:
             shutil.rmtree(dest, ignore_errors=True)
             raise

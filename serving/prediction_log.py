@@ -16,8 +16,10 @@ is what the drift check reads. Text is quoted as :mod:`csv` does (only values ho
 quotes doubled); control characters (``\r``, ``\n``, NUL, ...) and lone surrogates, which some CSV
 readers split rows on or cannot decode, are written as JSON-style ``\\uXXXX`` escapes, so one row is one
 line. Numbers are written as the shortest decimal that reads back exactly (``12.0``,
-``0.35077669229343563``, ``0.00001``). On Vertex AI, the Endpoint's BigQuery request-response logging is
-the equivalent (see README).
+``0.35077669229343563``, ``0.00001``).
+
+On Vertex AI the container's disk is lost with it: :class:`GcsPredictionLog` writes the same rows as
+immutable part objects under a ``gs://`` prefix, where the nightly drift check reads them.
 
 A row is logged or its loss is counted. If the disk cannot keep up, at most ``max_pending_rows`` rows wait
 in memory; older ones are dropped (``dropped``). A failed write (disk full, ...) is undone: each chunk is
@@ -32,6 +34,7 @@ import fcntl
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -314,6 +317,7 @@ class PredictionLog:
         self._queue: deque[_Batch] = deque()
         self._pending = 0
         self._writing = 0  # rows taken from the queue by the flush in progress
+        self._held = 0  # rows formatted but not yet stored (GcsPredictionLog's parts waiting to upload)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -406,7 +410,7 @@ class PredictionLog:
             self._failing = False
         return rows
 
-    def _lose(self, rows: int, path: Path, error: str) -> None:
+    def _lose(self, rows: int, path: Path | str, error: str) -> None:
         self.failed += rows
         self.last_error = error
         self._failing = True
@@ -425,7 +429,7 @@ class PredictionLog:
         :data:`LOSS_WINDOW_SECONDS`)."""
         degraded = self._failing or time.monotonic() - self._last_loss < LOSS_WINDOW_SECONDS
         return {"status": "degraded" if degraded else "ok", "rows_written": self.written, "rows_lost": self.lost,
-                "rows_pending": self._pending + self._writing, "last_error": self.last_error}
+                "rows_pending": self._pending + self._writing + self._held, "last_error": self.last_error}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -491,3 +495,198 @@ def _last_line_end(fd: int, size: int) -> int:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cloud Storage
+# ----------------------------------------------------------------------------------------------------
+
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+CLOSE_SECONDS = 10.0  # on shutdown, how long uploads are retried before the rest is counted lost
+UPLOAD_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Part:
+    name: str
+    data: bytes
+    rows: int
+
+
+def worker_id() -> str:
+    """This process's name in part objects: host (the replica), pid and a random token, so that replicas,
+    workers and restarted workers (a pid may come back) never write the same object name."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:63] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def part_name(prefix: str, version: str, date: str, worker: str, seq: int) -> str:
+    """``<prefix>/<model_version>/date=<YYYY-MM-DD>/part-<worker>-<seq>.csv`` (version made name-safe)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", version)
+    name = f"{safe}/date={date}/part-{worker}-{seq:06d}.csv"
+    return f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+
+
+class GcsPredictionLog(PredictionLog):
+    """The prediction log as immutable CSV part objects in Cloud Storage.
+
+    Each flush turns the queued rows into one object per model version and (UTC) day of the requests,
+    ``gs://BUCKET/PREFIX/<model_version>/date=<YYYY-MM-DD>/part-<worker>-<seq>.csv``, with the local file's
+    header and columns, written once and never appended to (``if_generation_match=0``: a retry of an upload
+    whose answer was lost finds its object already there). A part that cannot be uploaded (outage,
+    timeout, no credentials) stays in memory and is retried, in order, with exponential backoff from
+    :data:`RETRY_FIRST_SECONDS` to :data:`RETRY_MAX_SECONDS`; requests never wait for Cloud Storage. Rows
+    waiting (queued or in parts) are bounded by ``max_pending_rows``: beyond it the oldest are dropped and
+    counted. ``close`` (SIGTERM) writes what is left, retrying for up to ``close_seconds``, and counts the
+    rest as lost. google-cloud-storage finds its endpoint (``STORAGE_EMULATOR_HOST``) and credentials
+    itself.
+
+    Args:
+        uri: ``gs://BUCKET`` or ``gs://BUCKET/PREFIX``.
+        flush_seconds: Longest time a prediction waits in memory while Cloud Storage answers.
+        max_pending_rows: Memory bound (rows queued plus rows in parts waiting to upload).
+        close_seconds: How long ``close`` keeps retrying.
+        worker: Name of this writer in part names (default: :func:`worker_id`).
+    """
+
+    def __init__(self, uri: str, *, flush_seconds: float = 60.0, max_pending_rows: int = 1_000_000,
+                 close_seconds: float = CLOSE_SECONDS, worker: str | None = None) -> None:
+        from churn.storage import split_gcs
+
+        super().__init__(Path("."), flush_seconds=flush_seconds, max_pending_rows=max_pending_rows)
+        self.uri = uri.rstrip("/")
+        self.bucket_name, self.prefix = split_gcs(self.uri)
+        self.close_seconds = close_seconds
+        self.worker = worker or worker_id()
+        self._seq = 0
+        self._parts: deque[_Part] = deque()
+        self._retry_at = float("-inf")
+        self._backoff = 0.0
+        self._bucket: Any = None
+
+    def start(self) -> None:
+        """Starts the background writer (nothing is created in Cloud Storage until rows arrive)."""
+        self._thread = threading.Thread(target=self._run, name="prediction-log-gcs", daemon=True)
+        self._thread.start()
+
+    def _enqueue(self, batch: _Batch) -> None:
+        with self._lock:
+            self._queue.append(batch)
+            self._pending += len(batch)
+            while self._pending + self._held > self.max_pending_rows and (self._parts or len(self._queue) > 1):
+                if self._parts:  # the parts are older than anything queued
+                    rows = self._parts.popleft().rows
+                    self._held -= rows
+                else:
+                    rows = len(self._queue.popleft())
+                    self._pending -= rows
+                self.dropped += rows
+                self._last_loss = time.monotonic()
+            early = self._pending >= EARLY_FLUSH_ROWS
+        if early:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Turns the queued rows into parts and uploads the parts waiting (unless backing off after a
+        failure); returns the rows written."""
+        with self._write_lock:
+            self._make_parts()
+            if time.monotonic() < self._retry_at:
+                return 0
+            return self._upload()
+
+    def _make_parts(self) -> None:
+        with self._lock:
+            batches, self._queue = list(self._queue), deque()
+            self._writing, self._pending = self._pending, 0
+        try:
+            groups: dict[tuple[str, tuple[str, ...], str], list[_Batch]] = {}
+            for batch in batches:
+                groups.setdefault((batch.version, batch.layout.features, batch.timestamp[:10]), []).append(batch)
+            for (version, features, date), group in groups.items():
+                rows = sum(map(len, group))
+                try:
+                    data = (",".join(map(_quote, header(features))) + "\n").encode() + b"".join(
+                        _format(run) for run in _runs(group))
+                except Exception as exc:  # a bug must not stop the writer; the rows are counted and it is logged
+                    logger.exception("prediction log: cannot format %d rows for %s", rows, self.uri)
+                    self._lose(rows, self.uri, f"{type(exc).__name__}: {exc}")
+                    continue
+                part = _Part(part_name(self.prefix, version, date, self.worker, self._seq), data, rows)
+                self._seq += 1
+                with self._lock:
+                    self._parts.append(part)
+                    self._held += rows
+        finally:
+            self._writing = 0
+
+    def _upload(self) -> int:
+        """Uploads the waiting parts in order until one fails (then backs off); returns the rows written."""
+        written = 0
+        while True:
+            with self._lock:
+                if not self._parts:
+                    return written
+                part = self._parts[0]
+            try:
+                self._put(part)
+            except Exception as exc:  # any failure (network, HTTP, credentials) leaves the part to retry
+                self._backoff = min(max(2 * self._backoff, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
+                self._retry_at = time.monotonic() + self._backoff
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._failing = True
+                logger.error("prediction log: cannot write gs://%s/%s (%s); %d rows wait in memory, %d lost so "
+                             "far; retrying in %g s", self.bucket_name, part.name, self.last_error,
+                             self._held + self._pending, self.lost, self._backoff)
+                return written
+            with self._lock:
+                if self._parts and self._parts[0] is part:
+                    self._parts.popleft()
+                    self._held -= part.rows
+                else:  # dropped for memory while it was uploading: it was written after all
+                    self.dropped -= part.rows
+            self.written += part.rows
+            written += part.rows
+            self._backoff, self._retry_at = 0.0, float("-inf")
+            if self._failing:
+                logger.warning("prediction log: writing to %s again (%d rows lost so far)", self.uri, self.lost)
+                self._failing = False
+
+    def _put(self, part: _Part) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        if self._bucket is None:
+            from google.cloud import storage
+
+            self._bucket = storage.Client().bucket(self.bucket_name)
+        blob = self._bucket.blob(part.name)
+        try:
+            blob.upload_from_string(part.data, content_type="text/csv", if_generation_match=0, retry=None,
+                                    timeout=UPLOAD_TIMEOUT_SECONDS)
+        except PreconditionFailed:  # written by an earlier attempt whose answer was lost: parts are immutable
+            pass
+
+    def close(self) -> None:
+        """Stops the writer, then writes what is left, retrying for up to ``close_seconds``; what still
+        cannot be written is counted lost and logged."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        deadline = time.monotonic() + self.close_seconds
+        with self._write_lock:
+            self._make_parts()
+            while True:
+                self._upload()
+                left = deadline - time.monotonic()
+                if not self._parts or left <= 0:
+                    break
+                time.sleep(min(max(self._retry_at - time.monotonic(), 0.05), left))
+            with self._lock:
+                rows, self._parts, self._held = self._held, deque(), 0
+        if rows:
+            self._lose(rows, self.uri, self.last_error or "not written before shutdown")
+        if self.lost:
+            logger.warning("prediction log: %d rows were not logged to %s (%d dropped from memory, %d failed)",
+                           self.lost, self.uri, self.dropped, self.failed)

@@ -4,7 +4,13 @@ The customer instance is built from the model's feature schema (``feature_schema
 model), so requests are validated against exactly the features the loaded model takes: numeric
 features are finite JSON numbers within ±1e12, categorical features are strings (values unseen in
 training are accepted and scored as unseen; ``""`` means missing), nullable features may be null or
-left out, ``customer_id`` is optional and echoed back, and any other field is an error.
+left out, ``customer_id`` is optional and echoed back, and any other field is an error (or ignored, with
+``extra_fields="ignore"``).
+
+An instance is either that object or an array of the feature values in schema order (``feature_schema.
+features``: what Vertex AI Batch Prediction sends for CSV and BigQuery sources); an array has exactly one
+value per feature (``null`` only where the feature is nullable) and no ``customer_id``. One request may
+mix both forms.
 
 These pydantic models are the contract: they build the OpenAPI document and ``/schema``, and give the
 detailed errors per instance and field. Valid requests are normally accepted earlier by the equivalent
@@ -16,15 +22,17 @@ path and described here for the docs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from typing_extensions import NotRequired, Required, TypedDict
 
 from churn.schema import ID_COLUMN, FeatureSchema
 
 NUMBER_LIMIT = 1e12
 MAX_TEXT = 1000
+EXTRA_FIELDS = ("forbid", "ignore")
+OBJECT_TAG, ARRAY_TAG = "object", "array"  # the two instance forms (pydantic union tags, in error locations)
 
 
 class PredictParameters(BaseModel):
@@ -108,13 +116,15 @@ class RequestModels:
 
     Attributes:
         instance: The customer instance ``TypedDict``.
-        batch: Adapter for ``{"instances": [...], "parameters": {...}}``.
+        batch: Adapter for ``{"instances": [...], "parameters": {...}}`` (each instance an object or an array).
         single: Adapter for one customer object.
+        array: Adapter for one instance in array form (feature values in schema order).
     """
 
     instance: type
     batch: TypeAdapter
     single: TypeAdapter
+    array: TypeAdapter
 
     def openapi_components(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(request body schema, component schemas)`` for the OpenAPI document."""
@@ -130,27 +140,45 @@ class RequestModels:
         return body, defs
 
 
-def request_models(schema: FeatureSchema, max_instances: int) -> RequestModels:
+def _form(value: Any) -> str:
+    """The union tag of one instance: arrays are the array form, anything else is checked as an object."""
+    return ARRAY_TAG if isinstance(value, (list, tuple)) else OBJECT_TAG
+
+
+def request_models(schema: FeatureSchema, max_instances: int, extra_fields: str = "forbid") -> RequestModels:
     """Builds the request validators for a feature schema.
 
     Args:
         schema: The model's feature schema.
         max_instances: Most instances per request (``maxItems``; more is answered with 413).
+        extra_fields: ``forbid`` (an object instance with a field the model does not take is an error) or
+            ``ignore`` (such fields are dropped: not scored, not logged).
 
     Returns:
         The validators.
     """
+    if extra_fields not in EXTRA_FIELDS:
+        raise ValueError(f"extra_fields must be one of {EXTRA_FIELDS}, not {extra_fields!r}")
     fields: dict[str, Any] = {
         ID_COLUMN: NotRequired[Optional[Annotated[str, Field(strict=True, max_length=MAX_TEXT,
                                                              description="Optional id, echoed back.")]]]}
+    positions: list[Any] = []
     for spec in schema.features:
         kind = _numeric(spec.description) if spec.kind == "numeric" else _categorical(spec.description, spec.categories)
         fields[spec.name] = NotRequired[Optional[kind]] if spec.nullable else Required[kind]
+        positions.append(Optional[kind] if spec.nullable else kind)
     instance = TypedDict("CustomerInstance", fields)  # type: ignore[operator]
-    instance.__pydantic_config__ = ConfigDict(extra="forbid", title="CustomerInstance")  # type: ignore[attr-defined]
-    instances = Annotated[list[instance], Field(min_length=1, max_length=max_instances,
-                                                description="Customers to score (feature records).")]
+    instance.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
+        extra=extra_fields, title="CustomerInstance")
+    array = Annotated[tuple[tuple(positions)], Field(  # type: ignore[misc]
+        title="CustomerArray", description="The feature values in the order of feature_schema.features (GET /schema)")]
+    either = Annotated[Union[Annotated[instance, Tag(OBJECT_TAG)], Annotated[array, Tag(ARRAY_TAG)]],
+                       Discriminator(_form)]
+    instances = Annotated[list[either], Field(min_length=1, max_length=max_instances,
+                                              description="Customers to score: feature records (objects) or "
+                                                          "arrays of feature values in schema order.")]
     batch = TypedDict("PredictRequest", {"instances": Required[instances],  # type: ignore[operator]
                                          "parameters": NotRequired[Optional[PredictParameters]]})
     batch.__pydantic_config__ = ConfigDict(extra="forbid", title="PredictRequest")  # type: ignore[attr-defined]
-    return RequestModels(instance=instance, batch=TypeAdapter(batch), single=TypeAdapter(instance))
+    return RequestModels(instance=instance, batch=TypeAdapter(batch), single=TypeAdapter(instance),
+                         array=TypeAdapter(array))

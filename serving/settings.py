@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,11 +44,18 @@ class Settings(BaseSettings):
             408 and close (``python -m serving`` only).
         body_timeout_seconds: The whole body must arrive within this time after the headers, else 408 and
             close.
-        prediction_log: Append every prediction to ``<prediction_log_dir>/<model_version>_outputs.csv``.
-        prediction_log_dir: Folder of the prediction log.
-        log_flush_seconds: How often buffered predictions are written.
-        log_max_pending_rows: Buffered rows beyond which the oldest are dropped (and counted) if the disk
-            cannot keep up.
+        extra_fields: ``forbid`` (default): an object instance with a field the model does not take is refused
+            (422); ``ignore``: such fields are dropped (not scored, not logged), e.g. the other columns of
+            BigQuery rows Vertex AI Batch Prediction sends with ``instanceType=object``.
+        prediction_log: Log every prediction (to ``prediction_log_uri`` if set, else ``prediction_log_dir``).
+        prediction_log_uri: ``gs://BUCKET/PREFIX``: write the log as immutable part objects under it
+            (:class:`serving.prediction_log.GcsPredictionLog`), e.g. on Vertex AI, where the container's
+            disk is lost with it.
+        prediction_log_dir: Folder of the local log, ``<model_version>_outputs.csv``.
+        log_flush_seconds: How often buffered predictions are written (default: 2 s to a local file, 60 s to
+            ``gs://``, where each flush makes an object).
+        log_max_pending_rows: Buffered rows beyond which the oldest are dropped (and counted) if the disk or
+            Cloud Storage cannot keep up.
         cache_dir: Where downloaded model folders go (default: a temporary folder).
         host: Interface to bind (``python -m serving``).
         workers: Worker processes for ``python -m serving`` (0 = one per available CPU).
@@ -71,13 +79,23 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(10.0, ge=0)
     header_timeout_seconds: float = Field(10.0, gt=0)
     body_timeout_seconds: float = Field(30.0, gt=0)
+    extra_fields: Literal["forbid", "ignore"] = "forbid"
     prediction_log: bool = True
+    prediction_log_uri: str = ""
     prediction_log_dir: Path = Path("data/predictions")
-    log_flush_seconds: float = Field(2.0, gt=0)
+    log_flush_seconds: float | None = Field(None, gt=0)
     log_max_pending_rows: int = Field(1_000_000, ge=1000)
     cache_dir: Path | None = None
     host: str = "0.0.0.0"
     workers: int = Field(0, ge=0)
+
+    @field_validator("prediction_log_uri")
+    @classmethod
+    def _log_uri(cls, value: str) -> str:
+        if value and not (value.startswith("gs://") and len(value.rstrip("/")) > len("gs://")):
+            raise ValueError(f"SERVING_PREDICTION_LOG_URI {value!r} must be gs://BUCKET or gs://BUCKET/PREFIX "
+                             "(for a local folder use SERVING_PREDICTION_LOG_DIR)")
+        return value
 
     @field_validator("predict_route", "health_route")
     @classmethod
@@ -93,6 +111,12 @@ class Settings(BaseSettings):
         from churn.layout import DataLayout
 
         return DataLayout().tracking_uri()
+
+    def resolved_log_flush_seconds(self) -> float:
+        """``log_flush_seconds``, or 60 s for a ``gs://`` log and 2 s for a local one."""
+        if self.log_flush_seconds is not None:
+            return self.log_flush_seconds
+        return 60.0 if self.prediction_log_uri else 2.0
 
     def resolved_workers(self) -> int:
         """``workers``, or one per CPU this process may run on."""
