@@ -11,9 +11,14 @@ coverage cases; loopback only.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 
 from tests.serving.conftest import Trained, start_server
@@ -61,3 +66,49 @@ def test_no_input_makes_a_server_error_and_responses_match_the_document(fuzz_ser
         assert seen.get(422, 0) > 0
     else:
         assert seen.get(200, 0) > 0
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                        max_size=3), max_leaves=12)
+
+
+@pytest.mark.slow
+def test_arrays_of_anything_are_scored_or_refused_with_the_instance_and_position(fuzz_server, models):
+    """Vertex's array form, fuzzed over HTTP with a plain client: right and wrong lengths, every JSON type,
+    nested junk, non-finite numbers. Every answer is 200 or a 422 naming the instance (and the position and
+    feature when one value is wrong)."""
+    names = models["hist_gradient_boosting"].schema.names
+    valid = [[inst.get(n) for n in names] for inst in models["hist_gradient_boosting"].instances(5)]
+    arrays = st.one_of(st.sampled_from(valid),
+                       st.lists(json_values, min_size=len(names) - 1, max_size=len(names) + 1),
+                       st.sampled_from(valid).flatmap(lambda row: st.tuples(st.integers(0, len(row) - 1), json_values)
+                                                      .map(lambda change: [change[1] if i == change[0] else v
+                                                                           for i, v in enumerate(row)])))
+    seen: dict[int, int] = {}
+
+    @given(instances=st.lists(arrays, min_size=1, max_size=4))
+    @settings(max_examples=MAX_EXAMPLES * 2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def call(instances) -> None:
+        body = json.dumps({"instances": instances}, allow_nan=True).encode()
+        request = urllib.request.Request(f"{fuzz_server.base_url}/predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, answer = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            status, answer = err.code, json.loads(err.read())
+        seen[status] = seen.get(status, 0) + 1
+        assert status in (200, 400, 422), (status, answer)
+        if status == 200:
+            assert len(answer["predictions"]) == len(instances)
+        elif status == 422:
+            for error in answer["detail"]:
+                loc = error["loc"]
+                assert loc[:2] == ["body", "instances"] and 0 <= loc[2] < len(instances), error
+                if len(loc) > 3:
+                    assert error["msg"].startswith(f"{names[loc[3]]} (position {loc[3]}): "), error
+
+    call()
+    assert fuzz_server.proc.poll() is None, fuzz_server.output()
+    assert seen.get(200, 0) > 0 and seen.get(422, 0) > 0, seen
