@@ -631,7 +631,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from churn.layout import DataLayout
 
     layout = DataLayout()
-    out_dir = args.out_dir or layout.predictions
+    out_dir = (args.out_dir or layout.predictions).resolve()
     try:
         with contextlib.ExitStack() as stack:
             if args.model_dir is not None:
