@@ -7,7 +7,9 @@ Four servers run side by side on 127.0.0.1, each under uvicorn with the same wor
   Python measured here) before returning a constant — the floor of any Python server that must read
   the instances, which is what bounds the 1000-instance throughput ratio;
 * ``ours``: ``python -m serving`` (ONNX in onnxruntime, validation from the feature schema, prediction
-  log on, as configured by default);
+  log on, as configured by default), sent the instances as objects; ``ours-array`` is the same server sent
+  the same instances in Vertex AI Batch Prediction's array form (feature values in schema order, no
+  ``customer_id``: a body several times smaller);
 * ``joblib``: what common Vertex AI templates ship — unpickle ``model.joblib`` at start, build a pandas
   DataFrame from the instances, call scikit-learn's ``predict_proba``.
 
@@ -22,8 +24,9 @@ other processes took meanwhile (from ``/proc/stat``): on a shared machine, throu
 soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling the server's memory
 (resident set of the uvicorn process tree).
 
-Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib``; ≥ 100k instances/s
-with 1000-instance requests; soak with 0 errors and flat memory.
+Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib`` (objects, and arrays with
+1000-instance requests); ≥ 100k instances/s with 1000-instance requests; soak with 0 errors and flat memory.
+The object and array forms are reported side by side, with their body sizes and ratios to ``joblib``.
 
 Run: ``python bench/bench_serving.py --help`` (or ``make bench-serving``). Loopback only, bounded in time.
 """
@@ -50,7 +53,9 @@ P50_RATIO_TARGET = 2.0
 THROUGHPUT_RATIO_TARGET = 10.0
 BATCH_RATE_TARGET = 100_000.0
 MEMORY_GROWTH_TARGET = 0.10  # soak: last-10-s median RSS at most 10% above the first-10-s median
-SERVERS = ("no-op", "decode", "ours", "joblib")
+SERVERS = ("no-op", "decode", "ours", "joblib")  # processes
+RUNS = ("no-op", "decode", "ours", "ours-array", "joblib")  # what each round measures, back to back
+PROCESS = {"ours-array": "ours"}  # a run that uses another run's process (with other payloads)
 
 
 # --------------------------------------------------------------------------------------------- apps
@@ -142,6 +147,11 @@ def prepare(work: Path, customers: int, candidates: str) -> tuple[Path, list[dic
     trained = train.train_model(tr, va, schema, seed=42, candidates=tuple(candidates.split(",")))
     train.save_model(trained, schema, work / "model")
     return work / "model", instances_from(va, schema)
+
+
+def as_array(instance: dict[str, Any], names: list[str]) -> list[Any]:
+    """An instance in Vertex AI Batch Prediction's array form: the feature values in schema order."""
+    return [instance.get(name) for name in names]
 
 
 def instances_from(frame: Any, schema: Any) -> list[dict[str, Any]]:
@@ -429,10 +439,10 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"{'instances':>9} {'conc':>4}  {'server':<7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'instances':>9} {'conc':>4}  {'server':<10} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'req/s':>9} {'instances/s':>12} {'srv cpu ms':>10} {'cli cpu ms':>10} {'others':>6}")
     for r in results:
-        print(f"{r.instances:>9} {r.concurrency:>4}  {r.server:<7} {r.requests:>8} {r.errors:>6} {_fmt(r.p50):>8} "
+        print(f"{r.instances:>9} {r.concurrency:>4}  {r.server:<10} {r.requests:>8} {r.errors:>6} {_fmt(r.p50):>8} "
               f"{_fmt(r.p99):>8} {_fmt(r.rps, 0):>9} {_fmt(r.ips, 0):>12} {_fmt(r.server_cpu_ms, 3):>10} "
               f"{_fmt(r.client_cpu_ms, 3):>10} {_fmt(r.other_cores):>6}")
     print("srv/cli cpu ms: CPU time per request of the server's processes and of the load generator; others: "
@@ -455,6 +465,13 @@ def evaluate(results: list[Result], soak: dict[str, Any] | None) -> list[tuple[s
         if ratios:
             o, j = pool[("ours", n, 16)], pool[("joblib", n, 16)]
             checks.append((f"throughput ≥ 10× joblib, {n}-instance requests (c=16)",
+                           f"{o.ips:,.0f} vs {j.ips:,.0f} instances/s pooled; {_median_text(ratios)}",
+                           statistics.median(ratios) >= THROUGHPUT_RATIO_TARGET))
+    for n in sorted({r.instances for r in results if r.server == "ours-array" and r.instances >= 1000}):
+        ratios = round_ratios(results, ("ours-array", n, 16), ("joblib", n, 16), lambda r: r.ips)
+        if ratios:
+            o, j = pool[("ours-array", n, 16)], pool[("joblib", n, 16)]
+            checks.append((f"throughput ≥ 10× joblib, {n}-instance requests in array form (c=16)",
                            f"{o.ips:,.0f} vs {j.ips:,.0f} instances/s pooled; {_median_text(ratios)}",
                            statistics.median(ratios) >= THROUGHPUT_RATIO_TARGET))
     rates = [r.ips for r in results if (r.server, r.instances, r.concurrency) == ("ours", 1000, 16)]
@@ -488,6 +505,25 @@ def decode_headroom(results: list[Result]) -> list[str]:
                      f"of its throughput; ours has {statistics.median(ours):.0%} (medians of {len(ours)} rounds; "
                      f"server CPU per request: floor {pool['decode', n, 16].server_cpu_ms:.2f} ms, ours "
                      f"{pool['ours', n, 16].server_cpu_ms:.2f} ms)")
+    return lines
+
+
+def form_comparison(results: list[Result], body_bytes: dict[tuple[str, int], int]) -> list[str]:
+    """Object vs array form side by side, per request size and concurrency: body size, instances/s, server
+    CPU per request, and each form's ratio to joblib (median over the rounds)."""
+    pool = {(r.server, r.instances, r.concurrency): r for r in pool_all(results)}
+    lines = []
+    for n, c in sorted({(r.instances, r.concurrency) for r in results if r.server == "ours-array"}):
+        cells = []
+        for form, name in (("object", "ours"), ("array", "ours-array")):
+            r = pool.get((name, n, c))
+            if r is None:
+                continue
+            ratios = round_ratios(results, (name, n, c), ("joblib", n, c), lambda x: x.ips)
+            vs = f", {statistics.median(ratios):.1f}x joblib" if ratios else ""
+            cells.append(f"{form} {body_bytes.get((form, n), 0) / 1e3:,.1f} kB body, {r.ips:,.0f} instances/s, "
+                         f"server {r.server_cpu_ms:.2f} ms CPU/request{vs}")
+        lines.append(f"{n}-instance requests, c={c}: " + " | ".join(cells))
     return lines
 
 
@@ -568,24 +604,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training a model on {args.customers} generated customers …", flush=True)
             model_dir, rows = prepare(work, args.customers, args.candidates)
         card = json.loads((model_dir / "model_card.json").read_text())
+        names = [f["name"] for f in json.loads((model_dir / "feature_schema.json").read_text())["features"]]
         print(f"model: {card['model_type']}, {len(rows)} validation rows as instances; {args.workers} workers per "
               f"server; {os.cpu_count()} CPUs", flush=True)
         servers = {name: start(name, model_dir, work, args.workers, not args.no_prediction_log) for name in SERVERS}
         results: list[Result] = []
+        body_bytes: dict[tuple[str, int], int] = {}
         soak = None
         try:
             for size in (int(s) for s in args.sizes.split(",")):
-                bodies = []
+                bodies: dict[str, list[bytes]] = {"object": [], "array": []}
                 for k in range(8):
                     chunk = [rows[(k * size + i) % len(rows)] for i in range(size)]
-                    bodies.append(json.dumps({"instances": chunk}).encode())
-                payloads = [request_bytes("/predict", b) for b in bodies]
+                    bodies["object"].append(json.dumps({"instances": chunk}).encode())
+                    bodies["array"].append(json.dumps({"instances": [as_array(x, names) for x in chunk]}).encode())
+                for form, sent in bodies.items():
+                    body_bytes[form, size] = round(statistics.mean(map(len, sent)))
+                payloads = {form: [request_bytes("/predict", b) for b in sent] for form, sent in bodies.items()}
                 for conc in (int(c) for c in args.concurrency.split(",")):
-                    for k, name in ((k, name) for k in range(args.rounds) for name in SERVERS):
-                        res = run_load(servers[name].port, payloads, conc, args.seconds, args.warmup,
-                                       Result(name, size, conc, round=k), server_pid=servers[name].proc.pid)
+                    for k, name in ((k, name) for k in range(args.rounds) for name in RUNS):
+                        server = servers[PROCESS.get(name, name)]
+                        form = "array" if name == "ours-array" else "object"
+                        res = run_load(server.port, payloads[form], conc, args.seconds, args.warmup,
+                                       Result(name, size, conc, round=k), server_pid=server.proc.pid)
                         results.append(res)
-                        print(f"  {size:>5} instances, c={conc:<3} round {k + 1}/{args.rounds} {name:<7} "
+                        print(f"  {size:>5} instances, c={conc:<3} round {k + 1}/{args.rounds} {name:<10} "
                               f"p50 {_fmt(res.p50)} ms, "
                               f"{_fmt(res.ips, 0)} instances/s, {res.errors} errors, CPU/request server "
                               f"{_fmt(res.server_cpu_ms, 3)} ms client {_fmt(res.client_cpu_ms, 3)} ms, other "
@@ -612,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in decode_headroom(results):
         print(line)
+    print("\nobject vs array form (the same instances; arrays: feature values in schema order):")
+    for line in form_comparison(results, body_bytes):
+        print(f"  {line}")
     print()
     checks = evaluate(results, soak)
     for desc, measured, ok in checks:
@@ -626,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
                                            "p50_ms": r.p50, "p99_ms": r.p99, "rps": r.rps, "ips": r.ips}
                                           for r in pool_all(results)],
                                "load_average": os.getloadavg(), "soak": soak,
-                               "decode_headroom": decode_headroom(results), "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
+                               "decode_headroom": decode_headroom(results),
+                               "forms": form_comparison(results, body_bytes),
+                               "body_bytes": {f"{form}/{n}": b for (form, n), b in body_bytes.items()},
+                               "checks": [{"target": d, "measured": m, "pass": ok} for d, m, ok in checks]},
                               indent=2) + "\n")
     print(f"results: {out}")
     return 0 if all(ok for _, _, ok in checks) else 1

@@ -87,9 +87,10 @@ def open_prediction_log(settings: Settings) -> PredictionLog | None:
     if settings.prediction_log_uri:
         return GcsPredictionLog(settings.prediction_log_uri, flush_seconds=flush,
                                 max_pending_rows=settings.log_max_pending_rows)
-    if settings.storage_uri.startswith("gs://"):
-        logger.warning("the prediction log goes to the local folder %s, which is lost with the container and "
-                       "out of the nightly drift check's reach; set SERVING_PREDICTION_LOG_URI=gs://BUCKET/PREFIX",
+    if settings.storage_uri:  # a fixed deployment, as on Vertex AI
+        logger.warning("the prediction log goes to the local folder %s; in a container (Vertex AI) it is lost "
+                       "with it and out of the nightly drift check's reach: set "
+                       "SERVING_PREDICTION_LOG_URI=gs://BUCKET/PREFIX",
                        settings.prediction_log_dir)
     return PredictionLog(settings.prediction_log_dir, flush_seconds=flush,
                          max_pending_rows=settings.log_max_pending_rows)

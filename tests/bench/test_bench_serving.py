@@ -63,3 +63,24 @@ def test_decode_headroom_says_what_10x_leaves():
     assert "reaches 12.0x joblib" in line
     assert "10x allows 83% of its throughput" in line
     assert "ours has 50%" in line
+
+
+def test_array_form_has_its_own_throughput_verdict_for_large_requests():
+    rs = rounds({"ours": [50, 50, 50], "ours-array": [120, 110, 130], "joblib": [10, 10, 10]})
+    checks = {c[0]: c for c in bench.evaluate(rs, None)}
+    array = checks["throughput ≥ 10× joblib, 1000-instance requests in array form (c=16)"]
+    assert array[2] is True and "12.00× (median of 3 rounds" in array[1]
+    assert checks["throughput ≥ 10× joblib, 1000-instance requests (c=16)"][2] is False  # objects: 5x
+    small = rounds({"ours-array": [120, 110, 130], "joblib": [10, 10, 10]}, instances=1)
+    assert not [c for c in bench.evaluate(small, None) if "array form" in c[0]]  # only for 1000+ instances
+
+
+def test_forms_are_reported_side_by_side_with_body_sizes_and_ratios():
+    rs = rounds({"ours": [50, 50, 50], "ours-array": [120, 110, 130], "joblib": [10, 10, 10]})
+    [line] = bench.form_comparison(rs, {("object", 1000): 800_000, ("array", 1000): 200_000})
+    assert line.startswith("1000-instance requests, c=16: object 800.0 kB body, 50,000 instances/s")
+    assert "5.0x joblib | array 200.0 kB body, 120,000 instances/s" in line and line.endswith("12.0x joblib")
+
+
+def test_array_form_is_the_feature_values_in_schema_order():
+    assert bench.as_array({"customer_id": "c1", "b": 2.0, "a": None}, ["a", "b"]) == [None, 2.0]

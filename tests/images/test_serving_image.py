@@ -142,9 +142,10 @@ sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f,
 '''
 
 
-@pytest.mark.slow
-def test_image_start_command_serves_from_the_copied_files_without_scikit_learn(instructions, tmp_path: Path,
-                                                                               models):  # noqa: F811
+def _start_image_command(instructions: list[tuple[str, str]], tmp_path: Path, model_dir: Path,
+                         **extra_env: str) -> tuple[subprocess.Popen, int, Path]:
+    """Runs the image's CMD from the copied files with the image's ENV, ``AIP_*`` variables and ``extra_env``,
+    scikit-learn & co. unimportable; returns the process, its port and its output file."""
     app = _image_layout(instructions, tmp_path)
     assert (app / "serving" / "app.py").is_file() and (app / "churn" / "schema.py").is_file()
     assert not (app / "components").exists() and not (app / "churn" / "registry.py").exists()
@@ -161,24 +162,37 @@ def test_image_start_command_serves_from_the_copied_files_without_scikit_learn(i
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_", "PYTHON"))}
     env.update({k: v for k, v in env_final.items() if k not in ("PATH", "PYTHONPATH")})
     env.update(PYTHONPATH=f"{blocker}:{app}", AIP_HTTP_PORT=str(port), SERVING_HOST="127.0.0.1",
-               AIP_STORAGE_URI=str(models["hist_gradient_boosting"].folder), SERVING_CACHE_DIR=str(tmp_path / "cache"),
-               AIP_PREDICT_ROUTE="/v1/endpoints/1/deployedModels/2:predict", AIP_HEALTH_ROUTE="/v1/endpoints/1/deployedModels/2")
+               AIP_STORAGE_URI=str(model_dir), SERVING_CACHE_DIR=str(tmp_path / "cache"),
+               AIP_PREDICT_ROUTE=PREDICT, AIP_HEALTH_ROUTE=HEALTH, **extra_env)
     cmd = [sys.executable if part == "python3" else part for part in ["python3", "-m", "serving"]]
     log = tmp_path / "server.log"
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, port, log
+
+
+PREDICT, HEALTH = "/v1/endpoints/1/deployedModels/2:predict", "/v1/endpoints/1/deployedModels/2"
+
+
+def _wait_healthy(client: httpx.Client, proc: subprocess.Popen, log: Path) -> None:
+    deadline, status = time.monotonic() + 90, None
+    while time.monotonic() < deadline and status != 200:
+        assert proc.poll() is None, log.read_text()
+        try:
+            status = client.get(HEALTH).status_code
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    assert status == 200, log.read_text()
+
+
+@pytest.mark.slow
+def test_image_start_command_serves_from_the_copied_files_without_scikit_learn(instructions, tmp_path: Path,
+                                                                               models):  # noqa: F811
+    proc, port, log = _start_image_command(instructions, tmp_path, models["hist_gradient_boosting"].folder)
     try:
-        deadline, status = time.monotonic() + 90, None
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            while time.monotonic() < deadline and status != 200:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    status = client.get("/v1/endpoints/1/deployedModels/2").status_code
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            assert status == 200, log.read_text()
-            resp = client.post("/v1/endpoints/1/deployedModels/2:predict",
-                               json={"instances": models["hist_gradient_boosting"].instances(3)})
+            _wait_healthy(client, proc, log)
+            resp = client.post(PREDICT, json={"instances": models["hist_gradient_boosting"].instances(3)})
         assert resp.status_code == 200, resp.text
         assert len(resp.json()["predictions"]) == 3
     finally:
@@ -186,3 +200,40 @@ def test_image_start_command_serves_from_the_copied_files_without_scikit_learn(i
         proc.wait(timeout=30)
     out = log.read_text()
     assert "Started parent process" in out or out.count("Started server process") >= 1, out
+    assert "SERVING_PREDICTION_LOG_URI" in out, "no gs:// log on Vertex: the server says how to get one"
+
+
+@pytest.mark.slow
+def test_image_logs_predictions_to_cloud_storage_when_told(instructions, tmp_path: Path, models):  # noqa: F811
+    """With SERVING_PREDICTION_LOG_URI the image writes its log as gs:// parts (here gcp-storage-emulator),
+    Vertex's array form included, and SIGTERM writes the last rows."""
+    from tests.gcp.conftest import _free_port, _stop_group
+    from tests.serving.test_gcs_log import _client, _start_emulator
+
+    trained = models["hist_gradient_boosting"]
+    emulator_port = _free_port()
+    emulator = _start_emulator(emulator_port)
+    host = f"http://127.0.0.1:{emulator_port}"
+    try:
+        storage = _client(host)
+        storage.create_bucket("logs")
+        proc, port, log = _start_image_command(
+            instructions, tmp_path, trained.folder, STORAGE_EMULATOR_HOST=host, NO_PROXY="127.0.0.1,localhost",
+            SERVING_PREDICTION_LOG_URI="gs://logs/predictions", SERVING_MODEL_VERSION="v2", SERVING_WORKERS="1")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                _wait_healthy(client, proc, log)
+                arrays = [[inst.get(n) for n in trained.schema.names] for inst in trained.instances(4)]
+                resp = client.post(PREDICT, json={"instances": arrays})
+                assert resp.status_code == 200, resp.text
+        finally:
+            proc.terminate()  # SIGTERM: the default 60 s flush has not run; shutdown writes the rows
+            proc.wait(timeout=30)
+        parts = {b.name: b.download_as_text() for b in storage.list_blobs("logs")}
+        assert len(parts) == 1, (parts, log.read_text())
+        [(name, text)] = parts.items()
+        assert re.fullmatch(r"predictions/v2/date=\d{4}-\d{2}-\d{2}/part-[A-Za-z0-9.-]+-\d{6}\.csv", name)
+        assert len(text.splitlines()) == 1 + 4 and text.startswith("timestamp,model_version,customer_id,")
+        assert "SERVING_PREDICTION_LOG_URI" not in log.read_text()
+    finally:
+        _stop_group(emulator)
