@@ -94,7 +94,8 @@ def test_a_full_disk_publishes_nothing_and_says_what_to_do(small_disk: Path, tmp
         pipeline.publish(outputs, root)
     message = str(failed.value)
     assert "could not publish" in message and str(root) in message
-    assert "No space left" in message and "free space on the disk" in message and "then run `pipeline.py run` again" in message
+    assert "No space left" in message and "free space on the disk" in message
+    assert "then run `pipeline.py run` again" in message
     assert not (root / "models" / "m" / "v1").exists()  # no half-copied model folder
     assert (root / "data/processed/train.csv").read_text() == "the previous run's\n"  # the old data untouched
     assert [p for p in root.rglob("*") if p.is_file() and p.stat().st_size == 0] == []
