@@ -338,7 +338,35 @@ def promote_published(root: Path, registry_uri: str, model_home: Path) -> dict:
             _swap_in(staged, latest)
         else:
             shutil.rmtree(staged, ignore_errors=True)
+    _follow_champion(latest, registry, record["model_name"])
     return record
+
+
+def _follow_champion(latest: Path, registry: Any, model_name: str) -> None:
+    """Re-copies the champion's published folder to ``models/latest`` when they disagree (e.g. an earlier
+    run was killed between its promotion and the rename of ``latest``); a failed copy changes nothing."""
+    from churn.registry import CHAMPION
+    from components.register_model import REGISTRATION_FILE
+
+    champion = registry.get_by_alias(model_name, CHAMPION)
+    home = latest.parent / model_name / f"v{champion.version}" if champion is not None else None
+    if home is None or not (home / REGISTRATION_FILE).is_file():
+        return
+    try:
+        shown = json.loads((latest / REGISTRATION_FILE).read_text())
+    except (OSError, ValueError):
+        shown = {}
+    if (shown.get("model_name"), str(shown.get("version"))) == (model_name, champion.version):
+        return
+    stage = _staging(latest)
+    try:
+        shutil.copytree(home, stage)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        logger.error("%s: could not copy the champion %s there (%s); free space and run again", latest, home, exc)
+        return
+    _swap_in(stage, latest)
+    logger.warning("%s did not hold the champion (v%s); copied %s there", latest, champion.version, home)
 
 
 def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: str, seconds: float) -> dict:

@@ -104,3 +104,23 @@ def test_a_full_disk_publishes_nothing_and_says_what_to_do(small_disk: Path, tmp
     (small_disk / "ballast").unlink()
     pipeline.publish(outputs, root)
     assert (root / "models/m/v1/model.joblib").stat().st_size == 300_000
+
+
+def test_latest_is_brought_back_to_the_champion(tmp_path: Path) -> None:
+    """A run killed between its promotion and the rename of models/latest: the next run puts it right."""
+    from churn.registry import get_registry
+
+    outputs = _outputs(tmp_path / "run", alias="challenger")
+    root = tmp_path / "project"
+    home = Path(pipeline.publish(outputs, root)["model"])
+    (home / "registration.json").write_text('{"model_name": "m", "version": "1", "alias": "challenger"}')
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = get_registry(uri)
+    registry.register("m", home)
+    registry.set_alias("m", "champion", "1")
+    (root / "models" / "latest").mkdir()
+    (root / "models" / "latest" / "registration.json").write_text('{"model_name": "m", "version": "0"}')
+    pipeline.promote_published(root, uri, home)
+    assert (root / "models/latest/model.joblib").read_bytes() == (home / "model.joblib").read_bytes()
+    assert json.loads((root / "models/latest/registration.json").read_text())["version"] == "1"
+    assert _hidden(root) == []
