@@ -441,11 +441,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(SCHEMA_ROUTE, responses={503: {"model": ErrorResponse}}, summary="The served model's inputs",
              operation_id="schema")
     async def schema(model: ModelDep) -> dict[str, Any]:
-        """The feature schema the served model was trained on, its threshold and the JSON schema of one
-        instance."""
+        """The feature schema the served model was trained on, its threshold and the JSON schemas of one
+        instance as an object and as an array (the feature values in ``feature_schema.features`` order)."""
         return {"model_name": model.name, "model_version": model.version, "threshold": model.threshold,
                 "feature_schema": model.schema.to_dict(),
-                "instance": model.requests.single.json_schema()}
+                "instance": model.requests.single.json_schema(),
+                "instance_array": model.requests.array.json_schema()}
 
     def openapi() -> dict[str, Any]:
         model = app.state.serving.model

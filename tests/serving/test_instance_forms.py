@@ -191,6 +191,12 @@ def test_arrays_in_schema_order_score_exactly_as_objects_through_the_server(mode
         with urllib.request.urlopen(f"{server.base_url}/schema", timeout=10) as response:
             schema = json.loads(response.read())
         order = [f["name"] for f in schema["feature_schema"]["features"]]
+        array = schema["instance_array"]
+        assert array["minItems"] == array["maxItems"] == len(array["prefixItems"]) == len(order)
+        for spec, position in zip(schema["feature_schema"]["features"], array["prefixItems"]):
+            types = {position["type"]} if "type" in position else {t["type"] for t in position["anyOf"]}
+            assert types == {"number" if spec["kind"] == "numeric" else "string"} | ({"null"} if spec["nullable"]
+                                                                                   else set()), (spec, position)
         objects = trained.instances(300)
         arrays = [[inst.get(name) for name in order] for inst in objects]
         status, by_object = _post(f"{server.base_url}/predict", {"instances": objects})
