@@ -221,10 +221,20 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
 
 
 def main() -> None:
-    """Starts the server with the environment's settings."""
+    """Starts the server with the environment's settings; invalid settings are one line each on stderr and
+    exit code 2 (no traceback)."""
+    from pydantic import ValidationError
+
     from serving.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            variable = name.upper() if name.upper().startswith("AIP_") else f"SERVING_{name.upper()}"
+            print(f"python -m serving: {variable}={error.get('input')!r}: {error['msg']}", file=sys.stderr)
+        sys.exit(2)
     serve("serving.app:app", host=settings.host, port=settings.http_port, workers=settings.resolved_workers())
 
 

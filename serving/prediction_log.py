@@ -504,7 +504,7 @@ def _now() -> str:
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
 CLOSE_SECONDS = 10.0  # on shutdown, how long uploads are retried before the rest is counted lost
-UPLOAD_TIMEOUT_SECONDS = 30.0
+UPLOAD_TIMEOUT_SECONDS = 15.0  # per upload attempt; bounds how long a shutdown waits for one in flight
 
 
 @dataclass(frozen=True)
@@ -673,7 +673,7 @@ class GcsPredictionLog(PredictionLog):
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=UPLOAD_TIMEOUT_SECONDS + 5)  # an upload in flight ends by its timeout
         deadline = time.monotonic() + self.close_seconds
         with self._write_lock:
             self._make_parts()

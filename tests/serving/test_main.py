@@ -156,3 +156,18 @@ def test_every_worker_flushes_its_predictions_on_shutdown(models: dict[str, Trai
         assert server.stop() in (0, -signal.SIGTERM)
     files, rows = _log_rows(tmp_path / "data" / "predictions")
     assert [f.name for f in files] == ["v1_outputs.csv"] and len(rows) == 16 * 5
+
+
+def test_invalid_settings_are_one_line_each_and_exit_2_without_a_traceback(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_"))}
+    env.update(SERVING_PREDICTION_LOG_URI=str(tmp_path / "log"), SERVING_EXTRA_FIELDS="allow", AIP_HTTP_PORT="80a")
+    proc = subprocess.run([sys.executable, "-m", "serving"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert any(line.startswith("python -m serving: SERVING_PREDICTION_LOG_URI=") and "gs://BUCKET" in line
+               for line in lines)
+    assert any("SERVING_EXTRA_FIELDS='allow'" in line and "'forbid' or 'ignore'" in line for line in lines)
+    assert any(line.startswith("python -m serving: AIP_HTTP_PORT='80a'") for line in lines)
