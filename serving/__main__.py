@@ -20,10 +20,12 @@ for a 1000-instance request (an 800 kB body, read and copied a few times) cost m
 
 from __future__ import annotations
 
+import argparse
 import copy
 import ctypes
 import logging
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
@@ -220,12 +222,50 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
         Multiprocess(config, sockets=[own]).run()  # type: ignore[list-item]
 
 
-def main() -> None:
+def _settings_help() -> str:
+    """One line per setting: its environment variable, default and meaning (from :class:`Settings`)."""
+    import inspect
+    import textwrap
+
+    from serving.settings import Settings
+
+    doc = inspect.cleandoc(Settings.__doc__ or "").split("Attributes:", 1)[-1]
+    meaning: dict[str, str] = {}
+    for name, text in re.findall(r"^    (\w+): (.*?)(?=^    \w+: |\Z)", doc, flags=re.M | re.S):
+        meaning[name] = re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(text.split())).replace("``", "")
+    lines = []
+    for name, info in Settings.model_fields.items():
+        aliases = getattr(info.validation_alias, "choices", None) or []
+        variable = " or ".join(str(a) for a in aliases) or f"SERVING_{name.upper()}"
+        default = info.default if info.default not in (None, "") else "-"
+        lines.append(f"  {variable}  (default: {default})")
+        lines.extend(textwrap.wrap(meaning.get(name, ""), 96, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: no options but --help; every setting comes from the environment (Vertex AI's contract)."""
+    return argparse.ArgumentParser(
+        prog="python -m serving",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start the churn prediction server (FastAPI on uvicorn, Vertex AI custom-container contract): "
+                    "POST the predict route with {\"instances\": [...]} and get churn probabilities; GET the health "
+                    "route, /schema and /docs. Settings come from environment variables, so the same container runs "
+                    "locally and on Vertex AI.",
+        epilog="environment variables:\n" + _settings_help() + "\n\nexample:\n"
+               "  SERVING_STORAGE_URI=models/latest SERVING_WORKERS=2 python -m serving\n"
+               "  curl -s localhost:8080/health",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     """Starts the server with the environment's settings; invalid settings are one line each on stderr and
-    exit code 2 (no traceback)."""
+    exit code 2 (no traceback). ``--help`` explains every setting and starts nothing."""
     from pydantic import ValidationError
 
     from serving.settings import get_settings
+
+    build_parser().parse_args(argv)
 
     try:
         settings = get_settings()

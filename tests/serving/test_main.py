@@ -171,3 +171,22 @@ def test_invalid_settings_are_one_line_each_and_exit_2_without_a_traceback(tmp_p
                for line in lines)
     assert any("SERVING_EXTRA_FIELDS='allow'" in line and "'forbid' or 'ignore'" in line for line in lines)
     assert any(line.startswith("python -m serving: AIP_HTTP_PORT='80a'") for line in lines)
+
+
+def test_help_explains_every_setting_and_starts_nothing(tmp_path: Path):
+    from serving.settings import Settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_"))}
+    env["SERVING_HTTP_PORT"] = "1"  # a server started by mistake would fail to bind this port, not exit 0
+    proc = subprocess.run([sys.executable, "-m", "serving", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m serving")
+    for name in Settings.model_fields:
+        assert f"SERVING_{name.upper()}" in proc.stdout, name
+    assert "AIP_STORAGE_URI or SERVING_STORAGE_URI" in proc.stdout and "``" not in proc.stdout
+    assert not list(tmp_path.iterdir())  # no log folder, no model cache: nothing ran
+
+    wrong = subprocess.run([sys.executable, "-m", "serving", "--port", "9"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unrecognized arguments: --port" in wrong.stderr
