@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 REGISTRATION_FILE = "registration.json"
+BASELINE_DIR = "baseline"  # in a registered folder: the model's training split and schema (its drift baseline)
+EVALUATION_DIR = "evaluation"  # in a registered folder: metrics.json, validation_predictions.csv (reference scores)
+BASELINE_FILES = ("train.csv", "feature_schema.json")
+EVALUATION_FILES = ("metrics.json", "validation_predictions.csv")
 # The version's "stage" tag while its alias waits for its files to be published (register(defer_promotion=True)).
 PENDING_STAGE = "pending"
 _STAGE_TAG = {CHAMPION: "production", CHALLENGER: "staging", ARCHIVED: "archived"}
@@ -191,10 +196,60 @@ def champion_score(registry: ModelRegistry, model_name: str, validation_dir: Pat
             return None, champion.version, f"champion v{champion.version} cannot score this validation data ({exc})"
 
 
+def assemble_registered_folder(model_dir: Path, dest: Path, *, train_dir: Path | None = None,
+                               evaluation_dir: Path | None = None) -> Path:
+    """Writes the folder a registry stores: the model files, plus its drift baseline and reference scores.
+
+    ``dest`` gets the files of ``model_dir``, ``baseline/train.csv`` and ``baseline/feature_schema.json``
+    (the model's training split and schema, from ``train_dir``) and the files of ``evaluation_dir`` under
+    ``evaluation/`` (``metrics.json``, ``validation_predictions.csv``, the report). So the registered
+    folder (on Vertex the model's gs:// artifact URI, where nothing is published locally) is all the
+    nightly drift check needs. A folder left out is left out (the model files alone, as before).
+
+    Args:
+        model_dir: The trained model folder.
+        dest: The folder to write (created; must not exist yet).
+        train_dir: Folder with ``train.csv`` and ``feature_schema.json`` (feature_engineering's train split).
+        evaluation_dir: evaluate's folder with ``metrics.json`` and ``validation_predictions.csv``.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        FileNotFoundError: ``train_dir`` or ``evaluation_dir`` lacks a file the contract needs.
+    """
+    import shutil
+
+    for folder, names, made_by in ((train_dir, BASELINE_FILES, "feature_engineering's train split"),
+                                   (evaluation_dir, EVALUATION_FILES, "evaluate")):
+        missing = [n for n in names if folder is not None and not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: no {', '.join(missing)}; the registered model folder needs them "
+                                    f"({made_by} writes them). Pass the folder {made_by} wrote.")
+    shutil.copytree(model_dir, dest)
+    if train_dir is not None:
+        (dest / BASELINE_DIR).mkdir(exist_ok=True)
+        for name in BASELINE_FILES:
+            shutil.copy2(train_dir / name, dest / BASELINE_DIR / name)
+    if evaluation_dir is not None:
+        shutil.copytree(evaluation_dir, dest / EVALUATION_DIR, dirs_exist_ok=True)
+    return dest
+
+
+def _contents(source: str, folder: Path) -> dict[str, str]:
+    """Where the registered folder's baseline and reference scores are (URIs under ``source``)."""
+    root = str(source).rstrip("/")
+    found = {"baseline": f"{BASELINE_DIR}/train.csv", "feature_schema": f"{BASELINE_DIR}/feature_schema.json",
+             "reference_scores": f"{EVALUATION_DIR}/validation_predictions.csv",
+             "metrics": f"{EVALUATION_DIR}/metrics.json"}
+    return {key: f"{root}/{rel}" for key, rel in found.items() if (folder / rel).is_file()}
+
+
 def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, model_name: str = "churn-model",
              stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
              run_id: str | None = None, tags: dict[str, str] | None = None, interim_dir: Path | None = None,
-             defer_promotion: bool = False) -> dict:
+             defer_promotion: bool = False, train_dir: Path | None = None,
+             evaluation_dir: Path | None = None) -> dict:
     """Gates and registers a model folder.
 
     Args:
@@ -213,10 +268,14 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
         defer_promotion: Register and record the decision, but move no alias: the caller publishes the
             model's files first, then calls :func:`apply_decision` (a local run; never a champion whose
             folder is not there yet).
+        train_dir: The model's training split (``train.csv``, ``feature_schema.json``): registered with it
+            under ``baseline/`` (see :func:`assemble_registered_folder`).
+        evaluation_dir: evaluate's folder: registered with the model under ``evaluation/``.
 
     Returns:
         The registration record (also what the component writes as JSON); ``deferred`` says whether the
-        aliases still have to be set.
+        aliases still have to be set; ``source`` is the registered folder and ``contents`` the URIs of its
+        baseline and reference scores.
     """
     if stage not in STAGE_TO_ALIAS:
         raise ValueError(f"unknown stage {stage!r}; choose from {sorted(STAGE_TO_ALIAS)}")
@@ -239,10 +298,14 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
     alias = CHAMPION if decision.promote else (ARCHIVED if stage == "Archived" else CHALLENGER)
     version_tags = {f"validation_{metric}": f"{new_score:.6f}", "gate_reason": decision.reason[:4000],
                     "stage": PENDING_STAGE if defer_promotion else _STAGE_TAG[alias], **(tags or {})}
-    mv = registry.register(model_name, model_dir, run_id=run_id, tags=version_tags, description=decision.reason)
+    with tempfile.TemporaryDirectory(prefix="churn-register-") as tmp:
+        folder = assemble_registered_folder(model_dir, Path(tmp) / "model", train_dir=train_dir,
+                                            evaluation_dir=evaluation_dir)
+        mv = registry.register(model_name, folder, run_id=run_id, tags=version_tags, description=decision.reason)
+        contents = _contents(mv.source, folder)
     record = {"model_name": model_name, "version": mv.version, "alias": alias, "promoted": decision.promote,
-              "previous_champion": champ_version, "source": mv.source, "decision": asdict(decision),
-              "deferred": defer_promotion}
+              "previous_champion": champ_version, "source": mv.source, "contents": contents,
+              "decision": asdict(decision), "deferred": defer_promotion}
     if defer_promotion:
         logger.info("%s v%s registered; alias '%s' deferred until its files are published: %s", model_name,
                     mv.version, alias, decision.reason)
@@ -287,7 +350,8 @@ def apply_decision(registry: ModelRegistry, record: dict) -> dict:
 
 def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: str, model_name: str = "churn-model",
         stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
-        tags: dict[str, str] | None = None, interim_dir: Path | None = None, defer_promotion: bool = False) -> dict:
+        tags: dict[str, str] | None = None, interim_dir: Path | None = None, defer_promotion: bool = False,
+        train_dir: Path | None = None, evaluation_dir: Path | None = None) -> dict:
     """Runs the stage on folders; writes ``registration.json`` to ``out_dir``."""
     from churn.registry import get_registry
     from components.train import CARD_FILE
@@ -296,7 +360,7 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: s
     record = register(model_dir, validation_dir, registry=get_registry(registry_uri), model_name=model_name,
                       stage=stage, metric=metric, margin=margin, force=force,
                       run_id=card.get("tracking_run_id") or None, tags=tags, interim_dir=interim_dir,
-                      defer_promotion=defer_promotion)
+                      defer_promotion=defer_promotion, train_dir=train_dir, evaluation_dir=evaluation_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REGISTRATION_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     return record
@@ -351,12 +415,14 @@ def component(base_image: str) -> "PythonComponent":
     from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
     @dsl.component(base_image=base_image, install_kfp_package=False)
-    def register_model(model: Input[Model], validation_data: Input[Dataset], interim: Input[Dataset], registry_uri: str,
+    def register_model(model: Input[Model], validation_data: Input[Dataset], interim: Input[Dataset],
+                       train_data: Input[Dataset], evaluation: Input[Artifact], registry_uri: str,
                        model_name: str, gate_metric: str, gate_margin: float, registration: Output[Artifact],
                        pipeline_run: str = "", defer_promotion: bool = False):
         """Promotion gate against the current champion (scored on features of its own schema, computed from
-        ``interim`` when they differ), then registration with an alias (tagged with the run). With
-        ``defer_promotion`` (a local run) no alias moves: pipeline.py sets it once the model is published."""
+        ``interim`` when they differ), then registration with an alias (tagged with the run) of a folder
+        holding the model, ``baseline/`` (``train_data``) and ``evaluation/``. With ``defer_promotion`` (a
+        local run) no alias moves: pipeline.py sets it once the model is published."""
         from pathlib import Path
 
         from churn.layout import setup_cli_logging
@@ -366,8 +432,10 @@ def component(base_image: str) -> "PythonComponent":
         record = run(Path(model.path), Path(validation_data.path), Path(registration.path),
                      registry_uri=registry_uri, model_name=model_name, metric=gate_metric, margin=gate_margin,
                      tags={"pipeline_run": pipeline_run} if pipeline_run else None, interim_dir=Path(interim.path),
-                     defer_promotion=defer_promotion)
+                     defer_promotion=defer_promotion, train_dir=Path(train_data.path),
+                     evaluation_dir=Path(evaluation.path))
         registration.metadata.update({"model_name": record["model_name"], "version": record["version"],
+                                      "source": record["source"],
                                       "alias": record["alias"], "promoted": record["promoted"],
                                       "reason": record["decision"]["reason"], "deferred": record["deferred"]})
 
