@@ -39,6 +39,7 @@ STAGES = ("data-prep", "feature-engineering", "train", "evaluate", "register-mod
 DRIFT_PIPELINE_NAME = "churn-drift"
 # The drift check's command line in the monitoring image (images/monitoring/Dockerfile).
 DRIFT_COMMAND = ("python", "-m", "monitoring.drift_check")
+SCORING_SCHEDULE_NAME = "churn-scoring-weekly"
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
@@ -82,11 +83,11 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
         evaluated = evaluate_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
                                 tracking_uri=tracking_uri).set_display_name("evaluate")
         registered = register_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
-                                 interim=prep.outputs["interim"], registry_uri=registry_uri, model_name=model_name,
-                                 gate_metric=gate_metric, gate_margin=gate_margin,
+                                 interim=prep.outputs["interim"], train_data=feats.outputs["train_data"],
+                                 evaluation=evaluated.outputs["evaluation"], registry_uri=registry_uri,
+                                 model_name=model_name, gate_metric=gate_metric, gate_margin=gate_margin,
                                  pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, defer_promotion=defer_promotion
                                  ).set_display_name("register_model")
-        registered.after(evaluated)
         return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
                        model=trained.outputs["model"], metrics=evaluated.outputs["metrics"],
@@ -126,7 +127,9 @@ def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "
 
     1. ``drift_check`` runs ``DRIFT_COMMAND --baseline … --current … --output-dir … --trigger none`` on the
        monitoring image (TFDV, protobuf < 6, no kfp: a container component) and writes
-       ``drift_decision.json`` to ``output_dir``.
+       ``drift_decision.json`` to ``output_dir``. An empty ``baseline`` (the default) means "find it": the
+       drift check takes the baseline of the model that served the log from the log's ``model.json``
+       (the registered folder's ``baseline/train.csv``; see README, "Nightly drift check").
     2. ``retrain_on_drift`` runs on the project's image (kfp + aiplatform): when the decision says
        retrain, it submits the training pipeline described by ``retrain`` (template, project, region,
        pipeline root, parameters; see ``churn.vertex.retrain_on_drift``). An empty ``retrain`` never retrains.
@@ -150,7 +153,8 @@ def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "
 
     @dsl.pipeline(name=DRIFT_PIPELINE_NAME,
                   description="Nightly drift check of logged predictions against training data; retrains on drift")
-    def drift_pipeline(baseline: str, current: str, output_dir: str, retrain: dict = {}):  # noqa: B006 - KFP default
+    def drift_pipeline(current: str, output_dir: str, baseline: str = "",
+                       retrain: dict = {}):  # noqa: B006 - KFP default
         # Never cached: every night has the same parameters but new data behind them.
         check = drift_check(baseline=baseline, current=current, output_dir=output_dir)
         check.set_display_name("drift_check").set_caching_options(False)
@@ -586,12 +590,15 @@ def _add_template_options(p: argparse.ArgumentParser, image_flag: str, image_hel
 
 def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "submit", help="submit the training pipeline to Vertex AI Pipelines",
+        "submit", help="submit the training (or batch scoring) pipeline to Vertex AI Pipelines",
         description="Compile the pipeline for --image (or take --template) and submit it as a Vertex AI "
                     "PipelineJob; it returns at once and prints the run's console URL. Raw data is read from "
                     "--raw-dir (gs://). With --serving-image the run registers its model in the Vertex AI Model "
                     "Registry (versions of --model-name, alias champion or challenger by the promotion gate); with "
-                    "--experiment the run is associated with that Vertex Experiment and train/evaluate log to it.",
+                    "--experiment the run is associated with that Vertex Experiment and train/evaluate log to it. "
+                    "--pipeline scoring submits the batch scoring pipeline instead (pipelines/scoring.py): every "
+                    "kept customer of --raw-dir scored as of --as-of by the registered --model (default champion) "
+                    "of --model-name, read from the Model Registry the training runs register in.",
         epilog="Example: python pipeline.py submit --project my-project --region europe-west4 --pipeline-root "
                "gs://my-bucket/pipeline-root --image europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 "
                "--serving-image europe-west4-docker.pkg.dev/my-project/churn/serving:abc123 --raw-dir "
@@ -612,6 +619,12 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
                    help="force step caching on/off (default: as compiled: on, except data_prep). Runs carry "
                         "raw_digest, a digest of the --raw-dir objects, so even with caching on a run on changed "
                         "files never reuses data_prep's outputs")
+    p.add_argument("--prediction-log-uri", default=None, metavar="gs://BUCKET/PREFIX",
+                   help="registered versions' serving containers log predictions here (SERVING_PREDICTION_LOG_URI "
+                        "on the model): the nightly drift check's --current")
+    p.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                   help="training, or batch scoring (pipelines/scoring.py) (default: %(default)s)")
+    _add_scoring_options(p)
 
     p = sub.add_parser(
         "deploy", help="deploy a registered model version to a Vertex AI Endpoint",
@@ -649,7 +662,8 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to-version", default=None, help="version to restore (default: the 'archived' one)")
 
     p = sub.add_parser(
-        "schedule", help="create or update the nightly drift-check schedule (Cloud Scheduler → Vertex AI)",
+        "schedule", help="create or update the nightly drift-check (or batch scoring) schedule (Cloud Scheduler → "
+                         "Vertex AI)",
         description="Create, or update in place, the schedule that runs the drift pipeline on Vertex AI on --cron: "
                     "the drift check of --current against --baseline on --monitoring-image, writing to "
                     "--output-dir; then, when it decides to retrain and --retrain-template is given, a step on "
@@ -660,13 +674,16 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
                     "roles/iam.serviceAccountUser on --service-account). With --backend vertex-schedule it is a "
                     "Vertex AI Pipelines schedule of that display name instead. Running it again with other "
                     "values updates the same job; with the same values it changes nothing; it never makes a "
-                    "second one.",
+                    "second one. Without --baseline the drift check finds the baseline of the model that served "
+                    "the log itself (its registered folder's baseline/, named by the log's model.json). "
+                    "--pipeline scoring schedules the batch scoring pipeline instead (e.g. --cron \"0 4 * * 1\", "
+                    "weekly; job churn-scoring-weekly): the options of submit --pipeline scoring.",
         epilog='Example: python pipeline.py schedule --project my-project --region europe-west4 --cron "0 2 * * *" '
                "--time-zone Europe/Amsterdam --pipeline-root gs://my-bucket/pipeline-root --service-account "
                "churn-pipeline@my-project.iam.gserviceaccount.com --monitoring-image "
                "europe-west4-docker.pkg.dev/my-project/churn/monitoring:abc123 --image "
-               "europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 --baseline "
-               "gs://my-bucket/processed/train.csv --current gs://my-bucket/predictions/ --output-dir "
+               "europe-west4-docker.pkg.dev/my-project/churn/pipeline:abc123 "
+               "--current gs://my-bucket/predictions/ --output-dir "
                "gs://my-bucket/monitoring/ --retrain-template gs://my-bucket/templates/churn_pipeline-abc123.yaml "
                "--raw-dir gs://my-bucket/raw --serving-image "
                "europe-west4-docker.pkg.dev/my-project/churn/serving:abc123",
@@ -675,12 +692,18 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     _add_template_options(p, "--monitoring-image", "monitoring image to compile the drift pipeline for")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 2 * * *" (02:00 every day)')
     p.add_argument("--time-zone", default=None, help="IANA time zone of --cron (default: UTC)")
-    p.add_argument("--baseline", default=None, help="gs:// training data the drift is measured against")
-    p.add_argument("--current", default=None, help="gs:// logged predictions to check")
+    p.add_argument("--pipeline", choices=("drift", "scoring"), default="drift",
+                   help="drift: the drift check (+ retraining); scoring: batch scoring (default: %(default)s)")
+    p.add_argument("--baseline", default=None,
+                   help="training data the drift is measured against (default: the served model's own, found "
+                        "from the log's model.json)")
+    p.add_argument("--current", default=None,
+                   help="gs:// prediction log to check: the serving log's prefix (SERVING_PREDICTION_LOG_URI) or "
+                        "a file")
     p.add_argument("--output-dir", default=None, help="gs:// folder for the drift reports")
-    p.add_argument("--display-name", default="churn-drift-nightly",
+    p.add_argument("--display-name", default=None,
                    help="the schedule's name: the Cloud Scheduler job ID, or the Vertex schedule's display name; "
-                        "also the runs' display name (default: %(default)s)")
+                        f"also the runs' display name (default: churn-drift-nightly, or {SCORING_SCHEDULE_NAME})")
     p.add_argument("--backend", choices=("cloud-scheduler", "vertex-schedule"), default="cloud-scheduler",
                    help="cloud-scheduler: a Cloud Scheduler job that starts each run on Vertex AI; vertex-schedule: "
                         "a Vertex AI Pipelines schedule (default: %(default)s)")
@@ -701,6 +724,19 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
     retrain.add_argument("--serving-image", default=None, help="serving image the retrained model registers with")
     retrain.add_argument("--model-name", default="churn-model", help="registered model name (default: %(default)s)")
     retrain.add_argument("--experiment", default=None, help="Vertex Experiment of the retraining runs")
+    retrain.add_argument("--prediction-log-uri", default=None, metavar="gs://BUCKET/PREFIX",
+                         help="where the retrained model's serving container logs predictions (default: --current "
+                              "when it is a gs:// prefix ending in /)")
+    _add_scoring_options(p)
+
+
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("batch scoring (with --pipeline scoring; also --raw-dir, --model-name)")
+    group.add_argument("--model", default="champion",
+                       help="registered version to score with: an alias or a number (default: %(default)s)")
+    group.add_argument("--as-of", default="", help="ISO date the features are computed at (default: the newest "
+                                                   "transaction in --raw-dir when the run starts)")
+    group.add_argument("--top", type=int, default=1000, help="customers in the top-risk list (default: %(default)s)")
 
 
 def _field_list(text: str) -> list[str]:
@@ -793,23 +829,63 @@ def _template(args: argparse.Namespace, images: tuple[str | None, ...], compile_
 
 
 def _training_parameters(args: argparse.Namespace, target: dict, params: dict[str, Any]) -> dict[str, Any]:
-    """The training pipeline's parameters for a Vertex run: raw data, model name, registry and tracking URIs."""
+    """The training pipeline's parameters for a Vertex run: raw data, model name, registry and tracking URIs.
+
+    The registry URI carries the prediction log prefix the registered versions' serving containers log to
+    (``--prediction-log-uri``; for a schedule's retraining, by default the ``--current`` prefix it checks).
+    """
     from churn import vertex
 
     root = args.pipeline_root.rstrip("/")
     params = dict(params)
     params.setdefault("raw_dir", args.raw_dir)
     params.setdefault("model_name", args.model_name)
+    log_uri = args.prediction_log_uri
+    if log_uri is None and args.command == "schedule" and str(args.current or "").endswith("/"):
+        log_uri = args.current  # the retrained model logs where this schedule reads
+    if log_uri and not str(log_uri).startswith("gs://"):
+        raise ValueError(f"--prediction-log-uri {log_uri!r} must be a gs:// prefix, e.g. gs://BUCKET/predictions "
+                         f"(the serving container's disk is lost with it)")
     if "registry_uri" not in params:
         if not args.serving_image:
             raise ValueError(f"{args.command} needs --serving-image (Vertex AI Model Registry) or "
                              f"--param registry_uri=URI")
         params["registry_uri"] = vertex.VertexTarget(**target, serving_image=args.serving_image,
-                                                     staging=f"{root}/models").uri()
+                                                     staging=f"{root}/models",
+                                                     prediction_log=str(log_uri or "").rstrip("/")).uri()
     if "tracking_uri" not in params and args.experiment:
         params["tracking_uri"] = vertex.VertexTarget(**target, experiment=args.experiment,
                                                      staging=f"{root}/experiments").uri()
     return params
+
+
+def _scoring_parameters(args: argparse.Namespace, target: dict, params: dict[str, Any]) -> dict[str, Any]:
+    """The scoring pipeline's parameters for a Vertex run: raw data, the model to score with, and the
+    Model Registry the training runs register in (the ``registry_uri`` :func:`_training_parameters` builds)."""
+    from churn import vertex
+
+    if not args.raw_dir:
+        raise ValueError("--pipeline scoring needs --raw-dir (the gs:// raw data of the customers to score)")
+    drift_only = [flag for flag, value in (("--baseline", args.baseline), ("--current", args.current),
+                                           ("--output-dir", args.output_dir),
+                                           ("--retrain-template", args.retrain_template))
+                  if value] if args.command == "schedule" else []
+    if drift_only:
+        raise ValueError(f"{', '.join(drift_only)}: options of the drift pipeline, not of --pipeline scoring")
+    params = dict(params)
+    for key, value in (("raw_dir", args.raw_dir), ("model_name", args.model_name), ("model", args.model),
+                       ("as_of", args.as_of), ("top", args.top)):
+        params.setdefault(key, value)
+    if "registry_uri" not in params:
+        params["registry_uri"] = vertex.VertexTarget(**target, serving_image=args.serving_image or "",
+                                                     staging=f"{args.pipeline_root.rstrip('/')}/models").uri()
+    return params
+
+
+def _compile_scoring(output: Path, image: str) -> Path:
+    from pipelines.scoring import compile_scoring_pipeline
+
+    return compile_scoring_pipeline(output, image)
 
 
 def _run_cloud_command(args: argparse.Namespace) -> int:
@@ -842,9 +918,14 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
         params = dict(args.param)
         labels = dict(args.label)
         with tempfile.TemporaryDirectory(prefix="churn-compile-") as tmp:
+            scoring = args.pipeline == "scoring"
             if args.command == "submit":
-                template = _template(args, (args.image,), compile_pipeline, Path(tmp))
-                params = vertex.with_raw_digest(template, _training_parameters(args, target, params))
+                if scoring:  # no raw_digest: the scoring step never caches, and its template takes none
+                    template = _template(args, (args.image,), _compile_scoring, Path(tmp))
+                    params = _scoring_parameters(args, target, params)
+                else:
+                    template = _template(args, (args.image,), compile_pipeline, Path(tmp))
+                    params = vertex.with_raw_digest(template, _training_parameters(args, target, params))
                 name = vertex.submit_pipeline_job(template, **target, pipeline_root=args.pipeline_root,
                                                   parameter_values=params, service_account=args.service_account,
                                                   experiment=args.experiment, labels=labels,
@@ -852,11 +933,17 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                                                   job_id=args.job_id)
                 print(f"submitted {name}\n{vertex.console_url(name)}")
                 return 0
-            template = _template(args, (args.monitoring_image, args.image), compile_drift_pipeline, Path(tmp))
-            for key in ("baseline", "current", "output_dir"):
-                if getattr(args, key):
-                    params[key] = getattr(args, key)
-            if args.retrain_template:
+            if scoring:
+                template = _template(args, (args.image,), _compile_scoring, Path(tmp))
+                params = _scoring_parameters(args, target, params)
+            else:
+                template = _template(args, (args.monitoring_image, args.image), compile_drift_pipeline, Path(tmp))
+                for key in ("current", "output_dir"):
+                    if getattr(args, key):
+                        params[key] = getattr(args, key)
+                params.setdefault("baseline", args.baseline or "")  # "": the drift check finds the model's own
+            display_name = args.display_name or (SCORING_SCHEDULE_NAME if scoring else vertex.DRIFT_SCHEDULE_NAME)
+            if args.retrain_template and not scoring:
                 if not args.raw_dir:
                     raise ValueError("--retrain-template needs --raw-dir (the gs:// raw data to retrain on)")
                 params["retrain"] = {**target, "template": args.retrain_template,
@@ -866,7 +953,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
             if args.backend == "cloud-scheduler":
                 result = vertex.schedule_with_cloud_scheduler(
                     template, **target, pipeline_root=args.pipeline_root, cron=args.cron, time_zone=args.time_zone,
-                    job_name=args.display_name, parameter_values=params, service_account=args.service_account,
+                    job_name=display_name, parameter_values=params, service_account=args.service_account,
                     scheduler_service_account=args.scheduler_service_account, labels=labels,
                     scheduler_location=args.scheduler_location, scheduler_endpoint=args.scheduler_endpoint)
                 changed = f": {', '.join(result['changed'])}" if result["changed"] else ""
@@ -877,7 +964,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                 return 0
             cron = f"TZ={args.time_zone} {args.cron}" if args.time_zone else args.cron
             name, created = vertex.schedule_pipeline(template, **target, pipeline_root=args.pipeline_root, cron=cron,
-                                                     display_name=args.display_name, parameter_values=params,
+                                                     display_name=display_name, parameter_values=params,
                                                      service_account=args.service_account, labels=labels)
             print(f"{'created' if created else 'updated'} schedule {name} ({cron})\n{vertex.console_url(name)}")
             return 0

@@ -12,6 +12,7 @@ Private Service Connect host (``https://…p.googleapis.com``) or any other endp
 The registry and the tracker are selected by URI (see :func:`parse_vertex_uri`)::
 
     vertex://PROJECT/REGION?serving_image=IMAGE&staging=gs://BUCKET/models&experiment=churn&api_endpoint=URL
+        &prediction_log=gs://BUCKET/predictions
 
 Model Registry mapping (the aliases of ``churn.registry``):
 
@@ -53,6 +54,7 @@ DEFAULT_ALIAS = "default"
 SERVING_PREDICT_ROUTE = "/predict"
 SERVING_HEALTH_ROUTE = "/health"
 SERVING_PORT = 8080
+PREDICTION_LOG_ENV = "SERVING_PREDICTION_LOG_URI"  # serving/settings.py: where the container logs predictions
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
 DRIFT_SCHEDULE_NAME = "churn-drift-nightly"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -79,6 +81,8 @@ class VertexTarget:
         experiment: Vertex Experiments experiment name (tracking).
         serving_image: Serving container image URI, required to register models.
         staging: ``gs://`` prefix receiving registered model folders (and tracked artifacts).
+        prediction_log: ``gs://`` prefix the registered versions' serving containers log predictions to
+            (their ``SERVING_PREDICTION_LOG_URI``; the nightly drift check's ``--current``); empty: not set.
     """
 
     project: str
@@ -87,12 +91,14 @@ class VertexTarget:
     experiment: str = "churn"
     serving_image: str = ""
     staging: str = ""
+    prediction_log: str = ""
 
     def uri(self) -> str:
         """The ``vertex://`` URI naming this target (inverse of :func:`parse_vertex_uri`)."""
         query = {k: v for k, v in (("serving_image", self.serving_image), ("staging", self.staging),
                                    ("experiment", self.experiment if self.experiment != "churn" else ""),
-                                   ("api_endpoint", self.api_endpoint or "")) if v}
+                                   ("api_endpoint", self.api_endpoint or ""),
+                                   ("prediction_log", self.prediction_log)) if v}
         return f"{SCHEME}://{self.project}/{self.region}" + (f"?{urlencode(query)}" if query else "")
 
 
@@ -113,12 +119,13 @@ def parse_vertex_uri(uri: str) -> VertexTarget:
         raise ValueError(f"{uri!r} is not a Vertex URI; write vertex://PROJECT/REGION, e.g. "
                          f"vertex://my-project/europe-west4?serving_image=…&staging=gs://my-bucket/models")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    known = {"serving_image", "staging", "experiment", "api_endpoint"}
+    known = {"serving_image", "staging", "experiment", "api_endpoint", "prediction_log"}
     if set(query) - known:
         raise ValueError(f"{uri!r}: unknown keys {sorted(set(query) - known)}; the query may hold {sorted(known)}")
     return VertexTarget(project=parts.netloc, region=region, api_endpoint=query.get("api_endpoint") or None,
                         experiment=query.get("experiment") or "churn", serving_image=query.get("serving_image", ""),
-                        staging=query.get("staging", "").rstrip("/"))
+                        staging=query.get("staging", "").rstrip("/"),
+                        prediction_log=query.get("prediction_log", "").rstrip("/"))
 
 
 def label_value(value: object) -> str:
@@ -640,9 +647,12 @@ class VertexRegistry:
         The version is uploaded without aliases (Vertex gives a model's first version ``default``):
         register_model sets them with :meth:`set_alias` when it applies the gate's decision, so a
         version is never the champion before that, and the gate sees the champion it compared against.
+        With a ``prediction_log`` prefix in the URI the serving container gets
+        ``SERVING_PREDICTION_LOG_URI`` (container environment is set on the model, not the deployment).
 
         Raises:
-            ValueError: No serving image or staging prefix in the registry URI.
+            ValueError: No serving image or staging prefix in the registry URI, or a prediction log that is
+                not ``gs://``.
         """
         from churn.storage import upload_dir
 
@@ -650,6 +660,9 @@ class VertexRegistry:
             raise ValueError(f"registering on Vertex needs the serving image and a gs:// staging prefix in the "
                              f"registry URI: {self.target.uri()}?serving_image=REGION-docker.pkg.dev/PROJECT/churn/"
                              f"serving:TAG&staging=gs://BUCKET/models")
+        if self.target.prediction_log and not self.target.prediction_log.startswith("gs://"):
+            raise ValueError(f"prediction_log={self.target.prediction_log!r} in the registry URI must be a gs:// "
+                             f"prefix (the container's disk is lost with it), e.g. gs://BUCKET/predictions")
         tags = {k: v for k, v in (tags or {}).items() if k != "gate_reason"}  # the reason is the description
         if run_id:
             tags.setdefault("tracking_run", run_id)
@@ -664,6 +677,8 @@ class VertexRegistry:
             artifact_uri=artifact_uri, serving_container_image_uri=self.target.serving_image,
             serving_container_predict_route=SERVING_PREDICT_ROUTE, serving_container_health_route=SERVING_HEALTH_ROUTE,
             serving_container_ports=[SERVING_PORT], is_default_version=not exists,
+            serving_container_environment_variables={PREDICTION_LOG_ENV: self.target.prediction_log}
+            if self.target.prediction_log else None,
             version_description=description[:1000], description="Customer churn classifier",
             labels=labels_from_tags(tags))
         logger.info("registered %s version %s from %s", name, model.version_id, artifact_uri)

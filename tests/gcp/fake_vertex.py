@@ -14,7 +14,8 @@ clear test failure rather than silently passing.
 
 The same server also stands in for Cloud Scheduler v1 (``https://cloudscheduler.googleapis.com/v1``), for
 google-cloud-scheduler with ``transport="rest"`` and ``client_options={"api_endpoint": url}``: jobs
-get/create/patch. Like the real service it validates the job (five-field cron, time zone, http(s) target,
+get/create/patch and ``:run`` (what ``gcloud scheduler jobs run`` calls: the job's HTTP target is
+called at once, here only a ``pipelineJobs`` create on this server, and its answer recorded). Like the real service it validates the job (five-field cron, time zone, http(s) target,
 a body only with POST/PUT/PATCH, one kind of token, attempt deadline 15 s-30 min, at most 5 retries),
 answers 409 for a job that exists, needs an update mask to patch, fills in the retry defaults it
 documents and adds its own ``User-Agent: Google-Cloud-Scheduler`` header to the stored target.
@@ -88,6 +89,7 @@ class FakeVertex:
         self.batch_jobs: dict[str, dict] = {}
         self.batch_outcome: dict = {"state": "JOB_STATE_SUCCEEDED"}  # a test may set a failure + "error"
         self.scheduler_jobs: dict[str, dict] = {}  # Cloud Scheduler
+        self.scheduler_runs: list[str] = []  # pipeline jobs created by jobs:run
         self.metadata: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}  # name -> final operation JSON
         self._pending: set[str] = set()
@@ -119,6 +121,7 @@ class FakeVertex:
             ("POST", rf"^/v1/{LOCATION}/jobs$", self._create_scheduler_job),
             ("GET", rf"^/v1/{LOCATION}/jobs/(?P<id>[^/:]+)$", self._get_scheduler_job),
             ("PATCH", rf"^/v1/{LOCATION}/jobs/(?P<id>[^/:]+)$", self._patch_scheduler_job),
+            ("POST", rf"^/v1/{LOCATION}/jobs/(?P<id>[^/:]+):run$", self._run_scheduler_job),
             ("GET", rf"^/v1/{LOCATION}/metadataStores/(?P<store>[^/:]+)$", self._get_store),
             ("POST", rf"^/v1/{LOCATION}/metadataStores$", self._create_store),
             ("POST", rf"^/v1/{LOCATION}/metadataStores/(?P<store>[^/]+)/(?P<kind>contexts|executions|artifacts)$",
@@ -559,6 +562,22 @@ class FakeVertex:
             merged[key] = body.get(key)
         self.scheduler_jobs[job["name"]] = {**self._validated_job(merged), "userUpdateTime": TIME}
         return self.scheduler_jobs[job["name"]]
+
+    def _run_scheduler_job(self, m: dict, q: dict, body: Any) -> dict:
+        """Fires the job now, as Cloud Scheduler would: its POST body to its URI (only this server's
+        ``pipelineJobs`` create is reachable from here). The created job is in ``scheduler_runs``."""
+        import base64
+
+        job = self._scheduler_job(m)
+        target = job["httpTarget"]
+        found = re.match(rf"^{re.escape(self.url)}/v1/{LOCATION}/pipelineJobs$", target["uri"])
+        if not found:
+            raise FakeError(HTTPStatus.BAD_REQUEST, f"fake Cloud Scheduler: cannot call {target['uri']} (only "
+                                                    f"{self.url}/v1/…/pipelineJobs)")
+        created = self._create_pipeline_job(found.groupdict(), {}, json.loads(base64.b64decode(target["body"])))
+        self.scheduler_runs.append(created["name"])
+        job["lastAttemptTime"] = TIME
+        return job
 
     # --------------------------------------------------------------------------------------------
     # metadata (Vertex Experiments)
