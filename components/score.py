@@ -112,7 +112,7 @@ def open_model(folder: Path, *, name: str = "", source: str = "", registry_versi
         name: Registered model name.
         source: Where it came from (for the summary).
         registry_version: The registry's version number, when fetched from a registry.
-        threads: onnxruntime threads (0: one per core; the server runs one per worker process).
+        threads: onnxruntime threads (0: one per core but one; the server runs one per worker process).
 
     Returns:
         The model.
@@ -134,7 +134,9 @@ def open_model(folder: Path, *, name: str = "", source: str = "", registry_versi
         schema = FeatureSchema.from_dict(manifest["feature_schema"])
         threshold = float(manifest.get("threshold", float("nan")))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        # one core is left to the thread that formats the file while the graph runs (score_features)
+        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 1) - 1)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy waits on a shared machine
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
     except ManifestError as exc:
@@ -369,7 +371,12 @@ def score_features(features: pd.DataFrame, model: ScoringModel,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime") as pool:
         running = pool.submit(model.session.run, [PROBABILITY_OUTPUT], feed)  # releases the GIL
         extra = while_scoring(pending) if while_scoring is not None else None
-        proba = np.ascontiguousarray(running.result()[0].reshape(-1), dtype=np.float64)
+        try:
+            proba = np.ascontiguousarray(running.result()[0].reshape(-1), dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            raise ScoringError(f"model {model.version} ({model.source}): onnxruntime cannot score the features "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); re-export "
+                               f"the model") from None
     if not np.isfinite(proba).all():
         bad = ids[~np.isfinite(proba)]
         raise ScoringError(f"model {model.version} gives no finite probability for {len(bad)} customer(s) "
@@ -642,6 +649,10 @@ def run_cli(args: argparse.Namespace) -> int:
             summary = score(args.raw_dir, model, out_dir=out_dir, as_of=args.as_of or None, top=args.top)
     except ScoringError as exc:
         logger.error("score: %s", exc)
+        return 2
+    except OSError as exc:  # unreadable input, an output folder that cannot be written, a full disk
+        logger.error("score: %s: %s; nothing was written in its place", getattr(exc, "filename", "") or out_dir,
+                     exc.strerror or exc)
         return 2
     print(format_summary(summary))
     if args.summary_json:

@@ -236,8 +236,13 @@ def test_no_registry_missing_raw_files_and_broken_models_exit_2(sample_raw_dir: 
         fh.write(b"tampered")
     tampered = _cli("--raw-dir", str(sample_raw_dir), "--model-dir", str(broken), cwd=tmp_path)
     assert tampered.returncode == 2 and "differ from the manifest" in tampered.stderr
-    for done in (no_registry, no_customers, tampered):
+    (tmp_path / "a_file").write_text("not a folder")
+    unwritable = _cli("--raw-dir", str(sample_raw_dir), "--model-dir", str(model_dir), "--out-dir",
+                      str(tmp_path / "a_file" / "predictions"), cwd=tmp_path)
+    assert unwritable.returncode == 2 and "a_file" in unwritable.stderr
+    for done in (no_registry, no_customers, tampered, unwritable):
         assert "Traceback" not in done.stderr
+        assert len([line for line in done.stderr.splitlines() if " ERROR " in line]) == 1
 
 
 def test_no_champion_yet_is_one_line(sample_raw_dir: Path, model_dir: Path, tmp_path: Path) -> None:
