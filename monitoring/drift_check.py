@@ -52,6 +52,9 @@ MODEL_VERSION_COLUMN = "model_version"
 BASELINE_DIR = "baseline"  # models/<name>/v<N>/baseline/: that model's train.csv and feature_schema.json
 BASELINE_FILE = "train.csv"
 PREDICTIONS_PATTERN = "*_outputs.csv"
+DATE_PREFIX = "date="  # the server's gs:// log: <prefix>/<model_version>/date=YYYY-MM-DD/part-<worker>-<seq>.csv
+MODEL_JSON = "model.json"  # <prefix>/<model_version>/model.json: the folder the server loaded that model from
+FETCH_THREADS = 8  # parts downloaded and parsed at once (google-cloud-storage keeps 10 connections)
 DEFAULT_OUTPUT = "data/monitoring"
 SUMMARY_FILE = "drift_summary.csv"
 DECISION_FILE = "drift_decision.json"
@@ -183,17 +186,193 @@ def output_dir(uri: str, keep: Sequence[str] = (SUMMARY_FILE,)) -> Iterator[Path
             bucket.blob(f"{prefix}/{rel}" if prefix else rel).upload_from_filename(str(path))
 
 
-def newest_prediction_log(folder: Path) -> Path:
-    """The most recently modified ``*_outputs.csv`` in ``folder``.
+def _uri_join(base: str, *names: str) -> str:
+    """``base/name/...`` for a ``gs://`` prefix or a local folder."""
+    if base.startswith("gs://"):
+        return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
+    return str(Path(base, *names))
+
+
+@contextlib.contextmanager
+def _gcs_errors(uri: str) -> Iterator[None]:
+    """Turns a Cloud Storage failure (no such bucket, no permission, no connection) into an :class:`InputError`."""
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        yield
+    except exceptions.NotFound as err:
+        raise InputError(f"{uri}: not found in Cloud Storage ({err}). Fix: check the bucket and the path") from None
+    except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, OSError) as err:
+        raise InputError(f"{uri}: Cloud Storage failed ({type(err).__name__}: {err}). Fix: check that this job's "
+                         f"account may list and read it, and run again") from None
+
+
+def uri_exists(uri: str) -> bool:
+    """Whether a local file or a ``gs://`` object exists."""
+    if not uri.startswith("gs://"):
+        return Path(uri).is_file()
+    bucket, name = _split_gcs(uri)
+    with _gcs_errors(uri):
+        return bool(name) and bool(_gcs_client().bucket(bucket).blob(name).exists())
+
+
+@dataclass(frozen=True)
+class LogObject:
+    """A file in a prediction-log folder: a local file or a ``gs://`` object.
+
+    Attributes:
+        uri: Where it is.
+        name: Its name within the folder that was listed.
+        size: Bytes.
+        updated: When it was written (seconds since the epoch).
+    """
+
+    uri: str
+    name: str
+    size: int
+    updated: float
+
+
+def list_folder(uri: str) -> tuple[list[str], list[LogObject]]:
+    """One level of a local folder or ``gs://`` prefix (one listing call): sub-folder names and files.
+
+    A folder that does not exist lists as empty.
+    """
+    if not uri.startswith("gs://"):
+        path = Path(uri)
+        if not path.is_dir():
+            return [], []
+        folders: list[str] = []
+        files: list[LogObject] = []
+        for child in sorted(path.iterdir()):
+            if child.is_dir():
+                folders.append(child.name)
+            elif child.is_file():
+                stat = child.stat()
+                files.append(LogObject(str(child), child.name, stat.st_size, stat.st_mtime))
+        return folders, files
+    bucket, prefix = _split_gcs(uri)
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    with _gcs_errors(uri):
+        listing = _gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
+        files = [LogObject(f"gs://{bucket}/{b.name}", b.name[len(prefix):], int(b.size or 0),
+                           b.updated.timestamp() if b.updated else 0.0)
+                 for b in listing if not b.name.endswith("/")]
+        folders = sorted(p[len(prefix):].strip("/") for p in listing.prefixes)  # known once the pages are read
+    return folders, files
+
+
+@dataclass(frozen=True)
+class CurrentLog:
+    """What a run checks: one file, or the parts of one model version's log within a date window.
+
+    Attributes:
+        uri: The file, or the version's folder ``<prefix>/<model_version>``.
+        layout: ``file`` (given as a file), ``outputs`` (the newest ``<version>_outputs.csv`` of a folder) or
+            ``parts`` (``<version>/date=YYYY-MM-DD/part-*.csv``).
+        version: The version's folder name (``parts``).
+        parts: The part files to read (``parts``), oldest day first.
+        window: First and last day of the window (``parts``).
+        left_out: The other versions found, each with what it holds; they are not checked.
+        model_json: ``<version>/model.json`` when the server wrote it (``parts``): which model folder it loaded.
+    """
+
+    uri: str
+    layout: str
+    version: str | None = None
+    parts: tuple[LogObject, ...] = ()
+    window: tuple[str, str] | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
+    model_json: str | None = None
+
+
+def _safe_version(version: str) -> str:
+    """A model version as the server writes it into object and file names (serving/prediction_log.py)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", version)
+
+
+def find_current(current: str | None, date: dt.date, window_days: int = 1) -> CurrentLog:
+    """Finds the data to check: a file as given, or what a folder or ``gs://`` prefix holds.
+
+    A folder of the server's log, ``<model_version>/date=YYYY-MM-DD/part-<worker>-<seq>.csv`` (its layout on
+    Cloud Storage), gives every part dated in the ``window_days`` days ending at ``date`` of one version: the
+    one serving last (newest day, then newest part) when several served in the window; the others are named
+    in ``left_out``. A folder of ``<model_version>_outputs.csv`` files (the server's local log) gives the one
+    written last. One listing per folder level: the prefix, each version, each day of the window.
+
+    Args:
+        current: ``--current``: a file, a folder or a ``gs://`` prefix (None: ``data/predictions``).
+        date: Last day of the window (UTC).
+        window_days: Days in the window.
+
+    Returns:
+        What to read.
 
     Raises:
-        InputError: There is none.
+        InputError: Nothing there, or nothing dated in the window (the message says what was looked for).
     """
-    logs = sorted(folder.glob(PREDICTIONS_PATTERN), key=lambda p: (p.stat().st_mtime, p.name))
-    if not logs:
-        raise InputError(f"{folder}: no prediction log ({PREDICTIONS_PATTERN}); serve some traffic first "
-                         f"(the server logs every prediction there) or pass --current FILE")
-    return logs[-1]
+    uri = current or DEFAULT_PREDICTIONS
+    if not uri.startswith("gs://"):
+        if Path(uri).is_file():
+            return CurrentLog(uri, "file")
+        if not Path(uri).is_dir():
+            if current:
+                raise InputError(f"{uri}: file not found")
+            raise InputError(f"{uri}: no prediction log ({PREDICTIONS_PATTERN}); serve some traffic first (the "
+                             f"server logs every prediction there) or pass --current FILE")
+    elif not uri.endswith("/") and uri_exists(uri):
+        return CurrentLog(uri, "file")
+    days = [(date - dt.timedelta(days=i)).isoformat() for i in range(window_days)]
+    folders, files = list_folder(uri)
+    found: dict[str, list[tuple[str, LogObject]]] = {}
+    model_json: dict[str, str] = {}
+    newest_day: dict[str, str] = {}
+    for version in folders:
+        dated, version_files = list_folder(_uri_join(uri, version))
+        model_json.update({version: f.uri for f in version_files if f.name == MODEL_JSON})
+        dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if d.startswith(DATE_PREFIX))
+        if dated_days:
+            newest_day[version] = dated_days[-1]
+        for day in sorted(set(days) & set(dated_days)):
+            _, objects = list_folder(_uri_join(uri, version, f"{DATE_PREFIX}{day}"))
+            found.setdefault(version, []).extend((day, o) for o in objects if o.name.endswith(".csv"))
+            others = [o.name for o in objects if not o.name.endswith(".csv")]
+            if others:
+                logger.warning("%s: not CSV, not read: %s", _uri_join(uri, version, f"{DATE_PREFIX}{day}"),
+                               ", ".join(others[:5]))
+    window = (days[-1], days[0])
+    if found:
+        def serving_last(version: str) -> tuple[str, float, str]:
+            parts = found[version]
+            last = max(day for day, _ in parts)
+            return last, max(o.updated for day, o in parts if day == last), version
+
+        chosen = max(found, key=serving_last)
+        left_out = {v: _describe_parts(found[v]) for v in sorted(found) if v != chosen}
+        parts = tuple(o for _, o in sorted(found[chosen], key=lambda p: (p[0], p[1].name)))
+        return CurrentLog(_uri_join(uri, chosen), "parts", chosen, parts, window, left_out, model_json.get(chosen))
+    if newest_day:
+        newest = max(newest_day, key=lambda v: (newest_day[v], v))
+        raise InputError(f"{uri}: no prediction-log parts dated {window[0]}..{window[1]} (the {window_days} day(s) "
+                         f"ending at --date {window[1]}); the newest are {newest}/{DATE_PREFIX}{newest_day[newest]}. "
+                         f"Fix: pass --date YYYY-MM-DD of the traffic to check, or a larger --window-days")
+    outputs = sorted((f for f in files if f.name.endswith(PREDICTIONS_PATTERN[1:])), key=lambda f: (f.updated, f.name))
+    if not outputs:
+        raise InputError(f"{uri}: no prediction log: neither <model_version>/{DATE_PREFIX}YYYY-MM-DD/part-*.csv "
+                         f"(the server's log with SERVING_PREDICTION_LOG_URI) nor {PREDICTIONS_PATTERN} (its local "
+                         f"log). Fix: serve some traffic first, or pass --current FILE")
+    chosen_log = outputs[-1]
+    left_out = {(version_from_name(f.name) or f.name): f"{f.name}, written before {chosen_log.name}"
+                for f in outputs[:-1]}
+    return CurrentLog(chosen_log.uri, "outputs", version_from_name(chosen_log.name), left_out=left_out)
+
+
+def _describe_parts(parts: Sequence[tuple[str, LogObject]]) -> str:
+    days = sorted({day for day, _ in parts})
+    return f"{len(parts)} part(s) dated {days[0]}" + (f"..{days[-1]}" if len(days) > 1 else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -205,15 +384,16 @@ def _read_csv(path: Path, uri: str, columns: Sequence[str], text_columns: Sequen
     return _read_arrow(path, uri, columns, text_columns).to_pandas(split_blocks=True)
 
 
-def _read_arrow(path: Path, uri: str, columns: Sequence[str], text_columns: Sequence[str]) -> Any:
-    """Reads ``columns`` of a CSV as an Arrow table (on several threads for big files).
+def _read_arrow(path: Path | bytes, uri: str, columns: Sequence[str], text_columns: Sequence[str]) -> Any:
+    """Reads ``columns`` of a CSV (a file, or its bytes) as an Arrow table (on several threads for big files).
 
     A written-out ``nan`` is read as a number (not as missing), so that it can be counted as unreadable.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    threads = path.stat().st_size >= THREADED_READ_BYTES
+    size = len(path) if isinstance(path, bytes) else path.stat().st_size
+    threads = size >= THREADED_READ_BYTES
     null_values = [v for v in pacsv.ConvertOptions().null_values if v not in NAN_SPELLINGS]
 
     bad: list[tuple[int | None, str]] = []
@@ -224,7 +404,7 @@ def _read_arrow(path: Path, uri: str, columns: Sequence[str], text_columns: Sequ
 
     def _read(use_threads: bool) -> Any:
         return pacsv.read_csv(
-            path, read_options=pacsv.ReadOptions(use_threads=use_threads),
+            pa.BufferReader(path) if isinstance(path, bytes) else path, read_options=pacsv.ReadOptions(use_threads=use_threads),
             parse_options=pacsv.ParseOptions(invalid_row_handler=_on_bad_row),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns), strings_can_be_null=True, null_values=null_values,
@@ -298,11 +478,17 @@ def read_table(uri: str, schema: FeatureSchema, *, role: str, extra: Sequence[st
         wanted = [c for c in (*schema.names, *extra) if c in header]
         text = [c for c in (*schema.categorical, ID_COLUMN) if c in wanted]
         arrow = _read_arrow(path, uri, wanted, text)
-        numeric = set(schema.numeric) | {PREDICTION_COLUMN}
-        non_finite = {name: _non_finite_rows(arrow.column(name)) for name in wanted if name in numeric}
-        frame = arrow.to_pandas(split_blocks=True)  # one block per column: 7x faster here, and cheap to replace
-    if frame.empty:
+    if arrow.num_rows == 0 or arrow.num_columns == 0:
         raise no_rows
+    return _table_from_arrow(arrow, header, uri, schema, role)
+
+
+def _table_from_arrow(arrow: Any, header: list[str], uri: str, schema: FeatureSchema, role: str) -> Table:
+    """The :class:`Table` of an Arrow table read from ``uri``: numeric columns as floats (unreadable values
+    counted and reported), categorical ones as text, and an anomaly per feature missing from ``header``."""
+    numeric = set(schema.numeric) | {PREDICTION_COLUMN}
+    non_finite = {name: _non_finite_rows(arrow.column(name)) for name in arrow.column_names if name in numeric}
+    frame = arrow.to_pandas(split_blocks=True)  # one block per column: 7x faster here, and cheap to replace
     columns: dict[str, pd.Series] = {}
     anomalies: list[Anomaly] = []
     unreadable: dict[str, np.ndarray] = {}
@@ -323,6 +509,142 @@ def read_table(uri: str, schema: FeatureSchema, *, role: str, extra: Sequence[st
         table.anomalies.append(Anomaly("missing_column", "error", uri, name,
                                        f"feature {name!r} ({schema.get(name).kind}) is not in the {role} file"))
     return table
+
+
+def read_parts(log: CurrentLog, schema: FeatureSchema, *, extra: Sequence[str]) -> tuple[Table, dict[str, int]]:
+    """Reads every part of ``log`` as one table, :data:`FETCH_THREADS` parts downloaded and parsed at a time.
+
+    Every part must carry the same columns (one model version writes one layout). A part that cannot be
+    read (empty, no header, rows with the wrong number of fields, other columns than the rest) is bad input
+    naming that part: the check never leaves one out quietly.
+
+    Args:
+        log: What :func:`find_current` found (layout ``parts``).
+        schema: The feature schema.
+        extra: Other columns to keep when present.
+
+    Returns:
+        The table (``uri``: the version's folder) and the rows read from each part.
+
+    Raises:
+        InputError: A part cannot be read or fetched, the parts' columns differ, or no part holds rows.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    wanted_extra = (*extra, MODEL_VERSION_COLUMN)
+    fetch = _part_fetcher(log.parts)
+
+    def load(part: LogObject) -> tuple[list[str], Any]:
+        return _parse_part(fetch(part), part.uri, schema, wanted_extra)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(FETCH_THREADS, len(log.parts))), thread_name_prefix="drift-part")
+    try:
+        loaded = list(pool.map(load, log.parts))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    header = loaded[0][0]
+    for part, (columns, _) in zip(log.parts, loaded):
+        if set(columns) != set(header):
+            missing = sorted(set(header) - set(columns))
+            added = sorted(set(columns) - set(header))
+            raise InputError(f"{part.uri}: its columns differ from {log.parts[0].uri}'s (missing {missing}, extra "
+                             f"{added}); the parts of one model version carry the same columns. Fix: move the odd "
+                             f"part out of {log.uri} (check it on its own with --current), and run again")
+    rows = {part.uri: (table.num_rows if table is not None else 0) for part, (_, table) in zip(log.parts, loaded)}
+    tables = [table for _, table in loaded if table is not None and table.num_rows]
+    first, last = log.window or ("?", "?")
+    if not tables:
+        raise InputError(f"{log.uri}: the {len(log.parts)} part(s) dated {first}..{last} have a "
+                         f"header but no data rows. Fix: point --current at a log with rows, or widen --window-days")
+    arrow = pa.concat_tables(_common_types(tables))
+    return _table_from_arrow(arrow, header, log.uri, schema, "current"), rows
+
+
+def _part_fetcher(parts: Sequence[LogObject]) -> Any:
+    """A function returning a part's bytes: read from disk, or downloaded with one shared client."""
+    if not parts or not parts[0].uri.startswith("gs://"):
+        return lambda part: Path(part.uri).read_bytes()
+    client = _gcs_client()
+
+    def download(part: LogObject) -> bytes:
+        bucket, name = _split_gcs(part.uri)
+        with _gcs_errors(part.uri):
+            return client.bucket(bucket).blob(name).download_as_bytes()
+
+    return download
+
+
+def _parse_part(data: bytes, uri: str, schema: FeatureSchema, extra: Sequence[str]) -> tuple[list[str], Any]:
+    """A part's header and its rows as an Arrow table (None when it has a header only).
+
+    Raises:
+        InputError: The part is empty or cannot be read as CSV (named, with the lines at fault).
+    """
+    if not data.strip():
+        raise InputError(f"{uri}: the part is empty (not even a header row; the server writes one into every "
+                         f"part). Fix: remove that object and run again")
+    first, _, body = data.partition(b"\n")
+    header = [c.strip().strip('"') for c in first.decode("utf-8", errors="replace").rstrip("\r").split(",")]
+    if not any(header):
+        raise InputError(f"{uri}: no header row. Fix: the first line of every part must name the columns")
+    if not body.strip():
+        return header, None
+    wanted = [c for c in dict.fromkeys((*schema.names, *extra)) if c in header]
+    text = [c for c in (*schema.categorical, ID_COLUMN, MODEL_VERSION_COLUMN) if c in wanted]
+    return header, _read_arrow(data, uri, wanted, text)
+
+
+def _common_types(tables: Sequence[Any]) -> list[Any]:
+    """The tables with one type per column, so they concatenate: numbers as float64 where the parts disagree
+    (an all-empty column reads as null, whole numbers as int64), text where any part holds text (that value
+    is then reported as unreadable, exactly as in one file)."""
+    import pyarrow as pa
+
+    names = tables[0].column_names
+    target: dict[str, Any] = {}
+    for name in names:
+        types = {t.schema.field(name).type for t in tables}
+        if len(types) == 1:
+            continue
+        kinds = types - {pa.null()}
+        if len(kinds) == 1:
+            target[name] = kinds.pop()
+        elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
+            target[name] = pa.float64()
+        else:
+            target[name] = pa.string()
+    if not target:
+        return [t.select(names) for t in tables]
+    out = []
+    for table in tables:
+        table = table.select(names)
+        for name, kind in target.items():
+            i = names.index(name)
+            column = table.column(i)
+            if column.type != kind:
+                table = table.set_column(i, name, column.cast(kind))
+        out.append(table)
+    return out
+
+
+def _check_part_versions(log: CurrentLog, current: Table) -> None:
+    """The rows under ``<prefix>/<version>/`` must be that version's (one model per run).
+
+    Raises:
+        InputError: The parts hold several model versions, or another one than their folder says.
+    """
+    if MODEL_VERSION_COLUMN not in current.frame:
+        return
+    values = current.frame[MODEL_VERSION_COLUMN].dropna().astype(str).str.strip()
+    versions = {str(k): int(n) for k, n in values[values != ""].value_counts().sort_index().items()}
+    refuse_mixed(log.uri, versions, fix=f"find the writer that put other versions' rows under {log.uri} and move "
+                                        f"those parts out")
+    if versions and log.version and _safe_version(next(iter(versions))) != log.version:
+        raise InputError(f"{log.uri}: its parts hold rows of model {next(iter(versions))}, not {log.version}; each "
+                         f"model is compared with its own baseline. Fix: move those parts under "
+                         f"{next(iter(versions))}/, or pass --baseline of the model that wrote them")
 
 
 def _header(path: Path, uri: str) -> list[str]:
@@ -682,6 +1004,7 @@ class CheckConfig:
     label_column: str = LABEL_COLUMN
     validation_metrics: str | None = None
     date: str = ""
+    window_days: int = 1
     policy: DriftPolicy = field(default_factory=DriftPolicy)
     trigger: Trigger = field(default_factory=DryRunTrigger)
     fail_on_drift: bool = False
@@ -740,11 +1063,15 @@ class BaselineChoice:
     """What the check compares against, and why (printed and recorded in ``drift_decision.json``).
 
     Attributes:
-        baseline: The training data file.
+        baseline: The training data file (local or ``gs://``).
         model_version: The log's model version (None when it names none).
-        model_dir: That model's published folder, when found (its ``evaluation/`` has the reference scores).
+        model_dir: That model's published local folder, when found.
         source: Why this baseline, in words.
         warning: Set when the model's folder is unknown, so its reference scores cannot be found.
+        evaluation: The model's ``evaluation/`` folder (local or ``gs://``): reference scores and metrics.
+        model_json: The server's ``model.json`` that named the model folder, when one was read.
+        model_uri: The model folder it names.
+        fallback: The baseline is ``data/processed/train.csv`` for an older layout, not the model's own.
     """
 
     baseline: str
@@ -752,38 +1079,99 @@ class BaselineChoice:
     model_dir: Path | None
     source: str
     warning: str = ""
+    evaluation: str | None = None
+    model_json: str | None = None
+    model_uri: str | None = None
+    fallback: bool = False
 
 
-def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: str | None,
-                    models_dir: str) -> BaselineChoice:
-    """Picks the baseline of the model that served the log.
+@dataclass(frozen=True)
+class ServedModel:
+    """``<prefix>/<model_version>/model.json``, written by the server: the model folder it loaded.
 
-    The log's ``model_version`` column (or, without it, its name ``v<N>_outputs.csv``) names the model; its
-    folder ``<models_dir>/<name>/v<N>/`` holds ``baseline/train.csv`` (with ``feature_schema.json``), the
-    training split of exactly that model. An explicit ``baseline`` is used as given. Falls back to
-    ``data/processed/train.csv`` (the last pipeline run's, which may be another model's) only for older
-    layouts: a model folder without ``baseline/``, no model folders at all, or a log that names no version.
+    Attributes:
+        uri: The ``model.json``.
+        model_uri: The model folder (``AIP_STORAGE_URI`` on Vertex AI); it holds ``baseline/train.csv`` and
+            ``evaluation/validation_predictions.csv``.
+        model_version: The version it records, if any.
+    """
 
-    Args:
-        current_uri: The prediction log.
-        versions: Rows per model version in the log (:func:`log_model_versions`).
-        baseline: ``--baseline`` when given.
-        models_dir: Where ``pipeline.py run`` publishes models.
+    uri: str
+    model_uri: str
+    model_version: str | None
 
-    Returns:
-        The choice.
+
+def read_model_json(uri: str) -> ServedModel:
+    """Reads the server's ``model.json``.
 
     Raises:
-        InputError: The log mixes model versions, its model has several folders, or it has none while
-            other models are published (an unknown model: comparing it with another's baseline would mislead).
+        InputError: Not JSON, or no ``model_uri`` (named, with the fix).
+    """
+    with local_file(uri) as path:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InputError(f"{uri}: not JSON ({err}). Fix: pass --baseline FILE (the served model's "
+                             f"{BASELINE_DIR}/{BASELINE_FILE}), or remove it so the server writes it again") from None
+    model_uri = data.get("model_uri") if isinstance(data, dict) else None
+    if not isinstance(model_uri, str) or not model_uri.strip():
+        raise InputError(f"{uri}: no 'model_uri' (the folder the server loaded the model from). Fix: pass "
+                         f"--baseline FILE (the served model's {BASELINE_DIR}/{BASELINE_FILE}), or remove it so the "
+                         f"server writes it again")
+    version = data.get("model_version")
+    return ServedModel(uri, model_uri.strip().rstrip("/"), str(version) if version not in (None, "") else None)
+
+
+def refuse_mixed(current_uri: str, versions: Mapping[str, int], fix: str) -> None:
+    """Raises when a log holds several model versions: each model is compared with its own baseline.
+
+    Raises:
+        InputError: More than one version, with the rows of each and ``fix``.
     """
     if len(versions) > 1:
         listed = ", ".join(f"{v} ({n:,} rows)" for v, n in versions.items())
         raise InputError(f"{current_uri}: the log holds predictions of {len(versions)} model versions ({listed}) in "
                          f"its {MODEL_VERSION_COLUMN!r} column; each model is compared with its own baseline. Fix: "
-                         f"check one version at a time: keep the rows of one {MODEL_VERSION_COLUMN} (the server "
-                         f"writes one <version>_outputs.csv per model) and pass that file with --current")
-    version = next(iter(versions), None) or version_from_name(current_uri)
+                         f"{fix}")
+
+
+def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: str | None,
+                    models_dir: str, version: str | None = None, model_json: str | None = None) -> BaselineChoice:
+    """Picks the baseline of the model that served the log.
+
+    The log's ``model_version`` column (else ``version``, its folder in the server's gs:// log, else its name
+    ``v<N>_outputs.csv``) names the model. Its training split, ``baseline/train.csv`` (with
+    ``feature_schema.json``), is looked up in the model folder the server's ``model.json`` names (local or
+    ``gs://``), else in ``<models_dir>/<name>/v<N>/``. An explicit ``baseline`` is used as given. Falls back to
+    ``data/processed/train.csv`` (the last pipeline run's, which may be another model's) only for older
+    layouts: a model folder without ``baseline/``, no model folders at all, or a log that names no version.
+
+    Args:
+        current_uri: The prediction log (file or version folder).
+        versions: Rows per model version in the log (:func:`log_model_versions`).
+        baseline: ``--baseline`` when given (empty: find it).
+        models_dir: Where ``pipeline.py run`` publishes models.
+        version: The version's folder name in the server's gs:// log, when read from there.
+        model_json: The server's ``model.json`` for that version, when it wrote one.
+
+    Returns:
+        The choice.
+
+    Raises:
+        InputError: The log mixes model versions, ``model.json`` is unreadable or names another version, the
+            model has several local folders, or it has none while other models are published (an unknown
+            model: comparing it with another's baseline would mislead).
+    """
+    refuse_mixed(current_uri, versions,
+                 fix=f"check one version at a time: keep the rows of one {MODEL_VERSION_COLUMN} (the server writes "
+                     f"one <version>_outputs.csv per model) and pass that file with --current")
+    version = next(iter(versions), None) or version or version_from_name(current_uri)
+    served = read_model_json(model_json) if model_json else None
+    if served is not None and served.model_version and version and \
+            _safe_version(served.model_version) != _safe_version(version):
+        raise InputError(f"{served.uri}: model_version {served.model_version!r}, but the log is model {version}'s. "
+                         f"Fix: pass --baseline FILE of model {version}, or remove that model.json so the server "
+                         f"writes it again")
     folders = model_folders(version, models_dir) if version else []
     if len(folders) > 1:
         raise InputError(f"{current_uri}: model {version} has {len(folders)} folders under {models_dir} "
@@ -793,27 +1181,45 @@ def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: 
     published = sorted({d.parent.name + "/" + d.name for d in Path(models_dir).glob("*/v*") if d.is_dir()
                         and d.parent.name != "latest"}) if not models_dir.startswith("gs://") and \
         Path(models_dir).is_dir() else []
+    known = served is not None or folder is not None
     unknown = (f"model {version} of the log has no folder under {models_dir}"
                + (f" (published: {', '.join(published[:8])})" if published else " (no models published there)")
-               if version and folder is None else "")
+               if version and not known else "")
+    served_info = {"model_json": served.uri, "model_uri": served.model_uri} if served else {}
+    served_evaluation = _uri_join(served.model_uri, "evaluation") if served else None
+    local_evaluation = str(folder / "evaluation") if folder is not None else None
     if baseline:
-        return BaselineChoice(baseline, version, folder, "given with --baseline", unknown)
+        return BaselineChoice(baseline, version, folder, "given with --baseline", unknown,
+                              evaluation=served_evaluation or local_evaluation, **served_info)
+    served_note = ""
+    if served is not None:
+        candidate = _uri_join(served.model_uri, BASELINE_DIR, BASELINE_FILE)
+        if uri_exists(candidate):
+            return BaselineChoice(candidate, version, folder,
+                                  f"model {version}'s own training split, in the folder {served.uri} names",
+                                  evaluation=served_evaluation, **served_info)
+        served_note = f"{served.uri} names {served.model_uri}, which has no {BASELINE_DIR}/{BASELINE_FILE}; "
     if version is None:
         return BaselineChoice(DEFAULT_BASELINE, None, None,
                               f"the log names no model version (no {MODEL_VERSION_COLUMN} column, and its name is "
-                              f"not <version>_outputs.csv): the last pipeline run's training data (older layout)")
+                              f"not <version>_outputs.csv): the last pipeline run's training data (older layout)",
+                              fallback=True)
     if folder is None:
         if published:
-            raise InputError(f"{current_uri}: {unknown}. Fix: pass --models-dir where `pipeline.py run` published "
-                             f"it, or --baseline FILE and --baseline-predictions FILE of that model")
+            raise InputError(f"{current_uri}: {served_note}{unknown}. Fix: pass --models-dir where `pipeline.py "
+                             f"run` published it, or --baseline FILE and --baseline-predictions FILE of that model")
         return BaselineChoice(DEFAULT_BASELINE, version, None,
-                              f"{unknown}: the last pipeline run's training data (older layout)", unknown)
+                              f"{served_note}{unknown or f'model {version} has no folder under {models_dir}'}: the "
+                              f"last pipeline run's training data (older layout)", unknown,
+                              evaluation=served_evaluation, fallback=True, **served_info)
     candidate = folder / BASELINE_DIR / BASELINE_FILE
     if candidate.is_file():
-        return BaselineChoice(str(candidate), version, folder, f"model {version}'s own training split")
+        return BaselineChoice(str(candidate), version, folder, f"{served_note}model {version}'s own training split",
+                              evaluation=local_evaluation, **served_info)
     return BaselineChoice(DEFAULT_BASELINE, version, folder,
-                          f"{folder} has no {BASELINE_DIR}/ (published before models carried their baseline): the "
-                          f"last pipeline run's training data, which may not be {version}'s (older layout)")
+                          f"{served_note}{folder} has no {BASELINE_DIR}/ (published before models carried their "
+                          f"baseline): the last pipeline run's training data, which may not be {version}'s (older "
+                          f"layout)", evaluation=local_evaluation, fallback=True, **served_info)
 
 
 @dataclass
@@ -828,6 +1234,20 @@ class CheckResult:
     trigger: TriggerRecord | None = None
     performance: PerformanceCheck | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_date(date: str) -> str:
+    """``--date`` checked (YYYY-MM-DD), or today in UTC when empty.
+
+    Raises:
+        InputError: Not a date.
+    """
+    if not date:
+        return dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        return dt.date.fromisoformat(date).isoformat()
+    except ValueError:
+        raise InputError(f"--date {date!r}: not a date. Fix: write YYYY-MM-DD") from None
 
 
 def _bad_input_decision(reason: str) -> Decision:
@@ -850,17 +1270,37 @@ def run_check(config: CheckConfig) -> CheckResult:
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    date = config.date or dt.datetime.now(dt.timezone.utc).date().isoformat()
-    current_uri = config.current or str(newest_prediction_log(Path(DEFAULT_PREDICTIONS)))
-    choice = choose_baseline(current_uri, log_model_versions(current_uri), baseline=config.baseline,
-                             models_dir=config.models_dir)
+    date = run_date(config.date)
+    if config.window_days < 1:
+        raise InputError(f"--window-days {config.window_days}: the window needs at least 1 day. Fix: pass "
+                         f"--window-days 1 (the day of --date) or more")
+    log = find_current(config.current, dt.date.fromisoformat(date), config.window_days)
+    current_uri = log.uri
+    choice = choose_baseline(current_uri, log_model_versions(current_uri) if log.layout != "parts" else {},
+                             baseline=config.baseline, models_dir=config.models_dir, version=log.version,
+                             model_json=log.model_json)
+    if choice.fallback and not Path(DEFAULT_BASELINE).is_file():
+        raise InputError(f"{current_uri}: no baseline found ({choice.source.split(': the last pipeline run')[0]}), "
+                         f"and {DEFAULT_BASELINE} does not exist either. Fix: pass --baseline FILE, the training "
+                         f"split of the model that served this log (its folder's {BASELINE_DIR}/{BASELINE_FILE}, "
+                         f"local or gs://), or --models-dir where `pipeline.py run` published it")
     config = replace(config, baseline=choice.baseline)
     say(f"baseline: {choice.baseline} ({choice.source})")
     schema = read_schema(config.schema, config.baseline)
     baseline = read_table(config.baseline, schema, role="baseline", extra=(PREDICTION_COLUMN,))
-    current = read_table(current_uri, schema, role="current", extra=(ID_COLUMN, PREDICTION_COLUMN, LABEL_COLUMN,
-                                                                       "timestamp"))
+    extra = (ID_COLUMN, PREDICTION_COLUMN, LABEL_COLUMN, "timestamp")
+    part_rows: dict[str, int] = {}
+    if log.layout == "parts":
+        current, part_rows = read_parts(log, schema, extra=extra)
+        _check_part_versions(log, current)
+    else:
+        current = read_table(current_uri, schema, role="current", extra=extra)
     timings["read_s"] = time.perf_counter() - clock
+    if log.layout == "parts":
+        say(f"current: {len(current.frame):,} rows from {len(log.parts)} part(s) of {log.version} dated "
+            f"{log.window[0] if log.window else '?'}..{log.window[1] if log.window else '?'} under {current_uri}")
+    for version, what in log.left_out.items():
+        say(f"left out: {version} ({what}); the check compares one model version, the one serving last")
     say(f"drift check {date}: baseline {config.baseline} ({len(baseline.frame):,} rows), current {current_uri} "
         f"({len(current.frame):,} rows), {len(schema.names)} features "
         f"({len(schema.numeric)} numeric, {len(schema.categorical)} categorical)")
@@ -874,12 +1314,14 @@ def run_check(config: CheckConfig) -> CheckResult:
     if choice.warning and not config.baseline_predictions:
         anomalies.append(Anomaly("unknown_model", "warning", current.uri, MODEL_VERSION_COLUMN,
                                  f"{choice.warning}; the prediction cannot be compared with its validation scores"))
-    evaluation = choice.model_dir / "evaluation" if choice.model_dir is not None else None
+    evaluation = choice.evaluation
     if evaluation is not None:
-        if not config.baseline_predictions and (evaluation / REFERENCE_PREDICTIONS).is_file():
-            config = replace(config, baseline_predictions=str(evaluation / REFERENCE_PREDICTIONS))
-        if config.labels and not config.validation_metrics and (evaluation / "metrics.json").is_file():
-            config = replace(config, validation_metrics=str(evaluation / "metrics.json"))
+        scores = _uri_join(evaluation, REFERENCE_PREDICTIONS)
+        if not config.baseline_predictions and uri_exists(scores):
+            config = replace(config, baseline_predictions=scores)
+        metrics = _uri_join(evaluation, "metrics.json")
+        if config.labels and not config.validation_metrics and uri_exists(metrics):
+            config = replace(config, validation_metrics=metrics)
     reference = _reference_predictions(config, baseline)
     prediction = None
     if reference is not None and PREDICTION_COLUMN in current.frame:
@@ -979,9 +1421,13 @@ def run_check(config: CheckConfig) -> CheckResult:
             "inputs": {"baseline": config.baseline, "baseline_source": choice.source,
                        "model_version": choice.model_version,
                        "model_dir": str(choice.model_dir) if choice.model_dir else None,
-                       "current": current.uri, "schema_version": schema.version,
+                       "model_json": choice.model_json, "model_uri": choice.model_uri,
+                       "current": current.uri, "current_given": config.current, "current_layout": log.layout,
+                       "window": list(log.window) if log.window else None, "left_out": log.left_out,
+                       "schema_version": schema.version,
                        "baseline_predictions": config.baseline_predictions, "labels": config.labels,
                        "validation_metrics": config.validation_metrics},
+            "current_parts": [{"uri": uri, "rows": n} for uri, n in part_rows.items()],
             "policy": config.policy.to_dict(),
             "anomalies": {"errors": sum(a.severity == "error" for a in anomalies),
                           "warnings": sum(a.severity == "warning" for a in anomalies)},
@@ -1081,13 +1527,25 @@ Nightly drift check: is production traffic still like the data the model was tra
 It compares the training baseline with a prediction log, feature by feature and for the prediction
 churn_probability, and decides whether to retrain:
 
-  baseline           the log's model_version (v<N>) picks that model's training split,
-                     <models-dir>/<name>/v<N>/baseline/train.csv with its feature_schema.json, and its
-                     validation scores, .../evaluation/validation_predictions.csv. A log holding several
-                     model versions is refused (bad input: check one version per run); a version with
-                     no folder while other models are published is refused too. data/processed/train.csv
-                     is used only for older layouts (a model folder without baseline/, no models/, a
-                     log without a version) and the output says so. --baseline overrides.
+  current data       --current is a file, a folder or a gs:// prefix. A folder or prefix of the server's
+                     log, <prefix>/<model_version>/date=YYYY-MM-DD/part-<worker>-<seq>.csv (what it writes
+                     with SERVING_PREDICTION_LOG_URI), gives every part dated in the --window-days days
+                     ending at --date, of one model version: the one serving last (newest day, then newest
+                     part). Versions left out are named ("left out: ..."). Parts are listed once per
+                     folder and downloaded 8 at a time; the rows of each part are counted in
+                     drift_decision.json, and a part that cannot be read is bad input naming it. A folder
+                     of <model_version>_outputs.csv files (the server's local log) gives the newest one.
+  baseline           the log's model version picks that model's training split and validation scores:
+                     in the folder the server loaded it from, named by <prefix>/<model_version>/model.json
+                     (model_uri, local or gs://): <model_uri>/baseline/train.csv with its
+                     feature_schema.json and <model_uri>/evaluation/validation_predictions.csv; else in
+                     <models-dir>/<name>/v<N>/ (baseline/, evaluation/), v<N> from the log's
+                     model_version column. A log holding several model versions is refused (bad input:
+                     check one version per run); a version with no folder while other models are
+                     published is refused too. data/processed/train.csv is used only for older layouts
+                     (a model folder without baseline/, no models/, a log without a version) and the
+                     output says so; when none of these exists the error names --baseline.
+                     --baseline overrides; --baseline "" means "find it" (what the drift pipeline passes).
   number formatting  the same values written with less precision (pandas to_json's 10 decimals,
                      float32, any relative change up to 1e-6) give the same decision: bucket edges lie
                      between distinct baseline values (values within 1e-5 of each other count as one),
@@ -1135,25 +1593,31 @@ exit status:
   0  no drift, too little data, or drift found and the trigger did its job
   1  drift found and --fail-on-drift was given
   2  bad input: missing/empty/header-only file, unreadable rows, missing columns, a numeric column with
-     more than 1% unreadable values (text, inf, nan), several model versions in one log, an unknown model
+     more than 1% unreadable values (text, inf, nan), several model versions in one log, an unknown model,
+     a log part that cannot be read (named), no parts in the window, no baseline found (names --baseline)
   3  retraining was decided but the trigger failed (see retrain_trigger_<date>.json)
   4  the TFDV statistics or report failed (the drift decision and summary were still written)
 
 examples:
   .venv-monitoring/bin/python monitoring/drift_check.py                     # the make drift defaults
-  .venv-monitoring/bin/python monitoring/drift_check.py --baseline data/processed/train.csv \\
-      --current data/predictions/v3_outputs.csv --output-dir data/monitoring --trigger local
-  .venv-monitoring/bin/python monitoring/drift_check.py --baseline gs://B/processed/train.csv \\
-      --current gs://B/predictions/v3_outputs.csv --output-dir gs://B/monitoring
+  .venv-monitoring/bin/python monitoring/drift_check.py --current data/predictions/v3_outputs.csv \\
+      --output-dir data/monitoring --trigger local
+  .venv-monitoring/bin/python monitoring/drift_check.py --current gs://B/predictions/ \\
+      --output-dir gs://B/monitoring          # today's parts (UTC) of the version serving last
+  ... --date 2026-07-01 --window-days 7       # the week ending 2026-07-01
+  ... --baseline gs://B/models/churn/3/baseline/train.csv   # any training split, with its schema beside it
   ... --labels data/labels/2026-06.csv --validation-metrics data/run_summary.json""")
     io_ = parser.add_argument_group("inputs and outputs")
     io_.add_argument("--baseline", default=None,
-                     help=f"training data: customer_id, the features, churned (default: the training split of the "
-                          f"model that served the log, <models-dir>/<name>/v<N>/{BASELINE_DIR}/{BASELINE_FILE}, v<N> "
+                     help=f"training data: customer_id, the features, churned (default, or \"\": the training "
+                          f"split of the model that served the log, <model_uri>/{BASELINE_DIR}/{BASELINE_FILE} from "
+                          f"the log's {MODEL_JSON}, else <models-dir>/<name>/v<N>/{BASELINE_DIR}/{BASELINE_FILE}, v<N> "
                           f"from the log's {MODEL_VERSION_COLUMN} column; {DEFAULT_BASELINE} only for older "
                           f"layouts, and the output says which)")
     io_.add_argument("--current", default=None,
-                     help=f"prediction log to check (default: the newest {DEFAULT_PREDICTIONS}/{PREDICTIONS_PATTERN})")
+                     help=f"prediction log to check: a CSV file, or a folder or gs:// prefix of the server's log "
+                          f"(<model_version>/{DATE_PREFIX}YYYY-MM-DD/part-*.csv, or {PREDICTIONS_PATTERN}) "
+                          f"(default: {DEFAULT_PREDICTIONS}, its newest {PREDICTIONS_PATTERN})")
     io_.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where the reports go (default: %(default)s)")
     io_.add_argument("--schema", default=None, help=f"feature schema (default: {SCHEMA_FILE} beside --baseline)")
     io_.add_argument("--baseline-predictions", default=None,
@@ -1169,7 +1633,11 @@ examples:
     io_.add_argument("--validation-metrics", default=None,
                      help="JSON with the model's validation roc_auc (default: the served version's "
                           "evaluation/metrics.json, see --baseline-predictions)")
-    io_.add_argument("--date", default="", help="date of the run, YYYY-MM-DD (default: today, UTC)")
+    io_.add_argument("--date", default="", help="date of the run and last day of the window, YYYY-MM-DD "
+                                                 "(default: today, UTC)")
+    io_.add_argument("--window-days", type=int, default=1,
+                     help="for a folder or gs:// prefix of log parts: read the parts dated in the N days ending at "
+                          "--date (default: %(default)s, the day of --date)")
     sens = parser.add_argument_group("sensitivity")
     defaults = DriftPolicy()
     sens.add_argument("--false-alarm-rate", type=float, default=defaults.false_alarm_rate,
@@ -1263,9 +1731,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     try:
         config = CheckConfig(
-            baseline=args.baseline, current=args.current, output_dir=args.output_dir, schema=args.schema,
-            baseline_predictions=args.baseline_predictions, labels=args.labels, label_column=args.label_column,
-            validation_metrics=args.validation_metrics, date=args.date, policy=_policy(args),
+            baseline=args.baseline or None, current=args.current or None, output_dir=args.output_dir,
+            schema=args.schema or None, baseline_predictions=args.baseline_predictions or None,
+            labels=args.labels or None, label_column=args.label_column,
+            validation_metrics=args.validation_metrics or None, date=args.date, window_days=args.window_days,
+            policy=_policy(args),
             trigger=_trigger(args), fail_on_drift=args.fail_on_drift, with_tfdv=not args.no_tfdv,
             models_dir=args.models_dir)
         result = run_check(config)

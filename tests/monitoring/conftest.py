@@ -7,8 +7,10 @@ with drift injected.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,3 +86,75 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     monkeypatch.setenv("FAKE_ARGS_FILE", str(tmp_path / "fake-args.txt"))
     return root
+
+
+GCS_PROJECT_NUMBER = "424242"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator (installed in the main environment, ``.venv``) on a free loopback port, in memory,
+    in its own process group; yields its URL and stops the group afterwards."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+    if not python.is_file():
+        pytest.skip(f"gcp-storage-emulator runs from the main environment, and {python} is missing (make setup)")
+    port = _free_port()
+    cmd = [str(python), "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+           "--in-memory", "--project-number", GCS_PROJECT_NUMBER, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                direct.open(f"{url}/storage/v1/b", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                    pytest.fail(f"gcp-storage-emulator did not start ({' '.join(cmd)}):\n{err}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An empty bucket ``acme-churn`` in the emulator, with ``STORAGE_EMULATOR_HOST`` set for the code under test."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-ml")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    client = storage.Client(project="acme-ml", credentials=AnonymousCredentials())
+    bucket = client.bucket("acme-churn")
+    if bucket.exists():
+        for blob in client.list_blobs("acme-churn"):
+            blob.delete()
+    else:
+        client.create_bucket("acme-churn")
+    return bucket

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -274,56 +275,25 @@ def test_default_current_is_the_newest_prediction_log(drift_files: DriftFiles, t
 
 
 # --------------------------------------------------------------------------------------------------
-# gs:// inputs and outputs (an in-memory stand-in for the Cloud Storage client)
+# gs:// inputs and outputs (gcp-storage-emulator, reached by google-cloud-storage itself)
 # --------------------------------------------------------------------------------------------------
 
-class _FakeBlob:
-    def __init__(self, store: dict, key: str):
-        self.store, self.key = store, key
-
-    def exists(self) -> bool:
-        return self.key in self.store
-
-    def download_to_filename(self, filename: str) -> None:
-        Path(filename).write_bytes(self.store[self.key])
-
-    def upload_from_filename(self, filename: str) -> None:
-        self.store[self.key] = Path(filename).read_bytes()
-
-
-class _FakeBucket:
-    def __init__(self, store: dict, name: str):
-        self.store, self.name = store, name
-
-    def blob(self, name: str) -> _FakeBlob:
-        return _FakeBlob(self.store, f"{self.name}/{name}")
-
-
-class _FakeClient:
-    def __init__(self, store: dict):
-        self.store = store
-
-    def bucket(self, name: str) -> _FakeBucket:
-        return _FakeBucket(self.store, name)
-
-
-def test_gcs_uris_for_inputs_and_outputs(drift_files: DriftFiles, monkeypatch: pytest.MonkeyPatch):
-    store = {f"b/processed/{p.name}": p.read_bytes()
-             for p in (drift_files.baseline, drift_files.schema, drift_files.baseline_scores)}
-    store["b/predictions/v1_outputs.csv"] = drift_files.same.read_bytes()
-    store["b/monitoring/drift_summary.csv"] = b""  # an earlier (empty) summary is fetched and extended
-    monkeypatch.setattr(drift_check, "_gcs_client", lambda: _FakeClient(store))
-    code = main(["--baseline", "gs://b/processed/train.csv", "--current", "gs://b/predictions/v1_outputs.csv",
-                 "--baseline-predictions", "gs://b/processed/train_scores.csv", "--output-dir", "gs://b/monitoring",
+def test_gcs_uris_for_inputs_and_outputs(drift_files: DriftFiles, gcs_bucket: Any):
+    for path in (drift_files.baseline, drift_files.schema, drift_files.baseline_scores):
+        gcs_bucket.blob(f"processed/{path.name}").upload_from_filename(str(path))
+    gcs_bucket.blob("predictions/v1_outputs.csv").upload_from_filename(str(drift_files.same))
+    gcs_bucket.blob("monitoring/drift_summary.csv").upload_from_string(b"")  # an earlier (empty) summary is extended
+    b = f"gs://{gcs_bucket.name}"
+    code = main(["--baseline", f"{b}/processed/train.csv", "--current", f"{b}/predictions/v1_outputs.csv",
+                 "--baseline-predictions", f"{b}/processed/train_scores.csv", "--output-dir", f"{b}/monitoring",
                  "--date", "2026-07-01", "--no-tfdv"])
     assert code == EXIT_OK
-    decision = json.loads(store["b/monitoring/drift_decision.json"])
+    decision = json.loads(gcs_bucket.blob("monitoring/drift_decision.json").download_as_bytes())
     assert decision["status"] == "no_drift"
-    assert decision["outputs"]["summary"] == "gs://b/monitoring/drift_summary.csv"
-    assert store["b/monitoring/drift_summary.csv"].count(b"\n") == 28
-    monkeypatch.setattr(drift_check, "_gcs_client", lambda: _FakeClient(store))
-    assert main(["--baseline", "gs://b/processed/train.csv", "--current", "gs://b/predictions/missing.csv",
-                 "--output-dir", "gs://b/monitoring", "--no-tfdv"]) == EXIT_BAD_INPUT
+    assert decision["outputs"]["summary"] == f"{b}/monitoring/drift_summary.csv"
+    assert gcs_bucket.blob("monitoring/drift_summary.csv").download_as_bytes().count(b"\n") == 28
+    assert main(["--baseline", f"{b}/processed/train.csv", "--current", f"{b}/predictions/missing.csv",
+                 "--output-dir", f"{b}/monitoring", "--no-tfdv"]) == EXIT_BAD_INPUT
 
 
 def test_cli_runs_as_a_script_in_a_subprocess(drift_files: DriftFiles, tmp_path: Path):
