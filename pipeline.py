@@ -17,16 +17,18 @@ On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, 
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfp.dsl import Pipeline, PythonComponent
@@ -438,7 +440,7 @@ def _cutoff(text: str) -> str:
 
 def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | None = None,
               image: str = DEFAULT_IMAGE, tracking_uri: str | None = None, registry_uri: str | None = None,
-              **params: Any) -> dict:
+              verbose: bool = False, **params: Any) -> dict:
     """Runs the whole pipeline with kfp.local's SubprocessRunner and publishes to the project layout.
 
     Args:
@@ -448,6 +450,8 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
         image: Component image recorded in the spec (not used to run locally).
         tracking_uri: MLflow URI (default: ``<root>/mlruns/mlflow.db``); ``""`` disables tracking.
         registry_uri: Registry URI (default: the tracking store).
+        verbose: Print every line the tasks write (executor JSON included), not only their progress; either
+            way all of it goes to ``<pipeline_root>/logs/run-<time>.log``.
         **params: Pipeline parameters (churn_window_days, seed, validation_fraction, gate_metric, gate_margin,
             model_name).
 
@@ -479,12 +483,67 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
                    raise_on_error=True)
         started = time.monotonic()
         # the component registers with promotion deferred: the alias moves only once the model is published
-        task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,
-                                     registry_uri=registry_uri, defer_promotion=True, **params)
+        with _task_output(pipeline_root / "logs", verbose=verbose):
+            task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,
+                                         registry_uri=registry_uri, defer_promotion=True, **params)
         outputs = dict(task.outputs)
         published = publish(outputs, layout.root)
         promote_published(layout.root, registry_uri, Path(published["model"]))
         return summarize(outputs, published, tracking_uri, time.monotonic() - started)
+
+
+_PROGRESS = re.compile(r"Running pipeline|Executing task|finished with status|"
+                       r" (?:INFO|WARNING|ERROR) (?:components|churn)\.|Traceback|Error")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _ProgressFilter(io.TextIOBase):
+    """A stdout stand-in: every line goes to the run log; the console gets task progress and the stages' own
+    log lines (kfp.local prints each task's executor input and output JSON, hundreds of lines a run)."""
+
+    def __init__(self, log: TextIO, console: TextIO, verbose: bool) -> None:
+        self.log, self.console, self.verbose, self._line = log, console, verbose, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if self.verbose:
+            return self.console.write(text)
+        self._line += text
+        *lines, self._line = self._line.split("\n")
+        for line in lines:
+            plain = _ANSI.sub("", line).strip()
+            if _PROGRESS.search(plain):
+                self.console.write(plain + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.console.flush()
+
+
+@contextlib.contextmanager
+def _task_output(folder: Path, *, verbose: bool) -> Iterator[Path]:
+    """Sends what kfp.local prints to ``folder/run-<time>.log``, showing progress; on a failure, the log's tail."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    console = sys.stdout
+    print(f"task logs: {path}", file=console, flush=True)
+    with open(path, "w", encoding="utf-8", errors="replace") as log:
+        stream = _ProgressFilter(log, console, verbose)
+        try:
+            with contextlib.redirect_stdout(stream):
+                yield path
+        except BaseException:
+            stream.flush()
+            if not verbose:
+                tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-60:]
+                print("\n".join(["--- last lines of the task log " + "-" * 40, *tail, "-" * 71]), file=sys.stderr)
+            raise
+        finally:
+            stream.flush()
 
 
 @contextlib.contextmanager
@@ -525,6 +584,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--raw-dir", type=Path, required=True, help="folder with customers.csv and transactions.json")
     p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every line the tasks write (executor JSON included); by default only their progress "
+                        "is shown and everything goes to <pipeline-root>/logs/run-<time>.log")
     p.add_argument("--churn-window-days", type=int, default=90, help="label window in days (default: %(default)s)")
     p.add_argument("--cutoff", type=_cutoff, default="",
                    help="ISO date or instant (UTC) for features and labels (default: from the data; README, 'Label')")
@@ -1021,7 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
               "gate_margin": args.gate_margin, "model_name": args.model_name, "cutoff": args.cutoff}
     try:
         summary = run_local(args.raw_dir, pipeline_root=args.pipeline_root, tracking_uri=args.tracking_uri,
-                            registry_uri=args.registry_uri, **params)
+                            registry_uri=args.registry_uri, verbose=args.verbose, **params)
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return 2

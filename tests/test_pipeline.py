@@ -116,6 +116,12 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "run summary" in done.stdout
+    # the console shows each task's progress; kfp.local's executor JSON goes to the task log only
+    for task in ("data-prep", "feature-engineering", "train", "evaluate", "register-model"):
+        assert f"Task '{task}' finished with status SUCCESS" in done.stdout
+    assert "executor_input" not in done.stdout and len(done.stdout.splitlines()) < 120
+    task_log = Path(done.stdout.split("task logs: ", 1)[1].split("\n", 1)[0])
+    assert task_log.is_file() and "Got executor_input" in task_log.read_text()
     summary = json.loads(summary_path.read_text())
     assert {"rows", "metrics", "model", "artifacts"} <= set(summary)
     for acc in summary["rows"].values():
@@ -208,3 +214,21 @@ def test_local_run_end_to_end(dirty_raw_dir: Path, tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_task_output_shows_progress_and_on_failure_the_log_tail(tmp_path: Path, capsys) -> None:
+    """What kfp.local prints goes to the run log; the console keeps progress lines, and a failure shows the tail."""
+    import pipeline
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with pipeline._task_output(tmp_path / "logs", verbose=False) as log:
+            print("\x1b[32m15:00:00.000 - INFO - Executing task 'train'\x1b[0m")
+            print('    "executor_input": {"inputs": {}}')
+            print("12:00:00 INFO components.train: chose logistic_regression")
+            print("partial line without newline", end="")
+            raise RuntimeError("boom")
+    out, err = capsys.readouterr()
+    assert "Executing task 'train'" in out and "components.train: chose" in out
+    assert "executor_input" not in out and "\x1b[" not in out
+    assert "executor_input" in log.read_text() and "partial line without newline" in log.read_text()
+    assert "last lines of the task log" in err and "executor_input" in err
