@@ -67,7 +67,7 @@ test: $(VENV)/.installed $(VENV_MON)/.installed ## Run the test suite (main env,
 test-fast: $(VENV)/.installed ## Run the tests except the slow end-to-end ones
 	$(PY) -m pytest -m "not slow"
 
-drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs data/processed/train.csv → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS=...)
+drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs the training split of the model that served it → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS='--current gs://B/predictions/ ...')
 	$(PY_MON) monitoring/drift_check.py --trigger $(DRIFT_TRIGGER) $(DRIFT_ARGS)
 
 mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at http://127.0.0.1:5000
