@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from serving.model import ModelSource, RegistrySource, RequestError, ServedModel, StorageSource
+from serving.model_record import record_in_background
 from serving.prediction_log import GcsPredictionLog, PredictionLog
 from serving.schemas import ErrorResponse, HealthResponse, PredictResponse
 from serving.settings import Settings, get_settings
@@ -113,6 +114,8 @@ async def keep_model_current(app: FastAPI, source: ModelSource, poll_seconds: fl
             if new is not None:
                 old, state.model, state.error = state.model, new, ""
                 app.openapi_schema = None
+                if isinstance(state.log, GcsPredictionLog):  # model.json: where this version's model came from
+                    record_in_background(state.log.uri, new)
                 if old is not None:
                     logger.info("switched %s → %s", old.version, new.version)
                     _discard(old, app.state.cache_dir)

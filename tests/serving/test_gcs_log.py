@@ -82,7 +82,7 @@ def bucket(emulator: str):
 
 
 def _parts(client) -> dict[str, bytes]:
-    return {b.name: b.download_as_bytes() for b in client.list_blobs(BUCKET)}
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(BUCKET) if "/part-" in b.name}  # not model.json
 
 
 def _read_parts(parts: dict[str, bytes]) -> pd.DataFrame:
