@@ -15,8 +15,9 @@ clear test failure rather than silently passing.
 The same server also stands in for Cloud Scheduler v1 (``https://cloudscheduler.googleapis.com/v1``), for
 google-cloud-scheduler with ``transport="rest"`` and ``client_options={"api_endpoint": url}``: jobs
 get/create/patch and ``:run`` (what ``gcloud scheduler jobs run`` calls: the job's HTTP target is
-called at once, here only a ``pipelineJobs`` create on this server, and its answer recorded). Like the real service it validates the job (five-field cron, time zone, http(s) target,
-a body only with POST/PUT/PATCH, one kind of token, attempt deadline 15 s-30 min, at most 5 retries),
+called at once, here only a ``pipelineJobs`` create on this server, and its answer recorded). Like the
+real service it validates the job (five-field cron, time zone, http(s) target, a body only with
+POST/PUT/PATCH, one kind of token, attempt deadline 15 s-30 min, at most 5 retries),
 answers 409 for a job that exists, needs an update mask to patch, fills in the retry defaults it
 documents and adds its own ``User-Agent: Google-Cloud-Scheduler`` header to the stored target.
 
