@@ -301,7 +301,7 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
     Cloud Storage), gives every part dated in the ``window_days`` days ending at ``date`` of one version: the
     one serving last (newest day, then newest part) when several served in the window; the others are named
     in ``left_out``. A folder of ``<model_version>_outputs.csv`` files (the server's local log) gives the one
-    written last. One listing per folder level: the prefix, each version, each day of the window.
+    written last. One listing per level: the prefix, each version, each of its days in the window.
 
     Args:
         current: ``--current``: a file, a folder or a ``gs://`` prefix (None: ``data/predictions``).
@@ -325,7 +325,11 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
                              f"server logs every prediction there) or pass --current FILE")
     elif not uri.endswith("/") and uri_exists(uri):
         return CurrentLog(uri, "file")
-    days = [(date - dt.timedelta(days=i)).isoformat() for i in range(window_days)]
+    try:
+        first_day = date - dt.timedelta(days=window_days - 1)
+    except OverflowError:
+        first_day = dt.date.min
+    window = (first_day.isoformat(), date.isoformat())
     folders, files = list_folder(uri)
     found: dict[str, list[tuple[str, LogObject]]] = {}
     model_json: dict[str, str] = {}
@@ -333,17 +337,16 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
     for version in folders:
         dated, version_files = list_folder(_uri_join(uri, version))
         model_json.update({version: f.uri for f in version_files if f.name == MODEL_JSON})
-        dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if d.startswith(DATE_PREFIX))
+        dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if d.startswith(DATE_PREFIX) and _is_day(d))
         if dated_days:
             newest_day[version] = dated_days[-1]
-        for day in sorted(set(days) & set(dated_days)):
+        for day in (d for d in dated_days if window[0] <= d <= window[1]):
             _, objects = list_folder(_uri_join(uri, version, f"{DATE_PREFIX}{day}"))
             found.setdefault(version, []).extend((day, o) for o in objects if o.name.endswith(".csv"))
             others = [o.name for o in objects if not o.name.endswith(".csv")]
             if others:
                 logger.warning("%s: not CSV, not read: %s", _uri_join(uri, version, f"{DATE_PREFIX}{day}"),
                                ", ".join(others[:5]))
-    window = (days[-1], days[0])
     if found:
         def serving_last(version: str) -> tuple[str, float, str]:
             parts = found[version]
@@ -368,6 +371,14 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
     left_out = {(version_from_name(f.name) or f.name): f"{f.name}, written before {chosen_log.name}"
                 for f in outputs[:-1]}
     return CurrentLog(chosen_log.uri, "outputs", version_from_name(chosen_log.name), left_out=left_out)
+
+
+def _is_day(folder: str) -> bool:
+    """Whether ``folder`` is ``date=YYYY-MM-DD`` (other folders are not the server's and are not read)."""
+    try:
+        return len(folder) == len(DATE_PREFIX) + 10 and bool(dt.date.fromisoformat(folder[len(DATE_PREFIX):]))
+    except ValueError:
+        return False
 
 
 def _describe_parts(parts: Sequence[tuple[str, LogObject]]) -> str:
@@ -544,14 +555,19 @@ def read_parts(log: CurrentLog, schema: FeatureSchema, *, extra: Sequence[str]) 
         loaded = list(pool.map(load, log.parts))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    header = loaded[0][0]
+    from collections import Counter
+
+    usual = Counter(frozenset(columns) for columns, _ in loaded).most_common(1)[0][0]  # an odd part is named
+    reference = next(part for part, (columns, _) in zip(log.parts, loaded) if frozenset(columns) == usual)
+    header = next(columns for columns, _ in loaded if frozenset(columns) == usual)
     for part, (columns, _) in zip(log.parts, loaded):
-        if set(columns) != set(header):
-            missing = sorted(set(header) - set(columns))
-            added = sorted(set(columns) - set(header))
-            raise InputError(f"{part.uri}: its columns differ from {log.parts[0].uri}'s (missing {missing}, extra "
-                             f"{added}); the parts of one model version carry the same columns. Fix: move the odd "
-                             f"part out of {log.uri} (check it on its own with --current), and run again")
+        if frozenset(columns) != usual:
+            missing = sorted(usual - set(columns))
+            added = sorted(set(columns) - usual)
+            raise InputError(f"{part.uri}: its columns differ from the other parts' (e.g. {reference.uri}: missing "
+                             f"{missing}, extra {added}); the parts of one model version carry the same columns. "
+                             f"Fix: move the odd part out of {log.uri} (check it on its own with --current), and "
+                             f"run again")
     rows = {part.uri: (table.num_rows if table is not None else 0) for part, (_, table) in zip(log.parts, loaded)}
     tables = [table for _, table in loaded if table is not None and table.num_rows]
     first, last = log.window or ("?", "?")

@@ -208,7 +208,8 @@ def test_parts_holding_another_versions_rows_are_refused(drift_files: DriftFiles
     assert "2 model versions" in err and "v2 (500 rows)" in err
 
 
-def test_no_parts_in_the_window_names_the_newest_and_the_fix(frames: dict[str, pd.DataFrame], gcs_bucket: Any,
+def test_no_parts_in_the_window_names_the_newest_and_the_fix(drift_files: DriftFiles,
+                                                             frames: dict[str, pd.DataFrame], gcs_bucket: Any,
                                                              elsewhere: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture):
     put, b = _gcs_put(gcs_bucket), f"gs://{gcs_bucket.name}"
@@ -221,6 +222,22 @@ def test_no_parts_in_the_window_names_the_newest_and_the_fix(frames: dict[str, p
     assert "no prediction log" in capsys.readouterr().err
     assert _run(tmp_path, f"{b}/predictions/", f"{b}/monitoring", "--window-days", "0") == EXIT_BAD_INPUT
     assert "--window-days 0" in capsys.readouterr().err
+    assert _run(tmp_path, f"{b}/predictions/", f"{b}/monitoring", "--window-days", "99999999",
+                "--min-rows", "10", "--baseline", str(drift_files.baseline)) == EXIT_OK  # back to year 1: all of it
+    assert _run(tmp_path, "gs://no-such-bucket/predictions/", f"{b}/monitoring") == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "gs://no-such-bucket/predictions/: not found in Cloud Storage" in err and "Traceback" not in err
+
+
+def test_a_gcs_prefix_of_outputs_files_takes_the_newest(drift_files: DriftFiles, frames: dict[str, pd.DataFrame],
+                                                        gcs_bucket: Any, elsewhere: Path, tmp_path: Path):
+    put, b = _gcs_put(gcs_bucket), f"gs://{gcs_bucket.name}"
+    put("predictions/v1_outputs.csv", _csv(frames["drifted"]))
+    put("predictions/v2_outputs.csv", _csv(frames["same"].assign(model_version="v2")))  # written last
+    assert _run(tmp_path, f"{b}/predictions/", f"{b}/monitoring", "--baseline", str(drift_files.baseline)) == EXIT_OK
+    inputs = _decision_gcs(gcs_bucket)["inputs"]
+    assert inputs["current"] == f"{b}/predictions/v2_outputs.csv" and inputs["left_out"] == {
+        "v1": "v1_outputs.csv, written before v2_outputs.csv"}
 
 
 def test_hundreds_of_parts_are_all_read_and_counted(drift_files: DriftFiles, frames: dict[str, pd.DataFrame],
