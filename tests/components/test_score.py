@@ -315,3 +315,23 @@ def test_scoring_pipeline_runs_locally(sample_raw_dir: Path, registry_uri: str, 
     assert predictions.metadata["file_name"].startswith("v1_batch_")
     assert top_risk.metadata["rows"] == len(top) == 10 and top["rank"].tolist() == list(range(1, 11))
     assert task.outputs["summary"].metadata["rows_scored"] == len(frame)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MONITORING_PYTHON.exists(), reason="needs .venv-monitoring (the drift check's environment)")
+def test_run_score_then_drift_check_on_the_batch_file(sample_raw_dir: Path, tmp_path: Path) -> None:
+    """The loop on one machine: train and promote, score the base, the nightly check reads the scores."""
+    run = subprocess.run([sys.executable, str(REPO / "pipeline.py"), "run", "--raw-dir", str(sample_raw_dir)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    scored = _cli("--raw-dir", str(sample_raw_dir), "--summary-json", "score.json", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    summary = json.loads((tmp_path / "score.json").read_text())
+    drift = subprocess.run([str(MONITORING_PYTHON), str(REPO / "monitoring" / "drift_check.py"), "--current",
+                            summary["output"], "--trigger", "none", "--no-tfdv", "--output-dir", "data/monitoring"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert drift.returncode == 0, drift.stdout[-2000:] + drift.stderr[-2000:]
+    decision = json.loads((tmp_path / "data" / "monitoring" / "drift_decision.json").read_text())
+    text = json.dumps(decision)
+    assert "models/churn-model/v1/baseline/train.csv" in text  # the scoring model's own baseline
+    assert summary["model_version"] == "v1" and decision["rows"]["current"] == summary["rows_scored"]
