@@ -264,8 +264,9 @@ def drift_check(workdir: Path, current: Path, raw_dir: Path, python_monitoring: 
     if not python_monitoring.is_file():
         raise DemoError(f"{python_monitoring} not found: the drift check runs in its own environment; create it "
                         f"with `make setup-monitoring`")
+    # No --baseline: the log's model_version picks that model's own published training split (models/).
     command = [str(python_monitoring), str(ROOT / "monitoring" / "drift_check.py"),
-               "--baseline", "data/processed/train.csv", "--current", str(current.relative_to(workdir)),
+               "--current", str(current.relative_to(workdir)),
                "--output-dir", "data/monitoring", "--trigger", "local", "--raw-dir", str(raw_dir),
                "--pipeline-python", sys.executable]
     status = run_logged(command, cwd=workdir, log=workdir / "logs" / "drift_check.log", echo=True, timeout=1200)
