@@ -42,6 +42,9 @@ DRIFT_PIPELINE_NAME = "churn-drift"
 # The drift check's command line in the monitoring image (images/monitoring/Dockerfile).
 DRIFT_COMMAND = ("python", "-m", "monitoring.drift_check")
 SCORING_SCHEDULE_NAME = "churn-scoring-weekly"
+# Days of the serving log a nightly drift check reads (ending today, UTC): a run shortly after midnight
+# sees all of yesterday, not just the hour since.
+NIGHTLY_WINDOW_DAYS = 2
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
@@ -131,7 +134,8 @@ def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "
        monitoring image (TFDV, protobuf < 6, no kfp: a container component) and writes
        ``drift_decision.json`` to ``output_dir``. An empty ``baseline`` (the default) means "find it": the
        drift check takes the baseline of the model that served the log from the log's ``model.json``
-       (the registered folder's ``baseline/train.csv``; see README, "Nightly drift check").
+       (the registered folder's ``baseline/train.csv``; see README, "Nightly drift check"). It reads the
+       log's parts of the last ``window_days`` days (default :data:`NIGHTLY_WINDOW_DAYS`).
     2. ``retrain_on_drift`` runs on the project's image (kfp + aiplatform): when the decision says
        retrain, it submits the training pipeline described by ``retrain`` (template, project, region,
        pipeline root, parameters; see ``churn.vertex.retrain_on_drift``). An empty ``retrain`` never retrains.
@@ -146,19 +150,19 @@ def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "
     from kfp import dsl
 
     @dsl.container_component
-    def drift_check(baseline: str, current: str, output_dir: str):
+    def drift_check(baseline: str, current: str, output_dir: str, window_days: int):
         return dsl.ContainerSpec(image=monitoring_image, command=list(DRIFT_COMMAND),
-                                 args=["--baseline", baseline, "--current", current, "--output-dir", output_dir,
-                                       "--trigger", "none"])
+                                 args=["--baseline", baseline, "--current", current, "--window-days", window_days,
+                                       "--output-dir", output_dir, "--trigger", "none"])
 
     retrain_on_drift = retrain_on_drift_component(image)
 
     @dsl.pipeline(name=DRIFT_PIPELINE_NAME,
                   description="Nightly drift check of logged predictions against training data; retrains on drift")
-    def drift_pipeline(current: str, output_dir: str, baseline: str = "",
+    def drift_pipeline(current: str, output_dir: str, baseline: str = "", window_days: int = NIGHTLY_WINDOW_DAYS,
                        retrain: dict = {}):  # noqa: B006 - KFP default
         # Never cached: every night has the same parameters but new data behind them.
-        check = drift_check(baseline=baseline, current=current, output_dir=output_dir)
+        check = drift_check(baseline=baseline, current=current, output_dir=output_dir, window_days=window_days)
         check.set_display_name("drift_check").set_caching_options(False)
         retrain_task = retrain_on_drift(output_dir=output_dir, retrain=retrain)
         retrain_task.set_display_name("retrain_on_drift").set_caching_options(False).after(check)
@@ -763,6 +767,9 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
                    help="gs:// prediction log to check: the serving log's prefix (SERVING_PREDICTION_LOG_URI) or "
                         "a file")
     p.add_argument("--output-dir", default=None, help="gs:// folder for the drift reports")
+    p.add_argument("--window-days", type=int, default=NIGHTLY_WINDOW_DAYS,
+                   help="days of log parts each run checks, ending on its day (UTC): 2 lets a run after midnight "
+                        "see all of yesterday (default: %(default)s)")
     p.add_argument("--display-name", default=None,
                    help="the schedule's name: the Cloud Scheduler job ID, or the Vertex schedule's display name; "
                         f"also the runs' display name (default: churn-drift-nightly, or {SCORING_SCHEDULE_NAME})")
@@ -1000,7 +1007,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                 params = _scoring_parameters(args, target, params)
             else:
                 template = _template(args, (args.monitoring_image, args.image), compile_drift_pipeline, Path(tmp))
-                for key in ("current", "output_dir"):
+                for key in ("current", "output_dir", "window_days"):
                     if getattr(args, key):
                         params[key] = getattr(args, key)
                 params.setdefault("baseline", args.baseline or "")  # "": the drift check finds the model's own

@@ -91,8 +91,11 @@ def run_readme(commands: list[list[str]], fake_url: str) -> list[int]:
 
 
 def resolved_args(request: dict, executor: str, params: dict | None = None) -> list[str]:
-    """A container step's args with the run's parameter values filled in, as Vertex AI runs them."""
-    values = {**request["runtimeConfig"]["parameterValues"], **(params or {})}
+    """A container step's args with the run's parameter values filled in, as Vertex AI runs them (an
+    INTEGER parameter as an integer: JSON carries every number as a double)."""
+    types = request["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    values = {k: int(v) if types[k]["parameterType"] == "NUMBER_INTEGER" else v
+              for k, v in {**request["runtimeConfig"]["parameterValues"], **(params or {})}.items()}
     args = request["pipelineSpec"]["deploymentSpec"]["executors"][executor]["container"]["args"]
     return [re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: str(values[m.group(1)]), a) for a in args]
 
@@ -111,7 +114,8 @@ def test_the_readme_schedule_command_runs_as_written(vertex, capsys) -> None:
     assert {k: params[k] for k in ("baseline", "current", "output_dir")} == {
         "baseline": "", "current": f"gs://{bucket}/predictions/", "output_dir": f"gs://{bucket}/monitoring/"}
     args = resolved_args(job, "exec-drift-check")
-    assert args[:4] == ["--baseline", "", "--current", f"gs://{bucket}/predictions/"]  # "" = find it
+    assert args[:6] == ["--baseline", "", "--current", f"gs://{bucket}/predictions/",  # "" = find it
+                        "--window-days", "2"]  # a run after midnight sees all of yesterday
     retrain = params["retrain"]
     assert (retrain["project"], retrain["region"]) == (project, region)
     target = vx.parse_vertex_uri(retrain["parameter_values"]["registry_uri"])
