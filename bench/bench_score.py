@@ -231,8 +231,9 @@ def format_report(header: str, runs: dict[str, list[dict]], checks: list[tuple[s
             lines.append(f"{kind:<8} {'failed: ' + results[0].get('error', '') if results else 'not run'}")
             continue
         steps = ok[0].get("steps") or {k: statistics.median(v) for k, v in ok[0].get("times_s", {}).items()}
+        rss = max(r["peak_rss_bytes"] for r in ok) / GB
         lines.append(f"{kind:<8} {statistics.median(r['wall_s'] for r in ok):>16.2f} "
-                     f"{statistics.median(r['cpu_s'] for r in ok):>8.1f} {max(r['peak_rss_bytes'] for r in ok) / GB:>12.2f}"
+                     f"{statistics.median(r['cpu_s'] for r in ok):>8.1f} {rss:>12.2f}"
                      f"  {', '.join(f'{k} {v:.2f}' for k, v in steps.items())}")
     lines += ["", "targets:"] + [f"  [{v}] {t}: {m}" for t, m, v in checks]
     return "\n".join(lines)

@@ -590,8 +590,9 @@ def write_scores(features: pd.DataFrame, model: ScoringModel, as_of: pd.Timestam
             "top_rows": int(len(ranked)), "model_version": model.version, "model_name": model.name,
             "model_source": model.source, "as_of": as_of.isoformat(), "threshold": model.threshold,
             "predicted_churners": int((proba >= model.threshold).sum()),
-            "score_quantiles": {f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, np.quantile(proba, QUANTILES))}
-            | {"mean": float(proba.mean())}}
+            "score_quantiles": {**{f"p{round(q * 100):02d}": float(v)
+                                   for q, v in zip(QUANTILES, np.quantile(proba, QUANTILES))},
+                                "mean": float(proba.mean())}}
 
 
 def format_summary(summary: dict) -> str:
