@@ -245,6 +245,21 @@ def _contents(source: str, folder: Path) -> dict[str, str]:
     return {key: f"{root}/{rel}" for key, rel in found.items() if (folder / rel).is_file()}
 
 
+def _stamp_version(source: str, record: dict) -> None:
+    """Adds ``registration.json`` (the version number) to a registered ``gs://`` folder once the registry has
+    numbered it, so a server started from that folder (Vertex AI's ``AIP_STORAGE_URI``) reports and logs
+    ``v<N>`` like every other consumer; other registries' folders are published with it locally."""
+    from churn.storage import is_gcs, split_gcs
+
+    if not is_gcs(source):
+        return
+    from google.cloud import storage
+
+    bucket, prefix = split_gcs(str(source).rstrip("/"))
+    storage.Client().bucket(bucket).blob(f"{prefix}/{REGISTRATION_FILE}").upload_from_string(
+        json.dumps(record, indent=2, default=_json_default) + "\n", content_type="application/json")
+
+
 def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, model_name: str = "churn-model",
              stage: str = "Production", metric: str = "roc_auc", margin: float = 0.0, force: bool = False,
              run_id: str | None = None, tags: dict[str, str] | None = None, interim_dir: Path | None = None,
@@ -306,6 +321,7 @@ def register(model_dir: Path, validation_dir: Path, *, registry: ModelRegistry, 
     record = {"model_name": model_name, "version": mv.version, "alias": alias, "promoted": decision.promote,
               "previous_champion": champ_version, "source": mv.source, "contents": contents,
               "decision": asdict(decision), "deferred": defer_promotion}
+    _stamp_version(mv.source, record)
     if defer_promotion:
         logger.info("%s v%s registered; alias '%s' deferred until its files are published: %s", model_name,
                     mv.version, alias, decision.reason)

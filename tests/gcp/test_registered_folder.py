@@ -57,6 +57,9 @@ def test_the_vertex_artifact_folder_holds_baseline_and_evaluation(vertex, gcs, p
 
     written = json.loads((tmp_path / "reg" / "registration.json").read_text())
     assert written["source"] == artifact
+    # stamped into the folder once Vertex numbered the version: a server started from it logs v1
+    stamped = json.loads(blobs["registration.json"].download_as_text())
+    assert (stamped["version"], stamped["source"]) == (record["version"], artifact) == ("1", artifact)
     assert written["contents"] == {
         "baseline": f"{artifact}/baseline/train.csv", "feature_schema": f"{artifact}/baseline/feature_schema.json",
         "reference_scores": f"{artifact}/evaluation/validation_predictions.csv",
