@@ -9,9 +9,10 @@ Kubeflow accept. The component image is a compile-time setting.
     python pipeline.py run --raw-dir data/raw --summary-json data/run_summary.json
     python pipeline.py compile --image REGION-docker.pkg.dev/PROJECT/churn/pipeline:TAG --output churn_pipeline.yaml
 
-On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, ``deploy``, ``rollback`` and
-``schedule`` (the nightly drift pipeline, ``build_drift_pipeline``, started by a Cloud Scheduler job or, with
-``--backend vertex-schedule``, a Vertex AI Pipelines schedule).
+On Vertex AI (``churn/vertex.py``; see README, "Run on Vertex AI"): ``submit``, ``deploy``, ``rollback``,
+``batch-predict`` and ``schedule`` (the nightly drift pipeline, ``build_drift_pipeline``, started by a Cloud
+Scheduler job or, with ``--backend vertex-schedule``, a Vertex AI Pipelines schedule); ``submit`` and
+``schedule`` take ``--pipeline scoring`` for the batch scoring pipeline (``pipelines/scoring.py``).
 """
 
 
@@ -697,7 +698,8 @@ def _add_cloud_parsers(sub: argparse._SubParsersAction) -> None:
         description="Deploy the version of --model behind --alias to the Endpoint named --endpoint (reused when "
                     "it exists, created otherwise). --traffic percent of the Endpoint's requests go to the new "
                     "deployment; models already deployed share the rest in proportion. --log-table turns on "
-                    "request-response logging to BigQuery (the drift check's input on Vertex).",
+                    "request-response logging to BigQuery (optional: the nightly drift check reads the serving "
+                    "container's gs:// prediction log, set with submit --prediction-log-uri).",
         epilog="Example: python pipeline.py deploy --project my-project --region europe-west4 --model churn-model "
                "--alias champion --traffic 100 --log-table bq://my-project.churn.predictions",
     )
@@ -825,9 +827,8 @@ def _add_batch_predict_parser(sub: argparse._SubParsersAction) -> None:
                     "--excluded-fields pick the columns sent (for arrays, --included-fields is also their order: "
                     "give the feature order of the server's GET /schema); --key-field (e.g. customer_id) is "
                     "removed from each instance and written next to its prediction, pairing outputs with keys. "
-                    "Today's serving container accepts objects holding exactly the model's features (hence the "
-                    "default --instance-type object, with the key field taken out); arrays are accepted once the "
-                    "serving image reads them in GET /schema order.",
+                    "The serving container accepts objects holding exactly the model's features (the default "
+                    "--instance-type object, with the key field taken out) and arrays in GET /schema order.",
         epilog="Example: python pipeline.py batch-predict --project my-project --region europe-west4 --model "
                "churn-model --version champion --bigquery-source bq://my-project.churn.features_today "
                "--bigquery-destination bq://my-project.churn_scores --key-field customer_id --machine-type "
@@ -847,7 +848,7 @@ def _add_batch_predict_parser(sub: argparse._SubParsersAction) -> None:
     dest.add_argument("--gcs-destination", metavar="gs://BUCKET/PREFIX", help="folder receiving prediction files")
     p.add_argument("--instance-type", choices=("object", "array"), default="object",
                    help="object: each row as {field: value}; array: values in column order (Vertex's default for "
-                        "BigQuery); default: %(default)s, what the serving container accepts today")
+                        "BigQuery, in GET /schema order); default: %(default)s")
     p.add_argument("--key-field", default=None,
                    help="field removed from each instance and paired with its prediction, e.g. customer_id")
     p.add_argument("--included-fields", type=_field_list, default=None, metavar="A,B,...",
