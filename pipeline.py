@@ -1008,6 +1008,8 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                 params = _scoring_parameters(args, target, params)
             else:
                 template = _template(args, (args.monitoring_image, args.image), compile_drift_pipeline, Path(tmp))
+                if args.window_days < 1:
+                    raise ValueError(f"--window-days {args.window_days}: give 1 or more days of log parts to check")
                 for key in ("current", "output_dir", "window_days"):
                     if getattr(args, key):
                         params[key] = getattr(args, key)

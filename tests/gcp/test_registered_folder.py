@@ -102,3 +102,18 @@ def test_the_pipeline_wires_the_train_split_and_evaluation_into_register_model(t
                                                           "outputArtifactKey": "train_data"}
     assert inputs["evaluation"]["taskOutputArtifact"] == {"producerTask": "evaluate",
                                                           "outputArtifactKey": "evaluation"}
+
+
+def test_a_prediction_log_that_is_not_gs_is_refused_before_anything_is_sent(vertex, gcs, processed, model_dirs,
+                                                                            tmp_path, capsys) -> None:
+    code = pipeline.main(["submit", "--project", PROJECT, "--region", REGION, "--api-endpoint", vertex.url,
+                          "--pipeline-root", f"gs://{gcs}/root", "--image", IMAGE, "--serving-image", SERVING_IMAGE,
+                          "--raw-dir", f"gs://{gcs}/raw", "--prediction-log-uri", "data/predictions"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--prediction-log-uri 'data/predictions' must be a gs:// prefix" in err
+    assert "Traceback" not in err
+    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+                          staging=f"gs://{gcs}/models", prediction_log="/var/log/churn").uri()
+    with pytest.raises(ValueError, match="prediction_log='/var/log/churn' in the registry URI must be a gs://"):
+        rm.run(model_dirs["good"], processed.folder, tmp_path / "reg", registry_uri=uri)
+    assert not vertex.calls("POST", r"/models:upload$|/pipelineJobs$")

@@ -107,4 +107,7 @@ def test_scoring_refuses_drift_options_and_needs_raw_data(vertex, capsys) -> Non
     assert "--current: options of the drift pipeline, not of --pipeline scoring" in err and "Traceback" not in err
     assert pipeline.main(common) == 2
     assert "--pipeline scoring needs --raw-dir" in capsys.readouterr().err
+    drift = [a if a != "scoring" else "drift" for a in common]
+    assert pipeline.main([*drift, "--monitoring-image", IMAGE, "--window-days", "0"]) == 2
+    assert "--window-days 0: give 1 or more days" in capsys.readouterr().err
     assert not vertex.requests  # refused before any call
