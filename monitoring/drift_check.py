@@ -298,7 +298,8 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
     """Finds the data to check: a file as given, or what a folder or ``gs://`` prefix holds.
 
     A folder of the server's log, ``<model_version>/date=YYYY-MM-DD/part-<worker>-<seq>.csv`` (its layout on
-    Cloud Storage), gives every part dated in the ``window_days`` days ending at ``date`` of one version: the
+    Cloud Storage), or one version's folder in it, gives every part dated in the ``window_days`` days ending
+    at ``date`` of one version: the
     one serving last (newest day, then newest part) when several served in the window; the others are named
     in ``left_out``. A folder of ``<model_version>_outputs.csv`` files (the server's local log) gives the one
     written last. One listing per level: the prefix, each version, each of its days in the window.
@@ -331,21 +332,25 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
         first_day = dt.date.min
     window = (first_day.isoformat(), date.isoformat())
     folders, files = list_folder(uri)
+    if any(_is_day(f) for f in folders):  # one version's folder, <prefix>/<model_version>/
+        name = uri.rstrip("/").rsplit("/", 1)[-1] if uri.startswith("gs://") else Path(uri).name
+        versions = {name: (uri.rstrip("/") or uri, folders, files)}
+    else:
+        versions = {v: (_uri_join(uri, v), *list_folder(_uri_join(uri, v))) for v in folders}
     found: dict[str, list[tuple[str, LogObject]]] = {}
     model_json: dict[str, str] = {}
     newest_day: dict[str, str] = {}
-    for version in folders:
-        dated, version_files = list_folder(_uri_join(uri, version))
+    for version, (version_uri, dated, version_files) in versions.items():
         model_json.update({version: f.uri for f in version_files if f.name == MODEL_JSON})
-        dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if d.startswith(DATE_PREFIX) and _is_day(d))
+        dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if _is_day(d))
         if dated_days:
             newest_day[version] = dated_days[-1]
         for day in (d for d in dated_days if window[0] <= d <= window[1]):
-            _, objects = list_folder(_uri_join(uri, version, f"{DATE_PREFIX}{day}"))
+            _, objects = list_folder(_uri_join(version_uri, f"{DATE_PREFIX}{day}"))
             found.setdefault(version, []).extend((day, o) for o in objects if o.name.endswith(".csv"))
             others = [o.name for o in objects if not o.name.endswith(".csv")]
             if others:
-                logger.warning("%s: not CSV, not read: %s", _uri_join(uri, version, f"{DATE_PREFIX}{day}"),
+                logger.warning("%s: not CSV, not read: %s", _uri_join(version_uri, f"{DATE_PREFIX}{day}"),
                                ", ".join(others[:5]))
     if found:
         def serving_last(version: str) -> tuple[str, float, str]:
@@ -356,7 +361,7 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
         chosen = max(found, key=serving_last)
         left_out = {v: _describe_parts(found[v]) for v in sorted(found) if v != chosen}
         parts = tuple(o for _, o in sorted(found[chosen], key=lambda p: (p[0], p[1].name)))
-        return CurrentLog(_uri_join(uri, chosen), "parts", chosen, parts, window, left_out, model_json.get(chosen))
+        return CurrentLog(versions[chosen][0], "parts", chosen, parts, window, left_out, model_json.get(chosen))
     if newest_day:
         newest = max(newest_day, key=lambda v: (newest_day[v], v))
         raise InputError(f"{uri}: no prediction-log parts dated {window[0]}..{window[1]} (the {window_days} day(s) "
@@ -376,7 +381,8 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
 def _is_day(folder: str) -> bool:
     """Whether ``folder`` is ``date=YYYY-MM-DD`` (other folders are not the server's and are not read)."""
     try:
-        return len(folder) == len(DATE_PREFIX) + 10 and bool(dt.date.fromisoformat(folder[len(DATE_PREFIX):]))
+        return folder.startswith(DATE_PREFIX) and len(folder) == len(DATE_PREFIX) + 10 and \
+            bool(dt.date.fromisoformat(folder[len(DATE_PREFIX):]))
     except ValueError:
         return False
 

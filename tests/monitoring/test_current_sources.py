@@ -142,6 +142,12 @@ def test_a_gcs_prefix_reads_the_window_of_the_version_serving_last_against_its_p
     assert decision["status"] == "drift" and {"monetary_avg", "plan"} <= set(decision["drifted_features"])
     assert decision["inputs"]["left_out"] == {} and decision["rows"]["current"] == sum(yesterday.values())
 
+    code = _run(tmp_path, f"{b}/predictions/v0/", f"{b}/monitoring", "--baseline", str(drift_files.baseline))
+    assert code == EXIT_OK  # a version left out is checked by naming its folder
+    decision = _decision_gcs(gcs_bucket)
+    assert decision["inputs"]["current"] == f"{b}/predictions/v0" and decision["inputs"]["model_version"] == "v0"
+    assert decision["rows"]["current"] == 3000 and decision["status"] == "drift"
+
 
 def test_without_model_json_or_local_models_the_error_names_the_flag(
         frames: dict[str, pd.DataFrame], gcs_bucket: Any, elsewhere: Path, tmp_path: Path,
@@ -297,3 +303,18 @@ def test_help_describes_folders_prefixes_and_the_window():
     assert proc.returncode == 0, proc.stderr
     for words in ("--window-days", "date=YYYY-MM-DD/part-", "model.json", "left out", '--baseline ""'):
         assert words in proc.stdout, words
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{not json", "not JSON"),
+    ('{"model_version": "v3"}', "no 'model_uri'"),
+    ('{"model_version": "v4", "model_uri": "models/x"}', "model_version 'v4', but the log is model v3's"),
+])
+def test_a_bad_model_json_is_bad_input_naming_it(frames: dict[str, pd.DataFrame], elsewhere: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture, text: str, message: str):
+    put = _local_put(tmp_path)
+    _write_parts(put, "logs", "v3", DAY, frames["same"].head(1000), 2)
+    put("logs/v3/model.json", text.encode())
+    assert _run(tmp_path, str(tmp_path / "logs"), str(tmp_path / "out")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert str(tmp_path / "logs" / "v3" / "model.json") in err and message in err and "Fix" in err
