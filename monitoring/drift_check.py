@@ -421,7 +421,8 @@ def _read_arrow(path: Path | bytes, uri: str, columns: Sequence[str], text_colum
 
     def _read(use_threads: bool) -> Any:
         return pacsv.read_csv(
-            pa.BufferReader(path) if isinstance(path, bytes) else path, read_options=pacsv.ReadOptions(use_threads=use_threads),
+            pa.BufferReader(path) if isinstance(path, bytes) else path,
+            read_options=pacsv.ReadOptions(use_threads=use_threads),
             parse_options=pacsv.ParseOptions(invalid_row_handler=_on_bad_row),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns), strings_can_be_null=True, null_values=null_values,

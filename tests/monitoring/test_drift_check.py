@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring import drift_check
 from monitoring.drift_check import (DECISION_FILE, EXIT_BAD_INPUT, EXIT_OK, EXIT_TRIGGER_FAILED, SUMMARY_COLUMNS,
                                     SUMMARY_FILE, main)
 from tests.monitoring.conftest import N_ROWS, DriftFiles
