@@ -5,7 +5,8 @@ Four servers run side by side on 127.0.0.1, each under uvicorn with the same wor
 * ``no-op``: a FastAPI endpoint returning a constant — the HTTP floor of this machine;
 * ``decode``: reads the body and decodes its JSON (msgspec, untyped: the fastest JSON decoder for
   Python measured here) before returning a constant — the floor of any Python server that must read
-  the instances, which is what bounds the 1000-instance throughput ratio;
+  the instances, which is what bounds the 1000-instance throughput ratio; ``decode-array`` is the same
+  server sent the array-form bodies, the floor the array form is set against;
 * ``ours``: ``python -m serving`` (ONNX in onnxruntime, validation from the feature schema, prediction
   log on, as configured by default), sent the instances as objects; ``ours-array`` is the same server sent
   the same instances in Vertex AI Batch Prediction's array form (feature values in schema order, no
@@ -54,8 +55,9 @@ THROUGHPUT_RATIO_TARGET = 10.0
 BATCH_RATE_TARGET = 100_000.0
 MEMORY_GROWTH_TARGET = 0.10  # soak: last-10-s median RSS at most 10% above the first-10-s median
 SERVERS = ("no-op", "decode", "ours", "joblib")  # processes
-RUNS = ("no-op", "decode", "ours", "ours-array", "joblib")  # what each round measures, back to back
-PROCESS = {"ours-array": "ours"}  # a run that uses another run's process (with other payloads)
+RUNS = ("no-op", "decode", "decode-array", "ours", "ours-array", "joblib")  # each round, back to back
+PROCESS = {"ours-array": "ours", "decode-array": "decode"}  # a run that uses another run's process (other payloads)
+ARRAY_RUNS = frozenset({"ours-array", "decode-array"})  # runs sent the array form
 
 
 # --------------------------------------------------------------------------------------------- apps
@@ -489,22 +491,24 @@ def evaluate(results: list[Result], soak: dict[str, Any] | None) -> list[tuple[s
 
 
 def decode_headroom(results: list[Result]) -> list[str]:
-    """Per request size (c=16): how far the ``decode`` floor is above 10× joblib, i.e. how much of its
-    throughput a server may lose to validation, scoring, the response and the log and still make 10×
-    (medians over the rounds)."""
+    """Per request size and form (c=16): how far the ``decode`` floor is above 10× joblib, i.e. how much of
+    its throughput a server may lose to validation, scoring, the response and the log and still make 10×
+    (medians over the rounds). The array form is set against the floor decoding the same array bodies."""
     pool = {(r.server, r.instances, r.concurrency): r for r in pool_all(results)}
     lines = []
     for n in sorted({r.instances for r in results}):
-        floor = round_ratios(results, ("decode", n, 16), ("joblib", n, 16), lambda r: r.ips)
-        ours = round_ratios(results, ("ours", n, 16), ("decode", n, 16), lambda r: r.ips)
-        if not (floor and ours):
-            continue
-        floor_ratio = statistics.median(floor)
-        lines.append(f"{n}-instance requests (c=16): the decode floor (read + JSON decode, nothing else) reaches "
-                     f"{floor_ratio:.1f}x joblib, so 10x allows {min(1.0, THROUGHPUT_RATIO_TARGET / floor_ratio):.0%} "
-                     f"of its throughput; ours has {statistics.median(ours):.0%} (medians of {len(ours)} rounds; "
-                     f"server CPU per request: floor {pool['decode', n, 16].server_cpu_ms:.2f} ms, ours "
-                     f"{pool['ours', n, 16].server_cpu_ms:.2f} ms)")
+        for form, floor_name, ours_name in (("objects", "decode", "ours"), ("arrays", "decode-array", "ours-array")):
+            floor = round_ratios(results, (floor_name, n, 16), ("joblib", n, 16), lambda r: r.ips)
+            ours = round_ratios(results, (ours_name, n, 16), (floor_name, n, 16), lambda r: r.ips)
+            if not (floor and ours):
+                continue
+            floor_ratio = statistics.median(floor)
+            lines.append(f"{n}-instance requests as {form} (c=16): the decode floor (read + JSON decode, nothing "
+                         f"else) reaches {floor_ratio:.1f}x joblib, so 10x allows "
+                         f"{min(1.0, THROUGHPUT_RATIO_TARGET / floor_ratio):.0%} of its throughput; ours has "
+                         f"{statistics.median(ours):.0%} (medians of {len(ours)} rounds; server CPU per request: "
+                         f"floor {pool[floor_name, n, 16].server_cpu_ms:.2f} ms, ours "
+                         f"{pool[ours_name, n, 16].server_cpu_ms:.2f} ms)")
     return lines
 
 
@@ -624,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                 for conc in (int(c) for c in args.concurrency.split(",")):
                     for k, name in ((k, name) for k in range(args.rounds) for name in RUNS):
                         server = servers[PROCESS.get(name, name)]
-                        form = "array" if name == "ours-array" else "object"
+                        form = "array" if name in ARRAY_RUNS else "object"
                         res = run_load(server.port, payloads[form], conc, args.seconds, args.warmup,
                                        Result(name, size, conc, round=k), server_pid=server.proc.pid)
                         results.append(res)

@@ -65,6 +65,15 @@ def test_decode_headroom_says_what_10x_leaves():
     assert "ours has 50%" in line
 
 
+def test_decode_headroom_sets_the_array_form_against_the_floor_decoding_arrays():
+    rs = rounds({"decode": [120, 120, 120], "decode-array": [200, 200, 200], "ours": [60, 60, 60],
+                 "ours-array": [50, 50, 50], "joblib": [10, 10, 10]})
+    objects, arrays = bench.decode_headroom(rs)
+    assert objects.startswith("1000-instance requests as objects") and "reaches 12.0x joblib" in objects
+    assert arrays.startswith("1000-instance requests as arrays") and "reaches 20.0x joblib" in arrays
+    assert "10x allows 50% of its throughput; ours has 25%" in arrays
+
+
 def test_array_form_has_its_own_throughput_verdict_for_large_requests():
     rs = rounds({"ours": [50, 50, 50], "ours-array": [120, 110, 130], "joblib": [10, 10, 10]})
     checks = {c[0]: c for c in bench.evaluate(rs, None)}
