@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -229,7 +230,11 @@ def test_image_logs_predictions_to_cloud_storage_when_told(instructions, tmp_pat
         finally:
             proc.terminate()  # SIGTERM: the default 60 s flush has not run; shutdown writes the rows
             proc.wait(timeout=30)
-        parts = {b.name: b.download_as_text() for b in storage.list_blobs("logs")}
+        objects = {b.name: b.download_as_text() for b in storage.list_blobs("logs")}
+        # beside the parts, model.json names the folder the model came from (the drift check's baseline)
+        record = json.loads(objects.pop("predictions/v2/model.json"))
+        assert record["model_version"] == "v2" and record["model_uri"] == str(trained.folder)
+        parts = objects
         assert len(parts) == 1, (parts, log.read_text())
         [(name, text)] = parts.items()
         assert re.fullmatch(r"predictions/v2/date=\d{4}-\d{2}-\d{2}/part-[A-Za-z0-9.-]+-\d{6}\.csv", name)
