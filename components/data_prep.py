@@ -58,6 +58,8 @@ IMPLAUSIBLE_TIMESTAMP = "implausible timestamp (before 1900-01-01 or from 2200-0
 IMPLAUSIBLE_AMOUNT = f"implausible amount (|amount| above {MAX_ABS_AMOUNT:,.0f})"
 AFTER_LOG_END = (f"timestamp after the log's end (more than {LOG_END_GRACE_DAYS} days after the log's "
                  f"{LOG_END_QUANTILE_PER_MILLE / 10:g}th percentile timestamp)")
+UNPARSEABLE_TIMESTAMP = "unparseable timestamp (expected ISO 8601, e.g. 2024-01-31T13:45:00Z)"
+NEGATIVE_AMOUNT = "negative amount not marked as a refund (set status to 'refunded')"
 UNKNOWN_CUSTOMER = "unknown customer_id (not in kept customers)"
 DUPLICATE_TRANSACTION = "duplicate transaction_id (first occurrence kept)"
 
@@ -407,15 +409,14 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
                     WHEN NOT object THEN {_s(MALFORMED)}
                     WHEN coalesce({text[ID_COLUMN]}, '') = '' THEN 'missing customer_id'
                     WHEN {_f(fields, 'timestamp')} IS NULL THEN 'missing timestamp'
-                    WHEN ts IS NULL THEN 'unparseable timestamp (expected ISO 8601, e.g. 2024-01-31T13:45:00Z)'
+                    WHEN ts IS NULL THEN {_s(UNPARSEABLE_TIMESTAMP)}
                     WHEN ts < TIMESTAMPTZ {_s(EARLIEST_TIMESTAMP)} OR ts >= TIMESTAMPTZ {_s(LATEST_TIMESTAMP)}
                          THEN {_s(IMPLAUSIBLE_TIMESTAMP)}
                     WHEN {_f(fields, 'amount')} IS NULL THEN 'missing amount'
                     WHEN amt IS NULL OR (amount_type = 'VARCHAR' AND NOT isfinite(amt)) THEN 'non-numeric amount'
                     WHEN NOT isfinite(amt) THEN 'non-finite amount'
                     WHEN abs(amt) > {MAX_ABS_AMOUNT!r} THEN {_s(IMPLAUSIBLE_AMOUNT)}
-                    WHEN amt < 0 AND NOT is_refund
-                         THEN 'negative amount not marked as a refund (set status to ''refunded'')'
+                    WHEN amt < 0 AND NOT is_refund THEN {_s(NEGATIVE_AMOUNT)}
                END AS {REASON}
         FROM (SELECT *, try_cast({text['timestamp']} AS TIMESTAMPTZ) AS ts,
                      try_cast({text['amount']} AS DOUBLE) AS amt,
@@ -501,11 +502,10 @@ def _kept_transactions_sql(fields: list[str], *, as_text: bool) -> str:
 
 
 def _rejected_transactions_sql(fields: list[str]) -> str:
-    """Rejected rows of ``tx`` with their original texts (the whole line when it is not a JSON object)."""
+    """Rejected rows of ``tx``: each field's text and the record as written (``raw_record``)."""
     cells = "".join(f", f{i} AS {_q(f)}" for i, f in enumerate(fields))
-    return (f"SELECT {SOURCE_ROW}, {REASON}{cells}, CASE WHEN {REASON} IN ({_s(MALFORMED)}, {_s(NOT_UTF8)}) "
-            f"THEN left(line, {_RAW_TEXT_CHARS}) END AS {RAW_RECORD} FROM tx WHERE {REASON} IS NOT NULL "
-            f"ORDER BY {SOURCE_ROW}")
+    return (f"SELECT {SOURCE_ROW}, {REASON}{cells}, left(line, {_RAW_TEXT_CHARS}) AS {RAW_RECORD} FROM tx "
+            f"WHERE {REASON} IS NOT NULL ORDER BY {SOURCE_ROW}")
 
 
 def _transactions(con: Any, path: Path, known: str) -> list[str]:
