@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churn.interim import CLEANED_CUSTOMERS, FILTERED_SALES, LABELS_FILE, METADATA_FILE, Interim, read_interim
 from churn.schema import ID_COLUMN, LABEL_COLUMN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,10 +64,6 @@ NEGATIVE_AMOUNT = "negative amount not marked as a refund (set status to 'refund
 UNKNOWN_CUSTOMER = "unknown customer_id (not in kept customers)"
 DUPLICATE_TRANSACTION = "duplicate transaction_id (first occurrence kept)"
 
-CLEANED_CUSTOMERS = "cleaned_customers.csv"
-FILTERED_SALES = "filtered_sales.csv"
-LABELS_FILE = "labels.csv"
-METADATA_FILE = "prep_metadata.json"
 # Typed columns of filtered_sales.csv (every other field is kept as text) and names a field may not take.
 _NUMERIC_FIELDS = ("amount", "quantity")
 _RESERVED_FIELDS = frozenset({SOURCE_ROW, REASON, RAW_RECORD, "is_refund"})
@@ -543,13 +540,16 @@ def clean_transactions(path: Path, known_customers: pd.Series) -> Cleaned:
     with _duckdb() as con:
         con.register("known_customers", pd.DataFrame({ID_COLUMN: known_customers.astype(str).to_numpy()}))
         fields = _transactions(con, path, "known_customers")
-        kept_sql = _kept_transactions_sql(fields, as_text=False).replace("SELECT ", f"SELECT {SOURCE_ROW}, ", 1)
-        kept = _frame(con, kept_sql + f" ORDER BY {SOURCE_ROW}")
-        rejected = _frame(con, _rejected_transactions_sql(fields))
-        raw_rows = con.execute("SELECT count(*) FROM tx").fetchone()[0]
+        return _fetch_transactions(con, fields)
+
+
+def _fetch_transactions(con: Any, fields: list[str]) -> Cleaned:
+    kept_sql = _kept_transactions_sql(fields, as_text=False).replace("SELECT ", f"SELECT {SOURCE_ROW}, ", 1)
+    kept = _frame(con, kept_sql + f" ORDER BY {SOURCE_ROW}")
     if "timestamp" in kept.columns:
         kept["timestamp"] = kept["timestamp"].dt.tz_convert("UTC")
-    return Cleaned(kept=kept, rejected=rejected, raw_rows=raw_rows)
+    rejected = _frame(con, _rejected_transactions_sql(fields))
+    return Cleaned(kept=kept, rejected=rejected, raw_rows=con.execute("SELECT count(*) FROM tx").fetchone()[0])
 def parse_cutoff(value: "str | pd.Timestamp | None") -> pd.Timestamp | None:
     """Reads a cutoff given as an ISO date or instant (UTC when it has no zone); None or '' for none.
 
@@ -606,38 +606,12 @@ def label_cutoff(customers: pd.DataFrame, end: pd.Timestamp | None, churn_window
     return cutoff
 
 
-def make_labels(customers: pd.DataFrame, transactions: pd.DataFrame | None, churn_window_days: int,
-                cutoff: pd.Timestamp | None = None) -> Labels:
-    """Fixes the cutoff and the label of every trainable customer.
-
-    With a ``churned`` column in customers.csv, that label is used; otherwise a customer is
-    churned (1) when they have no purchase (refunds don't count) in (cutoff, cutoff + window].
-    The cutoff is :func:`label_cutoff`'s. Customers who signed up after the cutoff, or have no
-    provided label, are not trained on.
-
-    Args:
-        customers: Kept customers (``signup_date`` UTC).
-        transactions: Kept transactions (``timestamp`` UTC, ``is_refund``); None without a log.
-        churn_window_days: Label window in days.
-        cutoff: The cutoff asked for, or None for the default.
-
-    Returns:
-        The labels (without split yet: ``split`` is filled by :func:`split_customers`).
-    """
-    end = transactions["timestamp"].max() if transactions is not None and len(transactions) else None
-    cutoff = label_cutoff(customers, end, churn_window_days, cutoff)
-    active_after = None
-    if LABEL_COLUMN not in customers.columns:
-        ts = transactions["timestamp"]
-        in_window = ~transactions["is_refund"] & (ts > cutoff) & (ts <= cutoff + pd.Timedelta(days=churn_window_days))
-        ids = transactions.loc[in_window, ID_COLUMN].unique()
-        active_after = pd.Series(ids, dtype=ids.dtype)
-    return labels_at(customers, end, active_after, churn_window_days, cutoff)
-
-
 def labels_at(customers: pd.DataFrame, end: pd.Timestamp | None, active_after: pd.Series | None,
               churn_window_days: int, cutoff: pd.Timestamp | None = None) -> Labels:
-    """:func:`make_labels` given what it needs of the transactions.
+    """Fixes the label of every trainable customer at :func:`label_cutoff`'s cutoff.
+
+    With a ``churned`` column, that label; otherwise churned (1) = no purchase (refunds don't count)
+    in (cutoff, cutoff + window].
 
     Args:
         customers: Kept customers (``signup_date`` UTC).
@@ -675,7 +649,7 @@ def split_customers(labels: Labels, validation_fraction: float, seed: int) -> La
     """Assigns each labelled customer to train or validation, stratified by label, seeded.
 
     Args:
-        labels: Output of :func:`make_labels`.
+        labels: Output of :func:`labels_at`.
         validation_fraction: Share of customers in validation, in (0, 1).
         seed: Random seed.
 
@@ -703,10 +677,6 @@ def split_customers(labels: Labels, validation_fraction: float, seed: int) -> La
     frame["split"] = "train"
     frame.loc[val_idx, "split"] = "validation"
     return Labels(frame=frame, cutoff=labels.cutoff, end=labels.end, source=labels.source, excluded=labels.excluded)
-
-
-# --------------------------------------------------------------------------- the stage
-
 
 
 # --------------------------------------------------------------------------- the stage
@@ -756,72 +726,74 @@ def has_transaction_log(path: Path) -> bool:
     return content not in (b"", b"[]")
 
 
-def _check_no_log(tx_path: Path, customers_path: Path, kept_customers: pd.DataFrame) -> None:
-    """Raises the error of a run without a transaction log whose customers carry no label."""
-    if LABEL_COLUMN not in kept_customers.columns:
-        state = "transactions file not found" if not tx_path.is_file() else "transactions file holds no records"
-        raise RawDataError(
-            f"{tx_path}: {state}, and {customers_path} has no `{LABEL_COLUMN}` column to label customers "
-            f"without one. Put the transactions in {TRANSACTIONS_FILE} (JSON Lines or a JSON array), or add a "
-            f"`{LABEL_COLUMN}` column (0/1) to {CUSTOMERS_FILE} (or run `make data` for sample data)."
-        )
-    logger.info("%s: no transaction log; labels from %s, features from customer attributes",
-                TRANSACTIONS_FILE, CUSTOMERS_FILE)
+@dataclass(frozen=True)
+class _Stage:
+    """A run's results inside its DuckDB session (tables ``cust`` and ``tx``)."""
+
+    columns: list[str]
+    fields: list[str]
+    customers: Cleaned
+    transactions: dict
+    labels: Labels
+    has_transactions: bool
 
 
-def _no_usable_rows(path: Path, accounting: dict) -> RawDataError:
-    return RawDataError(f"{path}: no usable rows ({accounting['reasons']}).")
-
-
-def clean_raw(raw_dir: Path) -> tuple[Cleaned, Cleaned | None]:
-    """Cleans a raw folder without labelling it (batch scoring): the customers, and the transactions
-    (None without a transaction log), by the same rules as the stage.
-
-    Raises:
-        RawDataError: A file is missing or unusable.
-    """
+def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction: float, seed: int,
+           cutoff: "str | pd.Timestamp | None") -> _Stage:
+    """Cleans both inputs, fixes the labels and the split (see :func:`run`)."""
+    started = time.monotonic()
+    cutoff_at = parse_cutoff(cutoff)
     customers_path, tx_path = raw_dir / CUSTOMERS_FILE, raw_dir / TRANSACTIONS_FILE
-    customers = clean_customers(read_customers(customers_path))
+    columns = _customer_rules(con, read_customers(customers_path))
+    customers = _fetch_customers(con, columns)
+    logger.info("customers: %d raw, %d kept, %d rejected", customers.raw_rows, len(customers.kept),
+                len(customers.rejected))
     if customers.kept.empty:
-        raise _no_usable_rows(customers_path, customers.accounting())
-    if not has_transaction_log(tx_path):
-        return customers, None
-    transactions = clean_transactions(tx_path, customers.kept[ID_COLUMN])
-    if transactions.kept.empty:
-        raise _no_usable_rows(tx_path, transactions.accounting())
-    return customers, transactions
+        raise RawDataError(f"{customers_path}: no usable rows ({customers.accounting()['reasons']}).")
+    end, active, has_log = None, None, has_transaction_log(tx_path)
+    fields, tx_acc = [ID_COLUMN, "timestamp", "amount"], _accounting(0, 0, {})
+    if not has_log:
+        if LABEL_COLUMN not in customers.kept.columns:
+            state = "transactions file not found" if not tx_path.is_file() else "transactions file holds no records"
+            raise RawDataError(
+                f"{tx_path}: {state}, and {customers_path} has no `{LABEL_COLUMN}` column to label customers "
+                f"without one. Put the transactions in {TRANSACTIONS_FILE} (JSON Lines or a JSON array), or add a "
+                f"`{LABEL_COLUMN}` column (0/1) to {CUSTOMERS_FILE} (or run `make data` for sample data).")
+        logger.info("%s: no transaction log; labels from %s", TRANSACTIONS_FILE, CUSTOMERS_FILE)
+    else:
+        fields = _transactions(con, tx_path, f"(SELECT c{columns.index(ID_COLUMN)} AS {ID_COLUMN} FROM cust "
+                                             f"WHERE {REASON} IS NULL)")
+        tx_acc = _transaction_accounting(con)
+        logger.info("transactions: %d raw, %d kept, %d rejected (%.1fs)", tx_acc["raw"], tx_acc["kept"],
+                    tx_acc["rejected"], time.monotonic() - started)
+        if not tx_acc["kept"]:
+            raise RawDataError(f"{tx_path}: no usable rows ({tx_acc['reasons']}).")
+        end = pd.Timestamp(con.execute(f"SELECT max(ts) FROM tx WHERE {REASON} IS NULL").fetchone()[0])
+        end = end.tz_convert("UTC")
+        cutoff_at = label_cutoff(customers.kept, end, churn_window_days, cutoff_at)
+        if LABEL_COLUMN not in customers.kept.columns:
+            window = [cutoff_at, cutoff_at + pd.Timedelta(days=churn_window_days)]
+            active = con.execute(f"SELECT DISTINCT trim({_f(fields, ID_COLUMN)}, {_s(_WHITESPACE)}) AS id FROM tx "
+                                 f"WHERE {REASON} IS NULL AND NOT is_refund AND ts > ? AND ts <= ?",
+                                 [w.to_pydatetime() for w in window]).df()["id"]
+    labels = split_customers(labels_at(customers.kept, end, active, churn_window_days, cutoff_at),
+                             validation_fraction, seed)
+    logger.info("labels (%s): cutoff %s, %d customers, churn rate %.1f%%", labels.source, labels.cutoff.date(),
+                len(labels.frame), 100 * labels.frame[LABEL_COLUMN].mean())
+    return _Stage(columns, fields, customers, tx_acc, labels, has_log)
 
 
 def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
             cutoff: "str | pd.Timestamp | None" = None) -> Prepared:
-    """Runs data_prep on a raw folder and returns the result as frames (:func:`run` writes the files).
-
-    Args:
-        raw_dir: Folder with customers.csv and (optional with a ``churned`` column) transactions.json.
-        churn_window_days: Label window.
-        validation_fraction: Share of labelled customers in validation.
-        seed: Split seed.
-        cutoff: ISO date or instant (UTC) to cut features and labels at, or None for the default
-            (:func:`label_cutoff`).
-
-    Returns:
-        Cleaned inputs, labels and split.
-
-    Raises:
-        RawDataError: An input is missing, lacks required columns, or has no usable rows.
-    """
-    cutoff_at = parse_cutoff(cutoff)
-    customers, transactions = clean_raw(raw_dir)
-    if transactions is None:
-        _check_no_log(raw_dir / TRANSACTIONS_FILE, raw_dir / CUSTOMERS_FILE, customers.kept)
-        empty = Cleaned(kept=pd.DataFrame(columns=[SOURCE_ROW, ID_COLUMN, "timestamp", "amount", "is_refund"]),
-                        rejected=pd.DataFrame(columns=[SOURCE_ROW, REASON]), raw_rows=0)
-        labels = split_customers(make_labels(customers.kept, None, churn_window_days, cutoff_at),
-                                 validation_fraction, seed)
-        return Prepared(customers=customers, transactions=empty, labels=labels, has_transactions=False)
-    labels = split_customers(make_labels(customers.kept, transactions.kept, churn_window_days, cutoff_at),
-                             validation_fraction, seed)
-    return Prepared(customers=customers, transactions=transactions, labels=labels)
+    """:func:`run` without writing: the cleaned inputs, labels and split as frames."""
+    with _duckdb() as con:
+        stage = _stage(con, raw_dir, churn_window_days, validation_fraction, seed, cutoff)
+        if stage.has_transactions:
+            transactions = _fetch_transactions(con, stage.fields)
+        else:
+            transactions = Cleaned(kept=pd.DataFrame(columns=[SOURCE_ROW, *stage.fields, "is_refund"]),
+                                   rejected=pd.DataFrame(columns=[SOURCE_ROW, REASON]), raw_rows=0)
+    return Prepared(stage.customers, transactions, stage.labels, stage.has_transactions)
 
 
 def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
@@ -831,166 +803,36 @@ def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation
     Args:
         raw_dir: Folder with customers.csv and (optional with a ``churned`` column) transactions.json.
         out_dir: Interim folder (created).
-        churn_window_days, validation_fraction, seed, cutoff: As :func:`prepare`.
+        churn_window_days: Label window.
+        validation_fraction: Share of labelled customers in validation.
+        seed: Split seed.
+        cutoff: ISO date or instant (UTC) for features and labels, or None for :func:`label_cutoff`'s default.
 
     Returns:
         The metadata written to prep_metadata.json (row accounting included).
 
     Raises:
-        RawDataError: As :func:`prepare`.
+        RawDataError: An input is missing, lacks required columns, or has no usable rows.
     """
-    started = time.monotonic()
-    cutoff_at = parse_cutoff(cutoff)
-    customers_path, tx_path = raw_dir / CUSTOMERS_FILE, raw_dir / TRANSACTIONS_FILE
-    raw = read_customers(customers_path)
     with _duckdb() as con:
-        columns = _customer_rules(con, raw)
-        customers = _fetch_customers(con, columns)
-        logger.info("customers: %d raw, %d kept, %d rejected", customers.raw_rows, len(customers.kept),
-                    len(customers.rejected))
-        if customers.kept.empty:
-            raise _no_usable_rows(customers_path, customers.accounting())
-        end, active, has_log = None, None, has_transaction_log(tx_path)
-        fields = [ID_COLUMN, "timestamp", "amount"]
-        tx_acc = _accounting(0, 0, {})
-        if not has_log:
-            _check_no_log(tx_path, customers_path, customers.kept)
-        else:
-            known = f"(SELECT c{columns.index(ID_COLUMN)} AS {ID_COLUMN} FROM cust WHERE {REASON} IS NULL)"
-            fields = _transactions(con, tx_path, known)
-            tx_acc = _transaction_accounting(con)
-            logger.info("transactions: %d raw, %d kept, %d rejected (%.1fs)", tx_acc["raw"], tx_acc["kept"],
-                        tx_acc["rejected"], time.monotonic() - started)
-            if not tx_acc["kept"]:
-                raise _no_usable_rows(tx_path, tx_acc)
-            end = pd.Timestamp(con.execute(f"SELECT max(ts) FROM tx WHERE {REASON} IS NULL").fetchone()[0])
-            end = end.tz_convert("UTC")
-            cutoff_at = label_cutoff(customers.kept, end, churn_window_days, cutoff_at)
-            if LABEL_COLUMN not in customers.kept.columns:
-                window_end = cutoff_at + pd.Timedelta(days=churn_window_days)
-                active = _frame(con, f"SELECT DISTINCT trim({_f(fields, ID_COLUMN)}, {_s(_WHITESPACE)}) AS id FROM tx "
-                                     f"WHERE {REASON} IS NULL AND NOT is_refund AND ts > ? AND ts <= ?"
-                                .replace("?", "{}").format(_s(cutoff_at.isoformat()) + "::TIMESTAMPTZ",
-                                                           _s(window_end.isoformat()) + "::TIMESTAMPTZ"))["id"]
-        labels = split_customers(labels_at(customers.kept, end, active, churn_window_days, cutoff_at),
-                                 validation_fraction, seed)
-        logger.info("labels (%s): cutoff %s, %d customers, churn rate %.1f%%", labels.source, labels.cutoff.date(),
-                    len(labels.frame), 100 * labels.frame[LABEL_COLUMN].mean())
-        metadata = _metadata(labels, customers.accounting(), tx_acc, churn_window_days, seed, validation_fraction,
-                             has_transactions=has_log)
+        stage = _stage(con, raw_dir, churn_window_days, validation_fraction, seed, cutoff)
+        metadata = _metadata(stage.labels, stage.customers.accounting(), stage.transactions, churn_window_days,
+                             seed, validation_fraction, stage.has_transactions)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _copy(con, _kept_customers_sql(columns, as_text=True), out_dir / CLEANED_CUSTOMERS)
-        _copy(con, _rejected_customers_sql(columns), out_dir / "rejected_customers.csv")
-        if has_log:
-            _copy(con, _kept_transactions_sql(fields, as_text=True), out_dir / FILTERED_SALES)
-            _copy(con, _rejected_transactions_sql(fields), out_dir / "rejected_transactions.csv")
-        else:
+        _copy(con, _kept_customers_sql(stage.columns, as_text=True), out_dir / CLEANED_CUSTOMERS)
+        _copy(con, _rejected_customers_sql(stage.columns), out_dir / "rejected_customers.csv")
+        if stage.has_transactions:
+            _copy(con, _kept_transactions_sql(stage.fields, as_text=True), out_dir / FILTERED_SALES)
+            _copy(con, _rejected_transactions_sql(stage.fields), out_dir / "rejected_transactions.csv")
+        else:  # the header only
             _copy(con, "SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS timestamp, NULL::DOUBLE AS amount, "
                        "NULL::BOOLEAN AS is_refund WHERE false", out_dir / FILTERED_SALES)
             _copy(con, f"SELECT NULL::BIGINT AS {SOURCE_ROW}, NULL::VARCHAR AS {REASON} WHERE false",
                   out_dir / "rejected_transactions.csv")
-        con.register("labels_frame", labels.frame)
+        con.register("labels_frame", stage.labels.frame)
         _copy(con, "SELECT * FROM labels_frame", out_dir / LABELS_FILE)
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
-
-
-@dataclass(frozen=True)
-class Interim:
-    """The interim files read back, typed, for feature engineering."""
-
-    customers: pd.DataFrame
-    transactions: pd.DataFrame
-    labels: pd.DataFrame
-    metadata: dict
-
-    @property
-    def cutoff(self) -> pd.Timestamp:
-        return pd.Timestamp(self.metadata["cutoff"])
-
-
-def read_interim(interim_dir: Path, columns: "Sequence[str] | None" = None,
-                 categorical: "Sequence[str]" = ()) -> Interim:
-    """Reads what :func:`write_interim` wrote (ids stay text, timestamps UTC).
-
-    Args:
-        interim_dir: data_prep's output folder.
-        columns: The transaction columns wanted (those the file has), or None for all. Fewer
-            columns are read with every core (all columns are read block by block: less memory).
-        categorical: Transaction text columns with few distinct values (say ``category``), read as
-            pandas categoricals: an integer code per row instead of a string.
-
-    Returns:
-        The interim data.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    meta_path = interim_dir / METADATA_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path}: not found; run data_prep first (python components/data_prep.py).")
-    metadata = json.loads(meta_path.read_text())
-    transactions = _read_sales(interim_dir / FILTERED_SALES, columns, categorical)
-    customers = pd.read_csv(interim_dir / CLEANED_CUSTOMERS, dtype=str, keep_default_na=False, na_filter=False)
-    customers["signup_date"] = pd.to_datetime(customers["signup_date"], format="ISO8601", utc=True)
-    if LABEL_COLUMN in customers.columns:
-        customers[LABEL_COLUMN] = pd.to_numeric(customers[LABEL_COLUMN].replace("", None)).astype("Int8")
-    labels = pd.read_csv(interim_dir / LABELS_FILE, dtype={ID_COLUMN: str, LABEL_COLUMN: "int8", "split": str})
-    return Interim(customers=customers, transactions=transactions, labels=labels, metadata=metadata)
-
-
-def _read_sales(path: Path, columns: "Sequence[str] | None", categorical: "Sequence[str]" = ()) -> pd.DataFrame:
-    """filtered_sales.csv (``columns`` of it, or all) with pyarrow: text as text (``categorical`` ones as
-    pandas categoricals), timestamps UTC."""
-    import csv
-
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    # Text is read as large_string, which is what pandas keeps it as (reading string would mean a
-    # converted copy of every text column in to_pandas).
-    text_cols = {"customer_id": pa.large_string(), "transaction_id": pa.large_string(), "category": pa.large_string(),
-                 "channel": pa.large_string(), "status": pa.large_string()}
-    # Dictionary-encoded while parsing: a code per row, no string per row (a third of the read time
-    # of 20M rows went into the strings of two columns of a handful of values each).
-    text_cols.update({c: pa.dictionary(pa.int32(), pa.string()) for c in categorical})
-    read_options = pacsv.ReadOptions(block_size=16 << 20)  # fewer, larger blocks: less overhead per block
-    include = []  # all
-    if columns is not None:
-        with path.open(newline="", encoding="utf-8") as fh:
-            include = [c for c in next(csv.reader(fh), []) if c in set(columns)]
-    convert_options = pacsv.ConvertOptions(column_types={**text_cols, "timestamp": pa.timestamp("us", tz="UTC")},
-                                           include_columns=include)
-    pa.default_memory_pool().release_unused()
-    try:
-        if include:  # a few columns: in threads (read_csv holds about the whole file on top of them)
-            table = pacsv.read_csv(path, read_options=read_options, convert_options=convert_options)
-        else:
-            # Block by block: read_csv holds about the whole file on top of the table (~2.5 GB more
-            # for 20M rows). The other columns' types come from the first block here ...
-            with pacsv.open_csv(path, read_options=read_options, convert_options=convert_options) as reader:
-                table = reader.read_all()
-    except pa.ArrowInvalid:
-        # ... and from all blocks in read_csv: a later block that doesn't fit (say, the first
-        # decimal amount after a block of whole ones) needs it.
-        table = pacsv.read_csv(path, read_options=read_options,
-                               convert_options=convert_options)
-    pa.default_memory_pool().release_unused()
-    text = pd.StringDtype("pyarrow")
-    transactions = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get)
-    del table
-    return transactions
-
-
-# --------------------------------------------------------------------------- fast path (DuckDB)
-#
-# The same transactions rules in DuckDB, for JSON Lines files whose every field has one plain JSON
-# type: the file is parsed once, in several threads, and the transactions never become a pandas
-# frame. DuckDB builds each kept row's line of filtered_sales.csv as pyarrow's CSV writer would
-# write it; rejected rows go through the pandas functions above. Whatever the fast path cannot
-# promise to treat exactly like the pandas path (see :func:`_fast_transactions`) it leaves to that
-# path: such a run is as slow as before, never different.
-# tests/components/test_prep_fast_path.py runs both paths on the same inputs and compares the files.
 
 
 def cutoff_arg(text: str) -> str:

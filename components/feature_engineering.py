@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from kfp.dsl import PythonComponent
 
-    from components.data_prep import Interim
+    from churn.interim import Interim
 
 logger = logging.getLogger(__name__)
 
@@ -493,7 +493,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     Raises:
         FeatureInputError: The interim files disagree (a labelled customer without a customer row).
     """
-    from components.data_prep import CLEANED_CUSTOMERS, read_interim
+    from churn.interim import CLEANED_CUSTOMERS, read_interim
 
     started = time.monotonic()
     interim = read_interim(interim_dir, TRANSACTION_COLUMNS, MIX_FIELDS) if fast else read_interim(interim_dir)
