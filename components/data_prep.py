@@ -70,7 +70,7 @@ _RESERVED_FIELDS = frozenset({SOURCE_ROW, REASON, RAW_RECORD, "is_refund"})
 _WHITESPACE = " \t\r\n\x0b\x0c"
 _RAW_TEXT_CHARS = 500  # a rejected record's raw text is cut to this length
 # A record that is a JSON object (json_type raises on invalid JSON: the CASE keeps it from seeing any).
-_IS_OBJECT = "coalesce(CASE WHEN bad IS NULL AND json_valid(line) THEN json_type(line) = 'OBJECT' END, false)"
+_IS_OBJECT = "coalesce(CASE WHEN bad IS NULL THEN try(json_type(line)) = 'OBJECT' END, false)"
 
 
 class RawDataError(ValueError):
@@ -315,16 +315,19 @@ def _load_records(con: Any, path: Path) -> None:
     physical = ("SELECT k + coalesce(n, 0) AS p, line, NULL::VARCHAR AS bad FROM "
                 "(SELECT rowid + 1 AS k, line FROM raw_lines) ASOF LEFT JOIN "
                 "(SELECT shift, row_number() OVER (ORDER BY p) AS n FROM bad_lines) ON k > shift")
-    if not len(bad):
-        physical = "SELECT rowid + 1 AS p, line, NULL::VARCHAR AS bad FROM raw_lines"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE rec AS
-        SELECT row_number() OVER (ORDER BY p) AS {SOURCE_ROW}, line, bad
-        FROM ({physical} UNION ALL SELECT p, text, bad FROM bad_lines)
-        WHERE bad IS NOT NULL OR trim(line, {_s(_WHITESPACE)}) <> ''
-    """)
+    blank = f"line IS NULL OR trim(line, {_s(_WHITESPACE)}) = ''"
+    if not len(bad) and not con.execute(f"SELECT count(*) FROM raw_lines WHERE {blank}").fetchone()[0]:
+        # Every line a record: the line number is the source row (no sort needed).
+        con.execute(f"CREATE OR REPLACE VIEW rec AS SELECT rowid + 1 AS {SOURCE_ROW}, line, NULL::VARCHAR AS bad "
+                    "FROM raw_lines")
+    else:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE rec AS
+            SELECT row_number() OVER (ORDER BY p) AS {SOURCE_ROW}, line, bad
+            FROM ({physical} UNION ALL SELECT p, text, bad FROM bad_lines)
+            WHERE bad IS NOT NULL OR NOT ({blank})
+        """)
     con.unregister("bad_lines")
-    con.execute("DROP TABLE raw_lines")
 
 
 def _raw_lines(path: Path, offsets: list[int]) -> list[str]:
@@ -360,12 +363,11 @@ def _load_array(con: Any, path: Path) -> None:
     """)
 
 
-def _fields(con: Any) -> list[str]:
-    """The records' keys in order of first appearance."""
-    rows = con.execute("SELECT keys FROM (SELECT json_keys(line) AS keys, min(source_row) AS first FROM rec "
-                       f"WHERE {_IS_OBJECT} GROUP BY keys) "
-                       "ORDER BY first").fetchall()
-    return list(dict.fromkeys(k for (keys,) in rows for k in keys))
+def _fields(con: Any) -> tuple[list[str], int]:
+    """The records' keys in order of first appearance, and how many records are JSON objects."""
+    rows = con.execute("SELECT keys, n FROM (SELECT json_keys(line) AS keys, min(source_row) AS first, count(*) AS n "
+                       f"FROM rec WHERE {_IS_OBJECT} GROUP BY keys) ORDER BY first").fetchall()
+    return list(dict.fromkeys(k for keys, _ in rows for k in keys)), sum(n for _, n in rows)
 
 
 def _transaction_rules(con: Any, path: Path) -> list[str]:
@@ -383,8 +385,7 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
     Raises:
         RawDataError: A required field appears in no record, or a field has a reserved name.
     """
-    fields = _fields(con)
-    objects = con.execute(f"SELECT count(*) FROM rec WHERE {_IS_OBJECT}").fetchone()[0]
+    fields, objects = _fields(con)
     missing = [f for f in REQUIRED_TRANSACTION_FIELDS if f not in fields]
     if objects and missing:
         raise RawDataError(f"{path}: required field(s) {missing} appear in no record; found {sorted(fields)}. "
@@ -426,7 +427,9 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
     """)
     if not fields:
         con.execute("ALTER TABLE tx DROP COLUMN _none")
-    con.execute("DROP TABLE rec")
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'rec'").fetchone()[0]
+    con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} rec")
+    con.execute("DROP TABLE IF EXISTS raw_lines")
     return fields
 
 
