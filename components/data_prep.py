@@ -402,7 +402,7 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
     amount_type = f"json_type(line, {_s('$.amount')})" if "amount" in fields else "NULL"
     con.execute(f"""
         CREATE OR REPLACE TABLE tx AS
-        SELECT {SOURCE_ROW}, line, * EXCLUDE ({SOURCE_ROW}, line, bad, object, amount_type, v),
+        SELECT {SOURCE_ROW}, line, * EXCLUDE ({SOURCE_ROW}, line, bad, object, v),
                CASE WHEN bad IS NOT NULL THEN bad
                     WHEN NOT object THEN {_s(MALFORMED)}
                     WHEN coalesce({text[ID_COLUMN]}, '') = '' THEN 'missing customer_id'
@@ -411,8 +411,9 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
                     WHEN ts < TIMESTAMPTZ {_s(EARLIEST_TIMESTAMP)} OR ts >= TIMESTAMPTZ {_s(LATEST_TIMESTAMP)}
                          THEN {_s(IMPLAUSIBLE_TIMESTAMP)}
                     WHEN {_f(fields, 'amount')} IS NULL THEN 'missing amount'
-                    WHEN amt IS NULL OR (amount_type = 'VARCHAR' AND NOT isfinite(amt)) THEN 'non-numeric amount'
-                    WHEN NOT isfinite(amt) THEN 'non-finite amount'
+                    WHEN amt IS NULL THEN 'non-numeric amount'
+                    WHEN NOT isfinite(amt) THEN CASE WHEN {amount_type} = 'VARCHAR' THEN 'non-numeric amount'
+                                                     ELSE 'non-finite amount' END
                     WHEN abs(amt) > {MAX_ABS_AMOUNT!r} THEN {_s(IMPLAUSIBLE_AMOUNT)}
                     WHEN amt < 0 AND NOT is_refund THEN {_s(NEGATIVE_AMOUNT)}
                END AS {REASON}
@@ -420,8 +421,7 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
                      try_cast({text['amount']} AS DOUBLE) AS amt,
                      coalesce(lower({text['status']}) IN ({refunds}), false) AS is_refund
               FROM (SELECT *, {values if fields else 'NULL AS _none'}
-                    FROM (SELECT *, CASE WHEN object THEN json_extract_string(line, [{paths}]) END AS v,
-                                 CASE WHEN object THEN {amount_type} END AS amount_type
+                    FROM (SELECT *, CASE WHEN object THEN json_extract_string(line, [{paths}]) END AS v
                           FROM (SELECT *, {_IS_OBJECT} AS object
                                 FROM rec))))
     """)
@@ -486,7 +486,11 @@ def _cross_rules(con: Any, fields: list[str], known: str) -> None:
 def _kept_transactions_sql(fields: list[str], *, as_text: bool) -> str:
     """The kept rows of ``tx`` as filtered_sales.csv holds them: the fields in order (``customer_id``
     and text fields trimmed, ``timestamp`` UTC, ``amount``/``quantity`` numbers), then ``is_refund``."""
-    iso = ("CASE WHEN microsecond(ts) % 1000000 = 0 THEN strftime(ts, '%Y-%m-%dT%H:%M:%SZ') "
+    # A text already in the file's form (2024-01-31T13:45:00Z, a valid time) is written as it is.
+    t = f"trim({_f(fields, 'timestamp')}, {_s(_WHITESPACE)})"
+    iso = (f"CASE WHEN length({t}) = 20 AND {t}[11] = 'T' AND {t}[20] = 'Z' AND {t}[12:13] < '24' "
+           f"AND {t}[15:16] < '60' AND {t}[18:19] < '60' THEN {t} "
+           "WHEN microsecond(ts) % 1000000 = 0 THEN strftime(ts, '%Y-%m-%dT%H:%M:%SZ') "
            "ELSE strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') END")
     parts = []
     for f in fields:
