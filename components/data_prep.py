@@ -557,6 +557,11 @@ def _fetch_transactions(con: Any, fields: list[str]) -> Cleaned:
         kept["timestamp"] = kept["timestamp"].dt.tz_convert("UTC")
     rejected = _frame(con, _rejected_transactions_sql(fields))
     return Cleaned(kept=kept, rejected=rejected, raw_rows=con.execute("SELECT count(*) FROM tx").fetchone()[0])
+
+
+# --------------------------------------------------------------------------- labels and split
+
+
 def parse_cutoff(value: "str | pd.Timestamp | None") -> pd.Timestamp | None:
     """Reads a cutoff given as an ISO date or instant (UTC when it has no zone); None or '' for none.
 
