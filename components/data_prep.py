@@ -390,11 +390,11 @@ def _transaction_rules(con: Any, path: Path) -> list[str]:
     if objects and missing:
         raise RawDataError(f"{path}: required field(s) {missing} appear in no record; found {sorted(fields)}. "
                            f"Each transaction needs {list(REQUIRED_TRANSACTION_FIELDS)}.")
-    reserved = sorted(set(fields) & _RESERVED_FIELDS)
+    reserved = sorted(set(fields) & _RESERVED_FIELDS | ({""} & set(fields)))
     if reserved:
-        raise RawDataError(f"{path}: field name(s) {reserved} are reserved for data_prep's own columns; "
+        raise RawDataError(f"{path}: field name(s) {reserved} cannot be used (empty, or reserved for data_prep's columns {sorted(_RESERVED_FIELDS)}); "
                            f"rename them in the records.")
-    paths = ", ".join(_s("$." + json.dumps(f)) for f in fields)
+    paths = ", ".join(_s("$." + json.dumps(f, ensure_ascii=False)) for f in fields)
     values = ", ".join(f"v[{i + 1}] AS f{i}" for i in range(len(fields)))
     text = {f: (f"trim({_f(fields, f)}, {_s(_WHITESPACE)})" if f in fields else "NULL::VARCHAR")
             for f in (*REQUIRED_TRANSACTION_FIELDS, "status")}

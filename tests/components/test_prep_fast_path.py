@@ -339,3 +339,20 @@ def test_a_given_cutoff_is_used(tmp_path: Path, labels: str) -> None:
     # every kept customer signed up in January, before the cutoff: all are trained on
     labels_csv = pd.read_csv(tmp_path / "fast" / "labels.csv", dtype=str)
     assert len(labels_csv) == 20 and fast["excluded_from_training"] == {}
+
+
+@pytest.mark.parametrize("key", ["café", 'say "hi"', "a.b", "it's", "$x"])
+def test_any_field_name_is_kept(tmp_path: Path, key: str) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    _write_jsonl(tmp_path / "raw", [{**row, key: f"v{i}"} for i, row in enumerate(_good_rows())])
+    _run(tmp_path / "raw", tmp_path / "out")
+    sales = pd.read_csv(tmp_path / "out" / "filtered_sales.csv", dtype=str)
+    assert sales[key].tolist() == [f"v{i}" for i in range(len(_good_rows()))]
+
+
+def test_an_empty_or_reserved_field_name_is_a_clear_error(tmp_path: Path) -> None:
+    write_customers(tmp_path / "raw", CUSTOMERS)
+    for key in ("", "reason"):
+        _write_jsonl(tmp_path / "raw", [{**row, key: "x"} for row in _good_rows()])
+        with pytest.raises(dp.RawDataError, match=r"transactions\.json: field name\(s\) \['" + key + r"'\] cannot be used"):
+            dp.run(tmp_path / "raw", tmp_path / "out")
