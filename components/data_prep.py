@@ -753,6 +753,11 @@ class _Stage:
 def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction: float, seed: int,
            cutoff: "str | pd.Timestamp | None") -> _Stage:
     """Cleans both inputs, fixes the labels and the split (see :func:`run`)."""
+    import importlib
+    import threading
+
+    # The split's imports take seconds: done while DuckDB works (it releases the GIL).
+    threading.Thread(target=importlib.import_module, args=("sklearn.model_selection",), daemon=True).start()
     started = time.monotonic()
     cutoff_at = parse_cutoff(cutoff)
     customers_path, tx_path = raw_dir / CUSTOMERS_FILE, raw_dir / TRANSACTIONS_FILE
