@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 SPEED_TARGET = 5.0  # naive wall / ours wall must be at least this
 RSS_TARGET_GB = 6.0  # ours peak RSS must be at most this
+FLOOR_TARGET = 1.5  # ours wall / floor wall must be at most this
 GB = 1e9  # decimal gigabytes (10^9 bytes) throughout
 NAIVE_BYTES_PER_JSON_BYTE = 12  # measured: read_json(lines=True) of 0.36 GB peaked at 4.3 GB RSS
 PARAMS_FILE = "params.json"
@@ -417,6 +418,11 @@ def _verdicts(summaries: dict[str, dict], skip_naive: bool) -> list[tuple[str, s
             bound = summaries["naive"].get("failed_wall_s_min", 0) / ours["wall_s_median"]
             rows.append((speed, f">= {bound:.1f}x (no naive run finished)",
                          "PASS" if bound >= SPEED_TARGET else "UNKNOWN"))
+    floor = summaries.get("floor", {})
+    if "wall_s_median" in floor and "wall_s_median" in ours:
+        ratio = ours["wall_s_median"] / floor["wall_s_median"]
+        rows.insert(0, (f"speed: ours/floor <= {FLOOR_TARGET:g}x", f"{ratio:.2f}x",
+                        "PASS" if ratio <= FLOOR_TARGET else "FAIL"))
     if "peak_rss_gb_max" in ours:
         rss = ours["peak_rss_gb_max"]
         rows.append((f"memory: ours peak RSS <= {RSS_TARGET_GB:g} GB", f"{rss:.2f} GB",
@@ -540,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _warm_up()
     params = _ensure_data(args)
 
-    kinds = ["ours"] if args.skip_naive else [k for k in KINDS if k != "naive-chunked" or args.naive_chunksize]
+    kinds = ["ours", "floor"] if args.skip_naive else [k for k in KINDS if k != "naive-chunked" or args.naive_chunksize]
     if args.no_floor and "floor" in kinds:
         kinds.remove("floor")
     if "naive" in kinds:

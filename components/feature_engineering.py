@@ -16,6 +16,7 @@ Run alone: ``python components/feature_engineering.py --interim-dir data/interim
 
 import argparse
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from kfp.dsl import PythonComponent
 
-    from components.data_prep import CsvText, Interim
+    from churn.interim import Interim
 
 logger = logging.getLogger(__name__)
 
@@ -219,15 +220,9 @@ def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from components.data_prep import digit_id_positions
-
     text = _arrow_text(values)
     if text is None or not ids.is_unique or ids.hasnans:
         return ids.get_indexer(values.astype(str))
-    if len(ids) and len(values):
-        positions = digit_id_positions(pd.Series(ids), values)
-        if positions is not None:
-            return positions.astype(np.intp)
     id_set = pa.array(ids.to_numpy(), type=text.type)
     positions = pc.index_in(text, value_set=id_set)
     return np.asarray(pc.fill_null(positions, -1), dtype=np.intp)
@@ -414,38 +409,13 @@ def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
     return {split: merged.loc[merged["split"] == split, cols].reset_index(drop=True)
             for split in ("train", "validation")}
 
-def _write_split(split: pd.DataFrame, features: pd.DataFrame, features_text: "CsvText | None", path: Path) -> None:
-    """Writes a processed split as ``split.to_csv(path, index=False)`` would.
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Writes a table as CSV with a header, by DuckDB (numbers in their shortest round-trip form)."""
+    import duckdb
 
-    A split's rows are rows of ``features`` plus the label, so the text already rendered for the
-    features file is reused (formatting floats is most of the cost of writing CSV); anything
-    unexpected falls back to rendering the split itself.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from components.data_prep import CsvText, csv_column_text, digit_id_positions, write_csv, write_csv_text
-
-    columns = list(features.columns)
-    label = None
-    if (features_text is not None and len(split) and list(split.columns) == [*columns, LABEL_COLUMN]
-            and split.dtypes[columns].equals(features.dtypes[columns]) and features[ID_COLUMN].is_unique):
-        label = csv_column_text(split[LABEL_COLUMN])
-    if label is None:
-        write_csv(split, path)
-        return
-    positions = digit_id_positions(features[ID_COLUMN], split[ID_COLUMN])
-    if positions is None:
-        positions = pd.Index(features[ID_COLUMN]).get_indexer(split[ID_COLUMN])
-    if (positions < 0).any():
-        write_csv(split, path)
-        return
-    feature_rows = pa.chunked_array(features_text.rows)
-    step = 1 << 19
-    rows = [pc.binary_join_element_wise(feature_rows.take(pa.array(positions[lo : lo + step])),
-                                        label.slice(lo, step), ",")
-            for lo in range(0, len(split), step)]
-    write_csv_text(CsvText(header=f"{features_text.header},{LABEL_COLUMN}", rows=rows), path)
+    with duckdb.connect(config={"threads": max(1, os.cpu_count() or 1)}) as con:
+        con.register("frame", frame)
+        con.execute(f"COPY (SELECT * FROM frame) TO '{str(path).replace(chr(39), chr(39) * 2)}' (FORMAT csv, HEADER true)")
 
 
 def interim_transactions(interim: "Interim") -> pd.DataFrame | None:
@@ -523,7 +493,7 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     Raises:
         FeatureInputError: The interim files disagree (a labelled customer without a customer row).
     """
-    from components.data_prep import CLEANED_CUSTOMERS, csv_text, read_interim, write_csv_text
+    from churn.interim import CLEANED_CUSTOMERS, read_interim
 
     started = time.monotonic()
     interim = read_interim(interim_dir, TRANSACTION_COLUMNS, MIX_FIELDS) if fast else read_interim(interim_dir)
@@ -542,17 +512,13 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
     del interim, customers, transactions  # the transactions are done with: free them before writing
     features_dir.mkdir(parents=True, exist_ok=True)
     features_path = features_dir / feature_file_name(schema.version)
-    features_text = csv_text(features)
-    if features_text is None:
-        features.to_csv(features_path, index=False)
-    else:
-        write_csv_text(features_text, features_path)
+    _write_csv(features, features_path)
     paths = {"features": str(features_path), "schema": str(schema.save(features_dir))}
     splits = processed_splits(features, labels)
     for name, folder in (("train", train_dir), ("validation", validation_dir)):
         folder.mkdir(parents=True, exist_ok=True)
         schema.save(folder)
-        _write_split(splits[name], features, features_text, folder / f"{name}.csv")
+        _write_csv(splits[name], folder / f"{name}.csv")
         paths[name] = str(folder / f"{name}.csv")
     return {
         "schema_version": schema.version,

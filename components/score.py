@@ -237,7 +237,7 @@ def load_raw(raw_dir: Path, as_of: "str | pd.Timestamp | None" = None) -> Scorin
         ScoringError: A raw file is missing or unusable, or ``as_of`` is not a date.
     """
     from components.data_prep import (CUSTOMERS_FILE, TRANSACTIONS_FILE, RawDataError, clean_customers,
-                                      clean_transactions, has_transaction_log, parse_transactions, read_customers)
+                                      clean_transactions, has_transaction_log, read_customers)
 
     started = time.monotonic()
     as_of_at = parse_as_of(as_of)
@@ -255,7 +255,7 @@ def load_raw(raw_dir: Path, as_of: "str | pd.Timestamp | None" = None) -> Scorin
         rows = {CUSTOMERS_FILE: customers.accounting()}
         transactions = None
         if has_transaction_log(tx_path):
-            cleaned = clean_transactions(parse_transactions(tx_path), customers.kept[ID_COLUMN])
+            cleaned = clean_transactions(tx_path, customers.kept[ID_COLUMN])
             rows[TRANSACTIONS_FILE] = cleaned.accounting()
             if cleaned.kept.empty:
                 raise RawDataError(f"{tx_path}: no usable rows ({rows[TRANSACTIONS_FILE]['reasons']}); fix the file "

@@ -35,3 +35,13 @@ def test_report_sets_the_floor_against_the_target():
 
 def test_no_floor_flag_parses():
     assert bench.parse_args(["--no-floor", "--skip-naive", "--memory-limit-gb", "4"]).no_floor is True
+
+
+def test_report_sets_ours_against_the_floor():
+    summaries = {name: {"name": name, "runs": 1, "wall_s_median": wall, "peak_rss_gb_max": 1.0}
+                 for name, wall in (("ours", 50.0), ("floor", 40.0))}
+    rows = {target: (measured, verdict) for target, measured, verdict in bench._verdicts(summaries, skip_naive=True)}
+    assert rows["speed: ours/floor <= 1.5x"] == ("1.25x", "PASS")
+    summaries["ours"]["wall_s_median"] = 61.0
+    rows = {target: (measured, verdict) for target, measured, verdict in bench._verdicts(summaries, skip_naive=True)}
+    assert rows["speed: ours/floor <= 1.5x"] == ("1.52x", "FAIL")
