@@ -153,7 +153,7 @@ def score_with_own_features(model_dir: Path, validation_dir: Path, interim_dir: 
         components.feature_engineering.FeatureInputError: The interim data cannot give the model's
             features (a customer attribute it needs is gone; it needs transactions and there are none).
     """
-    from components.data_prep import read_interim
+    from churn.interim import read_interim
     from components.feature_engineering import MIX_FIELDS, TRANSACTION_COLUMNS, split_features
     from components.train import load_model
 
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry-uri", default=layout.tracking_uri(), help="default: the local MLflow store")
     args = parser.parse_args(argv)
     setup_cli_logging()
-    from components.data_prep import METADATA_FILE
+    from churn.interim import METADATA_FILE
 
     interim_dir = args.interim_dir if (args.interim_dir / METADATA_FILE).is_file() else None
     record = run(args.model_dir, args.processed_dir, args.model_dir, registry_uri=args.registry_uri,
