@@ -306,7 +306,7 @@ def _load_records(con: Any, path: Path) -> None:
     """)
     rejects = con.execute("SELECT line, min(line_byte_position), arg_min(error_type, line_byte_position) "
                           "FROM line_rejects GROUP BY line ORDER BY line").fetchall()
-    raw_text = _raw_lines(path, [r[1] for r in rejects])
+    raw_text = _raw_lines(path, [r[1] - 1 for r in rejects])  # DuckDB's line_byte_position counts from 1
     bad = pd.DataFrame({"p": [r[0] for r in rejects], "text": raw_text,
                         "bad": [NOT_UTF8 if r[2] == "INVALID ENCODING" else MALFORMED for r in rejects]})
     bad["shift"] = bad["p"] - range(1, len(bad) + 1)  # rejected lines before p, per rejected line

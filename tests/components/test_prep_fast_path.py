@@ -273,6 +273,8 @@ def test_hostile_record_is_rejected_with_its_reason_and_text(tmp_path: Path, cas
     rejected = _read(tmp_path / "out" / "rejected_transactions.csv")
     assert len(rejected) == 1 and rejected["source_row"].item() == str(len(_good_rows()) + 1)
     assert any(text in value for value in rejected.iloc[0].tolist()), rejected.iloc[0].to_dict()
+    # the whole line as written (bytes that are not UTF-8 as \xNN), from its first character on
+    assert rejected["raw_record"].item() == line.decode("utf-8", errors="backslashreplace")
     sales = pd.read_csv(tmp_path / "out" / "filtered_sales.csv")
     assert np.isfinite(sales["amount"]).all() and sales["amount"].abs().max() <= dp.MAX_ABS_AMOUNT
 
