@@ -1,4 +1,4 @@
-"""Drift metrics, sample-size-aware thresholds and the retrain decision: pure numpy, no TFDV.
+"""Drift metrics, sample-size-aware thresholds and the retrain decision: numpy and SciPy, no TFDV.
 
 Why not TFDV's comparators as they come: TFDV compares a numeric feature with a Jensen-Shannon divergence
 over 10 equal-width buckets between its minimum and maximum, against one fixed threshold. Meaningful shifts
@@ -75,7 +75,6 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from statistics import NormalDist
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -366,19 +365,6 @@ def l_infinity(expected: np.ndarray, actual: np.ndarray) -> float:
 # Thresholds
 # ---------------------------------------------------------------------------------------------------
 
-def chi2_quantile(p: float, df: int) -> float:
-    """Quantile of the chi-square distribution (exact for 1 and 2 degrees of freedom, Wilson-Hilferty above)."""
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
-    if df == 1:
-        return NormalDist().inv_cdf(0.5 + p / 2.0) ** 2
-    if df == 2:
-        return -2.0 * math.log(1.0 - p)
-    z = NormalDist().inv_cdf(p)
-    h = 2.0 / (9.0 * df)
-    return df * (1.0 - h + z * math.sqrt(h)) ** 3
-
-
 def psi_noise_threshold(n_baseline: int, n_current: int, n_buckets: int, alpha: float) -> float:
     """The PSI that same-distribution samples exceed with probability ``alpha``.
 
@@ -389,11 +375,14 @@ def psi_noise_threshold(n_baseline: int, n_current: int, n_buckets: int, alpha: 
         alpha: Tail probability for this one check.
 
     Returns:
-        ``(1/n_baseline + 1/n_current) * chi2_quantile(1 - alpha, n_buckets - 1)``.
+        ``(1/n_baseline + 1/n_current)`` times the chi-square quantile with ``n_buckets - 1`` degrees of freedom
+        whose upper tail is ``alpha`` (``scipy.stats.chi2.isf``).
     """
+    from scipy.stats import chi2
+
     if n_baseline < 1 or n_current < 1:
         return float("inf")
-    return (1.0 / n_baseline + 1.0 / n_current) * chi2_quantile(1.0 - alpha, max(1, n_buckets - 1))
+    return (1.0 / n_baseline + 1.0 / n_current) * float(chi2.isf(alpha, max(1, n_buckets - 1)))
 
 
 def l_infinity_noise_threshold(expected: np.ndarray, n_current: int, alpha: float) -> float:
@@ -402,13 +391,15 @@ def l_infinity_noise_threshold(expected: np.ndarray, n_current: int, alpha: floa
     Each share difference has standard error ``sqrt(p (1 - p) (1/n_b + 1/n_c))``; the widest one (the share
     nearest 50%) sets the bound, at the normal quantile of ``alpha`` split over the buckets, both sides.
     """
+    from scipy.stats import norm
+
     e = np.asarray(expected, dtype=float)
     n_baseline = e.sum()
     if n_baseline < 1 or n_current < 1:
         return float("inf")
     p = e / n_baseline
     live = max(2, int(np.count_nonzero(e)))
-    z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * live))
+    z = float(norm.isf(alpha / (2.0 * live)))
     return float(z * math.sqrt(np.max(p * (1.0 - p)) * (1.0 / n_baseline + 1.0 / n_current)))
 
 
@@ -477,39 +468,10 @@ def _rank_shift_of_sorted(b: np.ndarray, c: np.ndarray, grid: int = 2000, *,
 
 
 def normal_scores(rank: np.ndarray, total: float) -> np.ndarray:
-    """Van der Waerden scores ``Phi^-1(rank / (total + 1))`` of 1-based (mean) ranks."""
-    return normal_quantile(np.asarray(rank, dtype=float) / (total + 1.0))
+    """Van der Waerden scores ``Phi^-1(rank / (total + 1))`` of 1-based (mean) ranks (``scipy.special.ndtri``)."""
+    from scipy.special import ndtri
 
-
-_ACKLAM_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
-             -3.066479806614716e+01, 2.506628277459239e+00)
-_ACKLAM_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
-             -1.328068155288572e+01)
-_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
-             4.374664141464968e+00, 2.938163982698783e+00)
-_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
-
-
-def normal_quantile(p: np.ndarray) -> np.ndarray:
-    """The standard normal quantile of each probability in (0, 1), vectorised (no SciPy here).
-
-    Acklam's rational approximation (relative error below 1.2e-9), exact enough for rank scores; the
-    tests compare it with :class:`statistics.NormalDist`.
-    """
-    p = np.asarray(p, dtype=float)
-    q = np.minimum(p, 1.0 - p)  # the lower tail; the sign is put back at the end
-    out = np.empty_like(q)
-    central = q > 0.02425
-    r = q[central] - 0.5
-    t = r * r
-    a, b = _ACKLAM_A, _ACKLAM_B
-    out[central] = ((((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5]) * r
-                    / (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1.0))
-    u = np.sqrt(-2.0 * np.log(q[~central]))
-    c, d = _ACKLAM_C, _ACKLAM_D
-    out[~central] = ((((((c[0] * u + c[1]) * u + c[2]) * u + c[3]) * u + c[4]) * u + c[5])
-                     / ((((d[0] * u + d[1]) * u + d[2]) * u + d[3]) * u + 1.0))
-    return np.where(p > 0.5, -out, out)
+    return ndtri(np.asarray(rank, dtype=float) / (total + 1.0))
 
 
 def mean_shift(baseline: np.ndarray, current: np.ndarray) -> tuple[float, float]:
@@ -810,7 +772,9 @@ def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: 
     actual = np.append(_counts_of_sorted(c_sorted, edges), n_c - c_sorted.size).astype(float)
     live = int(np.count_nonzero(expected))
     shares = check_shares(b_sorted, policy)
-    zs = {m: NormalDist().inv_cdf(1.0 - alpha * share / 2.0) for m, share in shares.items() if m != "psi"}
+    from scipy.stats import norm
+
+    zs = {m: float(norm.isf(alpha * share / 2.0)) for m, share in shares.items() if m != "psi"}  # two-sided
     zs.setdefault("zero_share", float("inf"))  # no zeros in the baseline: the check does not run
     floors = _effect_floors_of_sorted(b_sorted, n_b - b_sorted.size, edges, policy.min_effect,
                                       policy.effect_fraction)
@@ -944,42 +908,78 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, numeric: Sequence[
 
 
 # ---------------------------------------------------------------------------------------------------
+# Distributions for the report
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Distribution:
+    """Baseline and current rows per bucket of one feature, as the checks saw them (for the report's plots).
+
+    Attributes:
+        feature: Column name.
+        labels: One label per bucket: ``≤ edge`` / ``> edge`` for numeric buckets, the category, ``<unseen>``
+            or ``<null>``.
+        baseline: Baseline rows per bucket.
+        current: Current rows per bucket.
+    """
+
+    feature: str
+    labels: list[str]
+    baseline: list[float]
+    current: list[float]
+
+
+def numeric_distribution(name: str, baseline: np.ndarray, current: np.ndarray, n_bins: int) -> Distribution:
+    """Rows per baseline-quantile bucket (the PSI's buckets), with nulls; buckets empty on both sides left out.
+
+    Args:
+        name: Column name.
+        baseline: Baseline values (NaN = null).
+        current: Current values (NaN = null).
+        n_bins: Wanted number of buckets (``DriftPolicy.n_bins``).
+
+    Returns:
+        The distribution; the baseline holds about the same share in every value bucket by construction.
+    """
+    edges = quantile_edges(baseline, n_bins)
+    labels = [f"≤ {e:.4g}" for e in edges] + ([f"> {edges[-1]:.4g}"] if edges.size else ["all"]) + [NULL]
+    return _non_empty(name, labels, numeric_counts(baseline, edges), numeric_counts(current, edges))
+
+
+def categorical_distribution(name: str, baseline: Sequence | np.ndarray | pd.Series,
+                             current: Sequence | np.ndarray | pd.Series,
+                             categories: Sequence[str] = ()) -> Distribution:
+    """Rows per category (known categories as :func:`categorical_drift` counts them), unseen and null.
+
+    Args:
+        name: Column name.
+        baseline: Baseline values (None/NaN = null).
+        current: Current values.
+        categories: Known categories (the schema's); the baseline's own values are added.
+
+    Returns:
+        The distribution; buckets empty on both sides left out.
+    """
+    base_counts = _value_counts(baseline)
+    known = sorted(set(categories) | {k for k in base_counts if k is not None})
+    return _non_empty(name, [*known, UNSEEN, NULL], _category_vector(base_counts, known),
+                      _category_vector(_as_known(_value_counts(current), known), known))
+
+
+def _non_empty(name: str, labels: Sequence[str], baseline: np.ndarray, current: np.ndarray) -> Distribution:
+    keep = (np.asarray(baseline) > 0) | (np.asarray(current) > 0)
+    return Distribution(feature=name, labels=[label for label, k in zip(labels, keep) if k],
+                        baseline=[float(v) for v in np.asarray(baseline)[keep]],
+                        current=[float(v) for v in np.asarray(current)[keep]])
+
+
+# ---------------------------------------------------------------------------------------------------
 # Performance decay (labels joined to past predictions)
 # ---------------------------------------------------------------------------------------------------
 
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties averaged; NaN without both classes."""
-    y = np.asarray(y_true).astype(int)
-    s = np.asarray(scores, dtype=float)
-    n_pos = int(y.sum())
-    n_neg = int(y.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)
-    avg_rank = upper - (counts - 1) / 2.0  # 1-based average rank of each distinct score
-    ranks = avg_rank[inverse]
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (area under the precision-recall curve, step-wise, as scikit-learn)."""
-    y = np.asarray(y_true).astype(int)
-    s = np.asarray(scores, dtype=float)
-    if y.sum() == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="stable")
-    y, s = y[order], s[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # last row of each distinct score
-    tp = np.cumsum(y)[last]
-    precision = tp / (last + 1)
-    recall = tp / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray,
                            decisions: np.ndarray | None = None) -> dict[str, float]:
-    """ROC AUC, PR AUC, Brier score, log loss, and F1/precision/recall of the logged decisions.
+    """ROC AUC, PR AUC (scikit-learn), Brier score, log loss, and F1/precision/recall of the logged decisions.
 
     Args:
         y_true: Observed 0/1 outcomes.
@@ -987,13 +987,17 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray,
         decisions: The 0/1 decisions that were served (omitted: no F1).
 
     Returns:
-        Metrics named as in the training pipeline's ``metrics.json``, plus ``n``.
+        Metrics named as in the training pipeline's ``metrics.json``, plus ``n``; ROC AUC is NaN without both
+        classes, PR AUC without a positive.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y = np.asarray(y_true).astype(int)
     p = np.clip(np.asarray(scores, dtype=float), 1e-15, 1 - 1e-15)
+    n_pos = int(y.sum())
     out = {
-        "roc_auc": roc_auc(y, p),
-        "pr_auc": average_precision(y, p),
+        "roc_auc": float(roc_auc_score(y, p)) if 0 < n_pos < y.size else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if n_pos else float("nan"),
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
         "base_rate": float(y.mean()) if y.size else float("nan"),

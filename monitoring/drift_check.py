@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import html
 import io
 import json
 import logging
@@ -34,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from churn.schema import ID_COLUMN, LABEL_COLUMN, SCHEMA_FILE, FeatureSchema
-from monitoring.drift import (Decision, DriftPolicy, FeatureDrift, PerformanceCheck, compare, decide,
-                              performance_check)
+from monitoring.drift import (Decision, Distribution, DriftPolicy, FeatureDrift, PerformanceCheck, compare,
+                              decide, performance_check)
 from monitoring.trigger import (DryRunTrigger, LocalPipelineTrigger, RetrainRequest, Trigger, TriggerRecord,
                                 VertexPipelineTrigger, write_record)
 
@@ -845,7 +844,7 @@ def join_labels(current: pd.DataFrame, labels_uri: str, label_column: str = LABE
 
 
 # ---------------------------------------------------------------------------------------------------
-# TFDV: statistics, schema validation, the Facets report
+# TFDV: statistics and schema validation
 # ---------------------------------------------------------------------------------------------------
 
 def import_tfdv() -> Any:
@@ -926,43 +925,6 @@ def statistics_json(stats: Any) -> str:
     from google.protobuf import json_format
 
     return json_format.MessageToJson(stats)
-
-
-def render_html(date: str, decision: Decision, rows: Sequence[FeatureDrift], anomalies: Sequence[Anomaly],
-                facets_html: str, baseline_uri: str, current_uri: str) -> str:
-    """The drift report: the decision, the per-feature table, anomalies, then TFDV's Facets comparison."""
-    def cell(value: float, digits: int = 4) -> str:
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
-
-    body = []
-    for r in rows:
-        style = ' style="background:#fde2e1"' if r.drifted else ""
-        body.append(f"<tr{style}><td>{html.escape(r.feature)}</td><td>{r.kind}</td><td>{r.metric}</td>"
-                    f"<td>{cell(r.value)}</td><td>{cell(r.threshold)}</td><td>{'yes' if r.drifted else ''}</td>"
-                    f"<td>{cell(r.psi)}</td><td>{cell(r.rank_shift)}</td><td>{cell(r.zero_share)}</td>"
-                    f"<td>{cell(r.mean_shift)}</td><td>{cell(r.js)}</td>"
-                    f"<td>{html.escape(r.note)}</td></tr>")
-    items = "".join(f"<li><b>{a.severity}</b> {html.escape(a.kind)} <code>{html.escape(a.column)}</code>: "
-                    f"{html.escape(a.detail)}</li>" for a in anomalies) or "<li>none</li>"
-    verdict = "RETRAIN" if decision.retrain else decision.status.replace("_", " ")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Drift report {date}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}} th{{background:#eee}}</style></head><body>
-<h1>Drift report {date}: {verdict}</h1>
-<p>{html.escape(decision.reason)}</p>
-<p>baseline <code>{html.escape(baseline_uri)}</code> · current <code>{html.escape(current_uri)}</code></p>
-<h2>Features</h2>
-<table><tr><th>feature</th><th>kind</th><th>metric</th><th>value</th><th>threshold</th><th>drifted</th>
-<th>PSI</th><th>rank shift</th><th>zero share</th><th>mean shift (SD)</th><th>JS</th>
-<th>note</th></tr>
-{''.join(body)}</table>
-<h2>Schema anomalies</h2><ul>{items}</ul>
-<h2>TFDV statistics: current (lhs) vs baseline (rhs)</h2>
-<p>TensorFlow Data Validation's Facets view; it loads its scripts from the internet.</p>
-{facets_html}
-</body></html>
-"""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1416,13 +1378,15 @@ def run_check(config: CheckConfig) -> CheckResult:
         append_summary(out / SUMMARY_FILE, day)
         outputs["summary"] = _join(config.output_dir, SUMMARY_FILE)
         if report is not None:
+            from monitoring.report import render_html
+
             stats_name = f"input_stats_{date}.json"
             (out / stats_name).write_text(statistics_json(report.current) + "\n")
             outputs["input_stats"] = _join(config.output_dir, stats_name)
-            facets = _facets(report)
+            plots = report_distributions(rows, decision, baseline, current, schema, config.policy, prediction)
             report_name = f"drift_report_{date}.html"
-            (out / report_name).write_text(render_html(date, decision, rows, anomalies, facets, config.baseline,
-                                                       current.uri))
+            (out / report_name).write_text(render_html(date, decision, rows, anomalies, plots, config.baseline,
+                                                       current.uri, stats_file=stats_name))
             outputs["report"] = _join(config.output_dir, report_name)
         anomalies_name = f"schema_anomalies_{date}.json"
         (out / anomalies_name).write_text(json.dumps([asdict(a) for a in anomalies], indent=2) + "\n")
@@ -1473,6 +1437,39 @@ def run_check(config: CheckConfig) -> CheckResult:
                        trigger=record, performance=performance, timings=timings)
 
 
+def report_distributions(rows: Sequence[FeatureDrift], decision: Decision, baseline: Table, current: Table,
+                         schema: FeatureSchema, policy: DriftPolicy,
+                         prediction: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Distribution]:
+    """The buckets the report plots: every drifted feature (most drifted first), then the prediction.
+
+    Numeric features leave out the unreadable values, as their checks did. Below ``min_rows`` current rows no
+    feature is judged, so only the prediction is plotted.
+    """
+    from monitoring.drift import categorical_distribution, numeric_distribution
+
+    by_name = {r.feature: r for r in rows}
+    names = list(decision.drifted_features)
+    compared = by_name.get(PREDICTION_COLUMN)
+    if prediction is not None and PREDICTION_COLUMN not in names and compared is not None:
+        names.append(PREDICTION_COLUMN)
+    plots: dict[str, Distribution] = {}
+    for name in names:
+        row = by_name.get(name)
+        if row is None or math.isnan(row.value):
+            continue
+        if row.kind == "prediction" and prediction is not None:
+            plots[name] = numeric_distribution(name, prediction[0], prediction[1], policy.n_bins)
+        elif row.kind == "categorical":
+            plots[name] = categorical_distribution(name, baseline.frame[name], current.frame[name],
+                                                   schema.get(name).categories)
+        elif row.kind == "numeric":
+            b, c = baseline.frame[name].to_numpy(dtype=float), current.frame[name].to_numpy(dtype=float)
+            skip_b, skip_c = baseline.unreadable.get(name), current.unreadable.get(name)
+            plots[name] = numeric_distribution(name, b if skip_b is None else b[~skip_b],
+                                               c if skip_c is None else c[~skip_c], policy.n_bins)
+    return plots
+
+
 def _reference_predictions(config: CheckConfig, baseline: Table) -> np.ndarray | None:
     if config.baseline_predictions:
         with local_file(config.baseline_predictions) as path:
@@ -1489,13 +1486,6 @@ def _reference_predictions(config: CheckConfig, baseline: Table) -> np.ndarray |
     if PREDICTION_COLUMN in baseline.frame:
         return baseline.frame[PREDICTION_COLUMN].to_numpy(dtype=float)
     return None
-
-
-def _facets(report: TfdvReport) -> str:
-    from tensorflow_data_validation.utils import display_util
-
-    return display_util.get_statistics_html(report.current, report.baseline, lhs_name="current",
-                                            rhs_name="baseline")
 
 
 def _join(base: str, name: str) -> str:
@@ -1598,9 +1588,10 @@ churn_probability, and decides whether to retrain:
                      predictions against the model's validation ROC AUC (--validation-metrics).
 
 TFDV computes the day's statistics, validates the current data against the schema it infers from the
-baseline (missing or new columns, unseen categories, type changes: reported, never a crash) and draws
-the baseline-vs-current comparison. Its own comparators (Jensen-Shannon over 10 equal-width buckets)
-are reported as tfdv_value for reference; they are nearly blind on skewed features.""",
+baseline (missing or new columns, unseen categories, type changes: reported, never a crash); the HTML
+report plots baseline vs current for each drifted feature and the prediction. TFDV's own comparators
+(Jensen-Shannon over 10 equal-width buckets) are reported as tfdv_value for reference; they are nearly
+blind on skewed features.""",
         epilog="""\
 outputs (in --output-dir; local folder or gs://bucket/prefix):
   drift_summary.csv            one row per feature, for churn_probability and (with labels) performance:
@@ -1608,7 +1599,8 @@ outputs (in --output-dir; local folder or gs://bucket/prefix):
                                earlier dates are kept, a re-run replaces its own date
   drift_decision.json          retrain or not, why, which features, inputs, thresholds, trigger outcome
   input_stats_<date>.json      TFDV statistics of the current data
-  drift_report_<date>.html     the decision, the feature table and TFDV's Facets comparison
+  drift_report_<date>.html     the decision, baseline-vs-current plots of the drifted features and the
+                               prediction, the feature table (self-contained: works offline)
   schema_anomalies_<date>.json missing/new columns, unseen categories, type changes, TFDV anomalies
   retrain_trigger_<date>.json  when retraining was decided: reason, features, command, exit status, times
 

@@ -71,7 +71,8 @@ def test_runtime_stage_is_non_root_and_imports_the_check(stages):
     assert env.get("PATH", "").split(":")[0] in {f"{v.rstrip('/')}/bin" for v in venvs}, env.get("PATH")
     assert env.get("PYTHONUNBUFFERED") == "1"
     smoke = " ".join(ins.args for ins in final if ins.keyword == "RUN")
-    for module in ("tensorflow_data_validation", "monitoring.drift_check", "churn.schema"):
+    for module in ("tensorflow_data_validation", "scipy.stats", "sklearn.metrics", "monitoring.drift_check",
+                   "monitoring.report", "churn.schema"):
         assert module in smoke, f"the build does not check that {module} imports"
 
 
@@ -81,7 +82,7 @@ def test_lock_pins_tfdv_with_what_it_needs():
     assert int(pins["protobuf"].split(".")[0]) < 6
     assert int(pins["pandas"].split(".")[0]) < 2 and int(pins["pyarrow"].split(".")[0]) < 11
     assert pins["tensorflow"].startswith("2.16.")
-    for needed in ("dill", "google-cloud-storage", "pytest"):
+    for needed in ("dill", "google-cloud-storage", "pytest", "scipy", "scikit-learn"):
         assert needed in pins, f"{needed} missing from {LOCK}"
     direct = [ln.split("#")[0].strip() for ln in (ROOT / "monitoring" / "requirements.in").read_text().splitlines()]
     for requirement in filter(None, direct):
@@ -92,7 +93,7 @@ def test_lock_pins_tfdv_with_what_it_needs():
 def test_build_context_carries_the_monitoring_code():
     ignore = DockerIgnore.read(ROOT / ".dockerignore")
     for path in ("monitoring/requirements.txt", "monitoring/drift_check.py", "monitoring/drift.py",
-                 "monitoring/trigger.py", "churn/schema.py", "pyproject.toml", "images/monitoring/Dockerfile"):
+                 "monitoring/report.py", "monitoring/trigger.py", "churn/schema.py", "pyproject.toml", "images/monitoring/Dockerfile"):
         assert not ignore.ignored(path), f"{path} is excluded from the build context"
     for path in (".venv-monitoring/bin/python", "data/monitoring/drift_summary.csv", "tests/monitoring/synthetic.py"):
         assert ignore.ignored(path), f"{path} would be sent to the Docker build"

@@ -63,12 +63,23 @@ def test_disjoint_distributions_reach_the_js_maximum():
     assert D.jensen_shannon(np.array([1e6, 0.0]), np.array([0.0, 1e6])) == pytest.approx(1.0, abs=1e-4)
 
 
-@pytest.mark.parametrize(("p", "df", "expected"), [
-    (0.95, 1, 3.841), (0.999, 1, 10.828), (0.95, 2, 5.991), (0.99, 10, 23.209), (0.999, 19, 43.820),
-    (0.99999, 12, 45.08),  # scipy.stats.chi2.ppf; Wilson-Hilferty errs on the high side
+@pytest.mark.parametrize(("alpha", "buckets", "quantile"), [
+    (0.05, 2, 3.8415), (0.001, 2, 10.828), (0.05, 3, 5.9915), (0.01, 11, 23.209), (0.001, 20, 43.820),
+    (1e-4, 4, 21.108),  # chi-square tables (upper tail alpha, buckets - 1 degrees of freedom)
 ])
-def test_chi2_quantile_matches_tables(p: float, df: int, expected: float):
-    assert D.chi2_quantile(p, df) == pytest.approx(expected, rel=0.02)
+def test_psi_noise_threshold_is_the_chi_square_quantile(alpha: float, buckets: int, quantile: float):
+    assert D.psi_noise_threshold(1, 1, buckets, alpha) == pytest.approx(2 * quantile, abs=2e-3)
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 1e-4, 3.6e-6, 1e-8])
+def test_psi_noise_threshold_is_exact_at_three_degrees_of_freedom(alpha: float):
+    """Chi-square(3) has a closed-form tail, ``2 (1 - Phi(sqrt x)) + sqrt(2 x / pi) exp(-x / 2)``: the threshold's
+    quantile has exactly ``alpha`` above it (the Wilson-Hilferty approximation put it 2-7% too high here)."""
+    from statistics import NormalDist
+
+    x = D.psi_noise_threshold(1, 1, 4, alpha) / 2.0
+    tail = 2.0 * (1.0 - NormalDist().cdf(math.sqrt(x))) + math.sqrt(2.0 * x / math.pi) * math.exp(-x / 2.0)
+    assert tail == pytest.approx(alpha, rel=1e-6)
 
 
 def test_noise_thresholds_shrink_with_sample_size():
@@ -192,12 +203,13 @@ def test_rank_shift_is_standard_normal_on_unchanged_data():
     assert np.mean(np.abs(z) > 1.96) < 0.09
 
 
-def test_normal_quantile_matches_the_standard_library():
+def test_normal_scores_are_the_exact_normal_quantiles_of_the_ranks():
     from statistics import NormalDist
 
-    p = np.concatenate((np.linspace(1e-9, 1 - 1e-9, 20_001), [1e-6, 0.02425, 0.5, 0.97575, 1 - 1e-6]))
-    expected = np.array([NormalDist().inv_cdf(x) for x in p])
-    assert np.max(np.abs(D.normal_quantile(p) - expected)) < 1e-7
+    total = 1_000_000.0
+    rank = np.concatenate((np.linspace(1.0, total, 20_001), [1.5, 24_250.0, 500_000.5, 975_750.0]))
+    expected = np.array([NormalDist().inv_cdf(r / (total + 1.0)) for r in rank])
+    assert np.max(np.abs(D.normal_scores(rank, total) - expected)) < 1e-12
 
 
 def test_rank_shift_sees_a_scaling_and_ignores_zeros():
@@ -256,10 +268,13 @@ def test_compare_skips_missing_columns_and_adds_the_prediction():
 def test_roc_auc_and_average_precision_match_known_values():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.1, 0.4, 0.35, 0.8])
-    assert D.roc_auc(y, s) == pytest.approx(0.75)  # scikit-learn's doc example
-    assert D.average_precision(y, s) == pytest.approx(0.8333333)  # ditto
-    assert D.roc_auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
-    assert math.isnan(D.roc_auc(np.array([1, 1]), np.array([0.2, 0.3])))
+    metrics = D.classification_metrics(y, s)
+    assert metrics["roc_auc"] == pytest.approx(0.75)  # scikit-learn's doc example
+    assert metrics["pr_auc"] == pytest.approx(0.8333333)  # ditto
+    assert D.classification_metrics(y, np.array([0.5, 0.5, 0.5, 0.5]))["roc_auc"] == 0.5
+    one_class = D.classification_metrics(np.array([1, 1]), np.array([0.2, 0.3]))
+    assert math.isnan(one_class["roc_auc"]) and one_class["pr_auc"] == 1.0
+    assert math.isnan(D.classification_metrics(np.array([0, 0]), np.array([0.2, 0.3]))["pr_auc"])
 
 
 def test_performance_decay_needs_enough_labels_and_a_real_drop():

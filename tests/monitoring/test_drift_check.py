@@ -1,4 +1,4 @@
-"""The drift-check command end to end: TFDV statistics and report, outputs, bad inputs, gs://, labels."""
+"""The drift-check command end to end: TFDV statistics, the offline report, outputs, bad inputs, gs://, labels."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from monitoring.drift_check import (DECISION_FILE, EXIT_BAD_INPUT, EXIT_OK, EXIT
                                     SUMMARY_FILE, main)
 from tests.monitoring.conftest import N_ROWS, DriftFiles
 from tests.monitoring.synthetic import churn_probability, generate, prediction_log
+from tests.monitoring.test_report import assert_offline_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,9 @@ def test_same_distribution_run_exits_0_and_writes_every_output(same_run: tuple[i
     assert {"monetary_total", "plan", "churn_probability"} <= features
     assert int(stats["datasets"][0]["numExamples"]) == N_ROWS
     report = (out / "drift_report_2026-07-01.html").read_text()
-    assert "facets-overview" in report and "monetary_total" in report and "no drift" in report
+    assert "monetary_total" in report and "no drift" in report
+    assert assert_offline_report(report) == ["churn_probability"], "no drift: only the prediction is plotted"
+    assert 'href="input_stats_2026-07-01.json"' in report
 
 
 @pytest.mark.slow
@@ -87,6 +90,11 @@ def test_injected_drift_is_flagged_end_to_end_and_retraining_starts(
     assert args[:2] == [str(ROOT / "pipeline.py"), "run"] and Path(args[-1]) == project
     assert "training pipeline output" in Path(record["log"]).read_text()
     assert decision["trigger"]["succeeded"] is True
+    report = (out / "drift_report_2026-07-01.html").read_text()
+    plotted = assert_offline_report(report)
+    expected = [*decision["drifted_features"]]
+    expected += [] if "churn_probability" in expected else ["churn_probability"]
+    assert plotted == expected, "one plot per drifted feature, most drifted first, and the prediction"
 
 
 def test_help_explains_metrics_outputs_and_exit_codes():
