@@ -103,10 +103,10 @@ def distribution_svg(dist: Distribution, width: int = 760, height: int = 300) ->
 def _plot_caption(row: FeatureDrift) -> str:
     verdict = "drifted" if row.drifted else "no drift"
     check = f"{row.metric} {_number(row.value)} (threshold {_number(row.threshold)})"
-    details = [f"{name} {_number(value)}" for name, value in (("PSI", row.psi), ("mean shift (SD)", row.mean_shift),
-                                                             ("rank shift", row.rank_shift),
-                                                             ("zero share", row.zero_share))
-               if not math.isnan(value) and name != row.metric]
+    checks = (("psi", "PSI", row.psi), ("mean_shift", "mean shift (SD)", row.mean_shift),
+              ("rank_shift", "rank shift", row.rank_shift), ("zero_share", "zero share", row.zero_share))
+    details = [f"{label} {_number(value)}" for metric, label, value in checks
+               if not math.isnan(value) and metric != row.metric]
     return f"{verdict}: {check}" + (f"; {', '.join(details)}" if row.kind != "categorical" and details else "")
 
 

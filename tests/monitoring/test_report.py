@@ -65,7 +65,8 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return base, cur
 
 
-def _report(base: pd.DataFrame, cur: pd.DataFrame, with_prediction: bool = True) -> tuple[str, D.Decision]:
+def _report(base: pd.DataFrame, cur: pd.DataFrame,
+            with_prediction: bool = True) -> tuple[str, D.Decision, list[D.FeatureDrift]]:
     policy = D.DriftPolicy()
     rng = np.random.default_rng(9)
     prediction = (rng.beta(2, 5, len(base)), rng.beta(2, 5, len(cur))) if with_prediction else None
@@ -80,16 +81,19 @@ def _report(base: pd.DataFrame, cur: pd.DataFrame, with_prediction: bool = True)
         plots["churn_probability"] = D.numeric_distribution("churn_probability", *prediction, policy.n_bins)
     html = render_html("2026-07-01", decision, rows, [], plots, "gs://b/train.csv", "gs://b/predictions/",
                        stats_file="input_stats_2026-07-01.json")
-    return html, decision
+    return html, decision, rows
 
 
 def test_report_is_self_contained_with_one_plot_per_drifted_feature_and_the_prediction():
-    html, decision = _report(*_frames())
+    html, decision, rows = _report(*_frames())
     assert set(decision.drifted_features) == {"amount", "plan"}
     plotted = assert_offline_report(html)
     assert plotted == [*decision.drifted_features, "churn_probability"]
     assert 'href="input_stats_2026-07-01.json"' in html, "TFDV's statistics stay a download beside the report"
     assert "RETRAIN" in html and "amount" in html
+    caption = html.split('data-feature="amount"><figcaption>')[1].split("</figcaption>")[0]
+    metric = {r.feature: r for r in rows}["amount"].metric
+    assert caption.lower().replace("_", " ").count(metric.replace("_", " ")) == 1, f"{metric} twice: {caption}"
 
 
 def test_a_page_loading_a_script_from_the_internet_is_refused():
@@ -97,7 +101,7 @@ def test_a_page_loading_a_script_from_the_internet_is_refused():
     facets = ('<script src="https://cdnjs.cloudflare.com/ajax/libs/webcomponentsjs/1.3.3/webcomponents-lite.js">'
               '</script><link rel="import" href="https://raw.githubusercontent.com/PAIR-code/facets/1.0.0/'
               'facets-dist/facets-jupyter.html"><facets-overview id="elem"></facets-overview>')
-    html, _ = _report(*_frames())
+    html, _, _ = _report(*_frames())
     with pytest.raises(AssertionError):
         assert_offline_report(html.replace("</body>", facets + "</body>"))
 
@@ -105,7 +109,7 @@ def test_a_page_loading_a_script_from_the_internet_is_refused():
 def test_no_drift_and_no_prediction_gives_a_page_without_plots():
     base, _ = _frames()
     same = base.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    html, decision = _report(base, same, with_prediction=False)
+    html, decision, _ = _report(base, same, with_prediction=False)
     assert decision.status == "no_drift"
     assert assert_offline_report(html) == []
     assert "nothing to plot" in html
