@@ -19,12 +19,16 @@ CURRENT_COLOUR = "#d95f02"
 
 
 class AnomalyLike(Protocol):
-    """What the report shows of an anomaly (``monitoring.drift_check.Anomaly``)."""
+    """What the report shows of an anomaly (``monitoring.drift_check.Anomaly``, a frozen dataclass)."""
 
-    kind: str
-    severity: str
-    column: str
-    detail: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def column(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
 
 
 def _number(value: float | None, digits: int = 4) -> str:
