@@ -213,18 +213,6 @@ def test_a_run_killed_in_register_model_promotes_nothing_and_ends_what_the_last_
     assert "exited without ending it" in killed[0][1]
 
 
-@pytest.fixture()
-def small_disk(tmp_path: Path):
-    """A real 1 MB tmpfs (root only; skipped where mounting is not permitted)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_at_publish_is_a_clear_error_and_no_champion(small_disk: Path, tmp_path: Path,
