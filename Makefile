@@ -64,6 +64,12 @@ test: $(VENV)/.installed $(VENV_MON)/.installed ## Run the test suite (main env,
 	$(PY) -m pytest --ignore=tests/monitoring
 	$(PY_MON) -m pytest tests/monitoring
 
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff, mypy and the import-layer contract
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
 test-fast: $(VENV)/.installed ## Run the tests except the slow end-to-end ones
 	$(PY) -m pytest -m "not slow"
 
