@@ -1,71 +1,13 @@
 """Drift metrics, sample-size-aware thresholds and the retrain decision: numpy and SciPy, no TFDV.
 
-Why not TFDV's comparators as they come: TFDV compares a numeric feature with a Jensen-Shannon divergence
-over 10 equal-width buckets between its minimum and maximum, against one fixed threshold. Meaningful shifts
-give small values (a 30% shift of a gamma-distributed amount: JS 0.038 on 1M rows), far below Vertex's
-default 0.3, and what it shows on *unchanged* data depends on the feature's shape (an unshifted Poisson
-count scored 0.036), so no single threshold separates drift from noise. So this module:
-
-* bins every numeric feature at the **baseline's quantiles** (``n_bins`` buckets, 20 by default, plus one
-  bucket for nulls). Every bucket holds about the same share of the baseline, whatever the shape; the
-  quantiles are taken from the data (``inverted_cdf``), so a point mass such as "0 purchases" or "share
-  = 1" gets a bucket of its own, and buckets under half an average bucket are merged into a neighbour;
-* scores numeric features (and the prediction) with up to four checks, each answering a different question:
-  the **PSI** over those buckets (any change of shape); the **rank shift** of the non-zero values (a
-  normal-scores rank test: a scaling of a heavy-tailed, zero-inflated amount, where zeros stay zero); the
-  **zero share**, for features with zeros in the baseline (a rare count moving off zero: a few more
-  customers with one refund; the two-proportion test, the most powerful one for that); and the **mean
-  shift**, Welch's standardized mean difference on the raw scale (the mean itself: the strongest check for
-  light-tailed days and counts, e.g. ``recency_days`` scaled by 1.1). Reported beside them, without deciding:
-  the Jensen-Shannon divergence (log base 2, in [0, 1], Vertex's scale) and the rank shift with zeros
-  (``rank_shift_all``; it asked the zero share's question less sharply and would spend budget on the same
-  evidence twice);
-* scores categorical features with the **L-infinity distance** of category shares (TFDV's and Vertex's
-  metric), with one bucket for values unseen in the baseline and one for nulls, and reports PSI beside it;
-* sets each check's threshold from its **sampling noise**: the run-level ``false_alarm_rate`` (0.001, a
-  tenth of the issue's bar of at most 1 alarm in 100 runs on unchanged data) is split evenly over features, then over a
-  feature's checks (:func:`check_shares`): ``psi_share`` (10%) to the PSI, an omnibus backstop for changes
-  of shape that move no mean, and the rest evenly to the directional checks that carry the power against a
-  shift (rank shift, mean shift, and the zero share where the baseline has zeros). This is Bonferroni: the
-  whole run raises a false alarm at most ``false_alarm_rate`` of the time whatever the correlation of the
-  checks, as far as the normal and chi-square approximations hold; the checks of one feature overlap, so
-  the tails of the approximations are not exact, and looser budgets did not keep the bar: with 0.01, 4 of
-  300 runs at 10k vs 10k rows alarmed (13 of 1,300 with the earlier Mann-Whitney rank shift, which also
-  gave 4 of 300 at 10k vs 100k; 0 of 300 now); with 0.005, 4 of 300 at 10k (Mann-Whitney)
-  (``bench/calibrate_drift.py``, ``tests/monitoring/test_calibration.py``). With ``n_b``
-  baseline and ``n_c`` current rows and ``k`` buckets a same-distribution PSI is about
-  ``(1/n_b + 1/n_c) * chi2(k - 1)``, so its threshold is that chi-square quantile; the rank and mean shifts
-  use their normal approximations (two-sided), L-infinity the widest category's standard error;
-* never lets a threshold fall below the **smallest drift worth retraining for**: half of what the gentlest
-  possible 10% rise of *that* feature's mean does to the check (:func:`effect_floors`). For the PSI and the
-  rank shifts that is the baseline exponentially tilted (:func:`tilted_weights`; every other 10% shift is
-  further away); for the mean shift it is exact, ``0.05 * |mean| / sd``. This is the per-feature part: the
-  same PSI is a large change for a rare count and a small one for a spread-out amount. Categorical
-  features use a floor of one percentage point; an override file pins any threshold;
-* refuses to judge below ``min_rows`` current rows (the chi-square view needs a few dozen rows a bucket).
-
-**The trade-off, by sample size.** The threshold is the larger of noise and floor, so the check behaves
-differently at either end. With few rows noise decides: a 10% mean shift is flagged when the data can show
-it at all. With many rows the floor decides: at 1M rows noise would let the mean shift flag a 0.6%-of-an-SD
-move, but its floor is half of a 10% rise, so a 2% scaling is *not* flagged and a 10% one always is
-(``tests/monitoring/test_drift.py``). We chose "half of ``min_effect``" rather than ``min_effect`` itself so
-that a 10% shift of any shape sits at about twice the floor, clear of noise at 10k rows, and rather than
-nothing so that big tables do not retrain on differences nobody acts on. ``--min-effect`` moves the line.
-
-**What sample sizes can show** (calibration: ``bench/calibrate_drift.py``, asserted in
-``tests/monitoring/test_calibration.py``). The floors do not hide a 10% shift at 10k rows; noise does, and
-for a few features no test can do better. A training-sized baseline (100k rows) against the current
-window's 10k rows (the nightly shape) brings the standard error of a mean difference to ~0.01 SD. With the
-0.001 budget every 10% shift is flagged there in >= 98 of 100 trials except ``refund_count`` +10% of its
-mean (80-88 with two seeds): one more refund for ~3.4% of customers changes, to first order, only the share
-with none, and the two-proportion test of it (and the score test of exactly that shift, which gives the
-same z) reaches z ≈ 5.5 ± 1.1 against a threshold of ≈ 4.4; 95% would need ≈ 3.7, which not even the
-issue's whole 1% budget split evenly over the features (≈ 3.9) gives. ``recency_days`` ×1.1 was the other
-weak cell (94-96) until the rank shift moved from Mann-Whitney ranks to normal scores (98). With 10k
-baseline rows the standard error is ~1.4x larger and ×1.1 of ``recency_days``, ``monetary_total`` and
-``monetary_90d`` (61-87%) and ``refund_count`` +10% (36%) stay below 95%: one perfect test per feature
-would need z ≈ 5.2 (3.56 for 1% over 27 features, plus 1.645), and the Neyman-Pearson test that knows the
-exact shift reaches ~4.3 for ``refund_count`` and ~5.1 for ``monetary_total`` there.
+Numeric features are binned at the baseline's quantiles and scored by up to four checks (PSI over those
+buckets, a normal-scores rank shift of the non-zero values, the share of zeros, Welch's mean shift);
+categorical ones by the L-infinity distance of category shares. Each check's threshold is the larger of
+its sampling noise under a run-level false-alarm budget (Bonferroni over features and checks) and half the
+effect of a 10% rise of that feature's mean, so small tables flag what the data can show and large ones
+ignore differences nobody acts on. TFDV's fixed Jensen-Shannon threshold cannot separate drift from noise
+across feature shapes, hence this module. The method, its trade-offs and the calibration are in
+docs/drift.md.
 """
 
 from __future__ import annotations

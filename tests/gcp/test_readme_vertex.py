@@ -1,4 +1,4 @@
-"""The README's "Run on Vertex AI" commands, run as written against the stand-ins.
+"""The Vertex AI guide's commands (docs/vertex.md), run as written against the stand-ins.
 
 bash expands each block exactly as a user's shell would (the variables block first, ``TAG=$(git rev-parse
 …)`` included); ``python`` and ``gcloud`` are shell functions that hand the expanded words back, and the
@@ -27,11 +27,12 @@ gcloud() { printf '%s\0' gcloud "$@" "--project=$PROJECT"; printf '\n\0'; }
 """
 
 
-def readme_section(title: str = "## Run on Vertex AI") -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(title)
-    end = text.find("\n## ", start + len(title))
-    return text[start:end if end > 0 else None]
+GUIDE = ROOT / "docs" / "vertex.md"  # the README's "Run on Vertex AI" links here
+
+
+def readme_section() -> str:
+    """The whole Vertex AI guide: every bash block a user copies from it."""
+    return GUIDE.read_text()
 
 
 def bash_blocks(section: str) -> list[str]:
@@ -44,7 +45,7 @@ def variables_block() -> str:
 
 def block_with(*needles: str) -> str:
     found = [b for b in bash_blocks(readme_section()) if all(n in b for n in needles)]
-    assert len(found) == 1, f"README: {len(found)} bash blocks hold {needles}"
+    assert len(found) == 1, f"{GUIDE.name}: {len(found)} bash blocks hold {needles}"
     return found[0]
 
 
@@ -86,7 +87,7 @@ def run_readme(commands: list[list[str]], fake_url: str) -> list[int]:
             with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as answer:
                 codes.append(0 if answer.status == 200 else 1)
         else:
-            pytest.fail(f"README command the test cannot run: {argv}")
+            pytest.fail(f"{GUIDE.name} command the test cannot run: {argv}")
     return codes
 
 
