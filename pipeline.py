@@ -34,406 +34,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:  # pragma: no cover
     from kfp.dsl import Pipeline, PythonComponent
 
+from pipelines.local import print_summary, run_local
+from pipelines.publish import PublishError
+from pipelines.drift import NIGHTLY_WINDOW_DAYS, compile_drift_pipeline
+from pipelines.training import DEFAULT_IMAGE, PIPELINE_NAME, build_pipeline, compile_pipeline
+
 logger = logging.getLogger("pipeline")
 
-PIPELINE_NAME = "churn-training"
-DEFAULT_IMAGE = "churn-pipeline:local"
-STAGES = ("data-prep", "feature-engineering", "train", "evaluate", "register-model")
-DRIFT_PIPELINE_NAME = "churn-drift"
-# The drift check's command line in the monitoring image (images/monitoring/Dockerfile).
-DRIFT_COMMAND = ("python", "-m", "monitoring.drift_check")
 SCORING_SCHEDULE_NAME = "churn-scoring-weekly"
-# Days of the serving log a nightly drift check reads (ending today, UTC): a run shortly after midnight
-# sees all of yesterday, not just the hour since.
-NIGHTLY_WINDOW_DAYS = 2
-
-
-def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
-    """Builds the pipeline with every component on ``image``.
-
-    Args:
-        image: The project's component image (``images/pipeline/Dockerfile``), e.g.
-            ``europe-west4-docker.pkg.dev/my-project/churn/pipeline:<commit>``.
-
-    Returns:
-        The KFP pipeline (callable locally, compilable).
-    """
-    from typing import NamedTuple
-
-    from kfp import dsl
-    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
-
-    from components import data_prep, evaluate, feature_engineering, register_model, train
-
-    prep_op = data_prep.component(image)
-    features_op = feature_engineering.component(image)
-    train_op = train.component(image)
-    evaluate_op = evaluate.component(image)
-    register_op = register_model.component(image)
-
-    outputs = NamedTuple("Outputs", interim=Dataset, features=Dataset, train_data=Dataset, validation_data=Dataset,
-                         model=Model, metrics=Metrics, classification=ClassificationMetrics, report=HTML,
-                         evaluation=Artifact, registration=Artifact)
-
-    @dsl.pipeline(name=PIPELINE_NAME, description="Customer churn: clean → features → train → evaluate → gate + register")
-    def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
-                       gate_metric: str = "roc_auc", gate_margin: float = 0.0, model_name: str = "churn-model",
-                       tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "",
-                       defer_promotion: bool = False, cutoff: str = "") -> outputs:
-        prep = prep_op(raw_dir=raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction,
-                       seed=seed, raw_digest=raw_digest, cutoff=cutoff).set_display_name("data_prep")
-        prep.set_caching_options(False)  # new files under the same raw_dir: never reuse the old outputs
-        feats = features_op(interim=prep.outputs["interim"]).set_display_name("feature_engineering")
-        trained = train_op(train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
-                           seed=seed, tracking_uri=tracking_uri).set_display_name("train")
-        evaluated = evaluate_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
-                                tracking_uri=tracking_uri).set_display_name("evaluate")
-        registered = register_op(model=trained.outputs["model"], validation_data=feats.outputs["validation_data"],
-                                 interim=prep.outputs["interim"], train_data=feats.outputs["train_data"],
-                                 evaluation=evaluated.outputs["evaluation"], registry_uri=registry_uri,
-                                 model_name=model_name, gate_metric=gate_metric, gate_margin=gate_margin,
-                                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, defer_promotion=defer_promotion
-                                 ).set_display_name("register_model")
-        return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
-                       train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
-                       model=trained.outputs["model"], metrics=evaluated.outputs["metrics"],
-                       classification=evaluated.outputs["classification"], report=evaluated.outputs["report"],
-                       evaluation=evaluated.outputs["evaluation"], registration=registered.outputs["registration"])
-
-    return churn_pipeline
-
-
-def compile_pipeline(output: Path, image: str = DEFAULT_IMAGE) -> Path:
-    """Compiles the pipeline to a KFP YAML file for Vertex AI Pipelines / Kubeflow."""
-    from kfp import compiler
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(image), package_path=str(output))
-    return output
-
-
-def retrain_on_drift_component(image: str) -> "PythonComponent":
-    """The drift pipeline's retraining step (``churn.vertex.retrain_on_drift``), built for ``image``."""
-    from kfp import dsl
-
-    @dsl.component(base_image=image, install_kfp_package=False)
-    def retrain_on_drift(output_dir: str, retrain: dict) -> str:
-        """Submits the training pipeline when drift_decision.json says retrain; returns the job or ''."""
-        from churn.layout import setup_cli_logging
-        from churn.vertex import retrain_on_drift
-
-        setup_cli_logging()
-        return retrain_on_drift(output_dir.rstrip("/") + "/drift_decision.json", retrain) or ""
-
-    return retrain_on_drift
-
-
-def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "Pipeline":
-    """Builds the nightly drift pipeline: the drift check, then retraining when it says so.
-
-    1. ``drift_check`` runs ``DRIFT_COMMAND --baseline … --current … --output-dir … --trigger none`` on the
-       monitoring image (TFDV, protobuf < 6, no kfp: a container component) and writes
-       ``drift_decision.json`` to ``output_dir``. An empty ``baseline`` (the default) means "find it": the
-       drift check takes the baseline of the model that served the log from the log's ``model.json``
-       (the registered folder's ``baseline/train.csv``; see README, "Nightly drift check"). It reads the
-       log's parts of the last ``window_days`` days (default :data:`NIGHTLY_WINDOW_DAYS`).
-    2. ``retrain_on_drift`` runs on the project's image (kfp + aiplatform): when the decision says
-       retrain, it submits the training pipeline described by ``retrain`` (template, project, region,
-       pipeline root, parameters; see ``churn.vertex.retrain_on_drift``). An empty ``retrain`` never retrains.
-
-    Args:
-        monitoring_image: The monitoring image (``images/monitoring/Dockerfile``).
-        image: The project's component image (``images/pipeline/Dockerfile``).
-
-    Returns:
-        The KFP pipeline (compilable).
-    """
-    from kfp import dsl
-
-    @dsl.container_component
-    def drift_check(baseline: str, current: str, output_dir: str, window_days: int):
-        return dsl.ContainerSpec(image=monitoring_image, command=list(DRIFT_COMMAND),
-                                 args=["--baseline", baseline, "--current", current, "--window-days", window_days,
-                                       "--output-dir", output_dir, "--trigger", "none"])
-
-    retrain_on_drift = retrain_on_drift_component(image)
-
-    @dsl.pipeline(name=DRIFT_PIPELINE_NAME,
-                  description="Nightly drift check of logged predictions against training data; retrains on drift")
-    def drift_pipeline(current: str, output_dir: str, baseline: str = "", window_days: int = NIGHTLY_WINDOW_DAYS,
-                       retrain: dict = {}):  # noqa: B006 - KFP default
-        # Never cached: every night has the same parameters but new data behind them.
-        check = drift_check(baseline=baseline, current=current, output_dir=output_dir, window_days=window_days)
-        check.set_display_name("drift_check").set_caching_options(False)
-        retrain_task = retrain_on_drift(output_dir=output_dir, retrain=retrain)
-        retrain_task.set_display_name("retrain_on_drift").set_caching_options(False).after(check)
-
-    return drift_pipeline
-
-
-def compile_drift_pipeline(output: Path, monitoring_image: str, image: str = DEFAULT_IMAGE) -> Path:
-    """Compiles the drift pipeline (see :func:`build_drift_pipeline`) to a KFP YAML file."""
-    from kfp import compiler
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_drift_pipeline(monitoring_image, image), package_path=str(output))
-    return output
-
-
-def _artifact_path(artifact: Any) -> Path:
-    return Path(artifact.path)
-
-
-class PublishError(RuntimeError):
-    """The run's outputs could not be published (nothing was, and the champion did not move)."""
-
-
-def _staging(final: Path) -> Path:
-    """Where ``final`` is written before it is renamed into place: a hidden sibling (same file system)."""
-    return final.parent / f".{final.name}.publishing-{os.getpid()}"
-
-
-def _clear_leftovers(parent: Path) -> None:
-    """Removes staging and replaced folders a killed publish left in ``parent`` (run under the project lock)."""
-    if parent.is_dir():
-        for left in parent.glob(".*.publishing-*"):
-            shutil.rmtree(left, ignore_errors=True)
-        for left in parent.glob(".*.replaced-*"):
-            shutil.rmtree(left, ignore_errors=True)
-
-
-def _swap_in(staged: Path, final: Path) -> None:
-    """Renames ``staged`` to ``final``; an existing ``final`` is renamed aside first, then removed."""
-    old = final.parent / f".{final.name}.replaced-{os.getpid()}"
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.exists():
-        os.rename(final, old)
-    os.rename(staged, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _size_mb(paths: list[Path]) -> float:
-    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()) / 1e6
-
-
-def _publish_error(exc: OSError, final: Path, root: Path, needed_mb: float) -> PublishError:
-    import errno
-
-    first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args and exc.args[0] else None
-    detail = f"{first[2]} (writing {first[1]})" if first else f"{exc.strerror or exc} ({exc.filename or final})"
-    full = "No space left" in detail or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
-    fix = (f"free space on the disk holding {root} (this run publishes about {needed_mb:.1f} MB there)" if full
-           else "fix the cause above")
-    return PublishError(f"could not publish {final}: {detail}. Nothing was published: data/ and models/ are as "
-                        f"they were and the registry's champion did not move. To fix: {fix}, then run "
-                        f"`pipeline.py run` again.")
-
-
-def publish(outputs: dict[str, Any], root: Path) -> dict[str, str]:
-    """Publishes the run's artifacts to the project layout, each folder atomically (written aside, then renamed).
-
-    ``models/<name>/v<N>/`` gets the model files, ``evaluation/`` (metrics.json, report.html,
-    validation_predictions.csv: the drift check's reference scores), ``baseline/`` (the model's training
-    split and feature schema: its drift baseline) and ``registration.json``; ``data/interim``,
-    ``data/processed`` and ``data/features`` are replaced by this run's. Every folder is fully written
-    under a hidden name before any is renamed into place, so a full disk or a kill leaves no folder
-    half-written. When the gate decided to promote, the copy that becomes ``models/latest`` is written
-    too, and left aside for :func:`promote_published` to rename once the registry says champion.
-
-    Args:
-        outputs: Pipeline outputs from a local run (objects with ``.path``).
-        root: Project folder.
-
-    Returns:
-        Published paths by name.
-
-    Raises:
-        PublishError: A folder could not be written (e.g. the disk is full); nothing was published.
-    """
-    from churn.layout import DataLayout
-
-    layout = DataLayout(root)
-    reg_dir = _artifact_path(outputs["registration"])
-    reg = json.loads((reg_dir / "registration.json").read_text())
-    model_home = layout.models / reg["model_name"] / f"v{reg['version']}"
-    train_dir, validation_dir = _artifact_path(outputs["train_data"]), _artifact_path(outputs["validation_data"])
-    features_dir = _artifact_path(outputs["features"])
-    plan: dict[Path, list[tuple[Path, str]]] = {  # final folder → (source file or folder, name inside it)
-        model_home: [(_artifact_path(outputs["model"]), "."), (_artifact_path(outputs["evaluation"]), "evaluation"),
-                     (train_dir / "train.csv", "baseline/train.csv"),
-                     (features_dir / "feature_schema.json", "baseline/feature_schema.json"),
-                     (reg_dir / "registration.json", "registration.json")],
-        layout.interim: [(_artifact_path(outputs["interim"]), ".")],
-        layout.processed: [(train_dir, "."), (validation_dir, ".")],
-        layout.features: [(features_dir, ".")],
-    }
-    latest = layout.models / "latest"
-    if reg.get("deferred") and reg.get("alias") == "champion":
-        plan[latest] = plan[model_home]
-    needed_mb = _size_mb([src for sources in plan.values() for src, _ in sources])
-    for parent in {final.parent for final in plan}:
-        _clear_leftovers(parent)
-    staged: list[tuple[Path, Path]] = []
-    final = model_home
-    try:
-        for final, sources in plan.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            stage = _staging(final)
-            staged.append((stage, final))
-            stage.mkdir()
-            for src, name in sources:
-                if src.is_dir():
-                    shutil.copytree(src, stage / name, dirs_exist_ok=True)
-                else:
-                    (stage / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, stage / name)
-    except OSError as exc:
-        for stage, _ in staged:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise _publish_error(exc, final, root, needed_mb) from None
-    for stage, final in staged:  # renames only: nothing left to run out of space
-        if final != latest:
-            _swap_in(stage, final)
-    return {
-        "interim": str(layout.interim),
-        "rejected": str(layout.interim / "rejected_*.csv"),
-        "processed_train": str(layout.processed / "train.csv"),
-        "processed_validation": str(layout.processed / "validation.csv"),
-        "features": str(next(layout.features.glob("customer_features_v*.csv"))),
-        "feature_schema": str(layout.features / "feature_schema.json"),
-        "model": str(model_home),
-        "baseline": str(model_home / "baseline" / "train.csv"),
-        "report": str(model_home / "evaluation" / "report.html"),
-        "validation_predictions": str(model_home / "evaluation" / "validation_predictions.csv"),
-    }
-
-
-def promote_published(root: Path, registry_uri: str, model_home: Path) -> dict:
-    """Applies a deferred registration once its model folder is published, then replaces ``models/latest``.
-
-    ``models/latest`` is a copy of the champion's folder (a copy, not a link: the stages run alone write
-    to it), written aside by :func:`publish` and renamed into place right after the promotion; the
-    folder's ``registration.json`` is rewritten with the decision as applied.
-
-    Args:
-        root: Project folder.
-        registry_uri: The registry the run registered in.
-        model_home: The published ``models/<name>/v<N>`` folder.
-
-    Returns:
-        The registration record as applied.
-    """
-    from churn.layout import DataLayout
-    from churn.registry import CHAMPION, get_registry
-    from components.register_model import REGISTRATION_FILE, apply_decision
-
-    registry = get_registry(registry_uri)
-    record = json.loads((model_home / REGISTRATION_FILE).read_text())
-    if record.get("deferred"):
-        record = apply_decision(registry, record)
-        tmp = model_home / f".{REGISTRATION_FILE}.tmp"
-        try:
-            tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-            os.replace(tmp, model_home / REGISTRATION_FILE)
-        except OSError as exc:
-            logger.warning("%s: could not record the applied decision (%s); the registry holds it", model_home, exc)
-    latest = DataLayout(root).models / "latest"
-    staged = _staging(latest)
-    if staged.is_dir():
-        if record["alias"] == CHAMPION:
-            with contextlib.suppress(OSError):  # the applied record, linked: no space needed
-                (staged / f".{REGISTRATION_FILE}.tmp").unlink(missing_ok=True)
-                os.link(model_home / REGISTRATION_FILE, staged / f".{REGISTRATION_FILE}.tmp")
-                os.replace(staged / f".{REGISTRATION_FILE}.tmp", staged / REGISTRATION_FILE)
-            _swap_in(staged, latest)
-        else:
-            shutil.rmtree(staged, ignore_errors=True)
-    _follow_champion(latest, registry, record["model_name"])
-    return record
-
-
-def _follow_champion(latest: Path, registry: Any, model_name: str) -> None:
-    """Re-copies the champion's published folder to ``models/latest`` when they disagree (e.g. an earlier
-    run was killed between its promotion and the rename of ``latest``); a failed copy changes nothing."""
-    from churn.registry import CHAMPION
-    from components.register_model import REGISTRATION_FILE
-
-    champion = registry.get_by_alias(model_name, CHAMPION)
-    home = latest.parent / model_name / f"v{champion.version}" if champion is not None else None
-    if home is None or not (home / REGISTRATION_FILE).is_file():
-        return
-    try:
-        shown = json.loads((latest / REGISTRATION_FILE).read_text())
-    except (OSError, ValueError):
-        shown = {}
-    if (shown.get("model_name"), str(shown.get("version"))) == (model_name, champion.version):
-        return
-    stage = _staging(latest)
-    try:
-        shutil.copytree(home, stage)
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        logger.error("%s: could not copy the champion %s there (%s); free space and run again", latest, home, exc)
-        return
-    _swap_in(stage, latest)
-    logger.warning("%s did not hold the champion (v%s); copied %s there", latest, champion.version, home)
-
-
-def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: str, seconds: float) -> dict:
-    """The run summary: rows per input, validation metrics, registered model, artifact paths."""
-    interim_meta = json.loads((_artifact_path(outputs["interim"]) / "prep_metadata.json").read_text())
-    metrics = {k: v for k, v in outputs["metrics"].metadata.items() if isinstance(v, (int, float))}
-    reg = json.loads((Path(published["model"]) / "registration.json").read_text())  # as applied after publishing
-    from churn.schema import FeatureSchema
-    from components.feature_engineering import describe_features
-
-    features = describe_features(FeatureSchema.load(_artifact_path(outputs["features"])))
-    trained_on = {k: int(outputs[f"{k}_data"].metadata.get("rows", -1)) for k in ("train", "validation")}  # KFP: floats
-    return {
-        "rows": interim_meta["rows"],
-        "excluded_from_training": interim_meta["excluded_from_training"],
-        "features": {**features, "trained_on": trained_on},
-        "labels": {"cutoff": interim_meta["cutoff"], "source": interim_meta["label_source"],
-                   "churn_rate": interim_meta["churn_rate"], **interim_meta["labelled"]},
-        "metrics": metrics,
-        "model": {"name": reg["model_name"], "version": reg["version"], "alias": reg["alias"],
-                  "promoted": reg["promoted"], "reason": reg["decision"]["reason"],
-                  "type": outputs["model"].metadata.get("model_type"), "source": reg["source"]},
-        "artifacts": {**published, "pipeline_outputs": {k: str(_artifact_path(v)) for k, v in outputs.items()}},
-        "tracking_uri": tracking_uri,
-        "seconds": round(seconds, 1),
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """Prints the run summary for people."""
-    out = sys.stdout
-    print("\n=== churn pipeline: run summary ===", file=out)
-    print("rows (raw = kept + rejected):", file=out)
-    for name, acc in summary["rows"].items():
-        reasons = "; ".join(f"{k}: {v}" for k, v in acc["reasons"].items()) or "none"
-        print(f"  {name:<18} {acc['raw']:>9} = {acc['kept']:>9} + {acc['rejected']:>7}   rejected: {reasons}", file=out)
-    excl = ", ".join(f"{k}: {v}" for k, v in summary["excluded_from_training"].items() if v) or "none"
-    lab = summary["labels"]
-    print(f"labels: {lab['source']}, cutoff {lab['cutoff']}, churn rate {lab['churn_rate']:.1%}; "
-          f"kept but not trained on: {excl}", file=out)
-    feats = summary["features"]
-    origin = (f"transaction features: {feats['transaction_note']}" if feats["transaction_note"]
-              else f"{feats['transaction']} from transactions")
-    print(f"features: {feats['total']} ({feats['customer']} from customers.csv; {origin}); trained on "
-          f"{feats['trained_on']['train']} train + {feats['trained_on']['validation']} validation customers", file=out)
-    m = summary["metrics"]
-    print("validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "f1",
-                                                              "lift_top_decile") if k in m), file=out)
-    mod = summary["model"]
-    print(f"model: {mod['name']} v{mod['version']} ({mod['type']}) → alias '{mod['alias']}': {mod['reason']}", file=out)
-    print("artifacts:", file=out)
-    for key, value in summary["artifacts"].items():
-        if key != "pipeline_outputs":
-            print(f"  {key:<23} {value}", file=out)
-    print(f"tracking: {summary['tracking_uri'] or 'off'}  (browse with `make mlflow-ui`)", file=out)
-    print(f"finished in {summary['seconds']:.0f}s", file=out)
 
 
 def _cutoff(text: str) -> str:
@@ -441,141 +49,6 @@ def _cutoff(text: str) -> str:
     from components.data_prep import cutoff_arg
 
     return cutoff_arg(text)
-
-
-def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | None = None,
-              image: str = DEFAULT_IMAGE, tracking_uri: str | None = None, registry_uri: str | None = None,
-              verbose: bool = False, **params: Any) -> dict:
-    """Runs the whole pipeline with kfp.local's SubprocessRunner and publishes to the project layout.
-
-    Args:
-        raw_dir: Folder following the raw data contract (customers.csv + transactions.json).
-        root: Project folder receiving data/, models/ and mlruns/.
-        pipeline_root: Where kfp.local keeps task outputs (default ``<root>/local_outputs``).
-        image: Component image recorded in the spec (not used to run locally).
-        tracking_uri: MLflow URI (default: ``<root>/mlruns/mlflow.db``); ``""`` disables tracking.
-        registry_uri: Registry URI (default: the tracking store).
-        verbose: Print every line the tasks write (executor JSON included), not only their progress; either
-            way all of it goes to ``<pipeline_root>/logs/run-<time>.log``.
-        **params: Pipeline parameters (churn_window_days, seed, validation_fraction, gate_metric, gate_margin,
-            model_name).
-
-    Returns:
-        The run summary.
-
-    Raises:
-        FileNotFoundError: ``raw_dir`` is missing or lacks an input file.
-        churn.runguard.RunLockedError: Another run holds the project's lock (``<root>/.pipeline.lock``).
-        PublishError: The outputs could not be published (nothing was; the champion did not move).
-        RuntimeError: A task failed (its log is printed above).
-    """
-    from kfp import local
-
-    from churn.layout import DataLayout
-    from components.data_prep import CUSTOMERS_FILE, TRANSACTIONS_FILE
-
-    layout = DataLayout(root.resolve())
-    if not (raw_dir / CUSTOMERS_FILE).is_file():  # transactions.json is optional with a churned column (data_prep checks)
-        raise FileNotFoundError(f"{raw_dir}: missing {[CUSTOMERS_FILE]}. The raw folder needs {CUSTOMERS_FILE} and "
-                                f"{TRANSACTIONS_FILE} (see README, 'Raw data contract'); `make data` generates a sample.")
-    tracking_uri = layout.tracking_uri() if tracking_uri is None else tracking_uri
-    registry_uri = registry_uri or tracking_uri or layout.tracking_uri()
-    pipeline_root = (pipeline_root or layout.root / "local_outputs").resolve()
-    warnings.filterwarnings("ignore", message=".*non-Python base image.*")  # the image is only recorded locally
-    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    with _guarded_run(layout.root, tracking_uri):
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-                   raise_on_error=True)
-        started = time.monotonic()
-        # the component registers with promotion deferred: the alias moves only once the model is published
-        with _task_output(pipeline_root / "logs", verbose=verbose):
-            task = build_pipeline(image)(raw_dir=str(raw_dir.resolve()), tracking_uri=tracking_uri,
-                                         registry_uri=registry_uri, defer_promotion=True, **params)
-        outputs = dict(task.outputs)
-        published = publish(outputs, layout.root)
-        promote_published(layout.root, registry_uri, Path(published["model"]))
-        return summarize(outputs, published, tracking_uri, time.monotonic() - started)
-
-
-_PROGRESS = re.compile(r"Running pipeline|Executing task|finished with status|"
-                       r" (?:INFO|WARNING|ERROR) (?:components|churn)\.|Traceback|Error")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class _ProgressFilter(io.TextIOBase):
-    """A stdout stand-in: every line goes to the run log; the console gets task progress and the stages' own
-    log lines (kfp.local prints each task's executor input and output JSON, hundreds of lines a run)."""
-
-    def __init__(self, log: TextIO, console: TextIO, verbose: bool) -> None:
-        self.log, self.console, self.verbose, self._line = log, console, verbose, ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        if self.verbose:
-            return self.console.write(text)
-        self._line += text
-        *lines, self._line = self._line.split("\n")
-        for line in lines:
-            plain = _ANSI.sub("", line).strip()
-            if _PROGRESS.search(plain):
-                self.console.write(plain + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.console.flush()
-
-
-@contextlib.contextmanager
-def _task_output(folder: Path, *, verbose: bool) -> Iterator[Path]:
-    """Sends what kfp.local prints to ``folder/run-<time>.log``, showing progress; on a failure, the log's tail."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
-    console = sys.stdout
-    print(f"task logs: {path}", file=console, flush=True)
-    with open(path, "w", encoding="utf-8", errors="replace") as log:
-        stream = _ProgressFilter(log, console, verbose)
-        try:
-            with contextlib.redirect_stdout(stream):
-                yield path
-        except BaseException:
-            stream.flush()
-            if not verbose:
-                tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-60:]
-                print("\n".join(["--- last lines of the task log " + "-" * 40, *tail, "-" * 71]), file=sys.stderr)
-            raise
-        finally:
-            stream.flush()
-
-
-@contextlib.contextmanager
-def _guarded_run(root: Path, tracking_uri: str) -> Iterator[None]:
-    """Holds the project's run lock, makes the components die with this process, and ends the MLflow runs
-    an earlier run left RUNNING when it was killed."""
-    from churn.runguard import OWNER_ENV, RunLock, this_process
-    from churn.tracking import end_abandoned_runs
-
-    lock = RunLock(root).acquire()
-    inherited = os.environ.get(OWNER_ENV)
-    os.environ[OWNER_ENV] = this_process().env_value()  # read by every component (churn.runguard)
-    try:
-        if lock.previous:
-            logger.warning("%s: the previous run (pid %s, started %s) ended without releasing it (killed?)",
-                           lock.path, lock.previous.get("pid"), lock.previous.get("started"))
-        try:
-            end_abandoned_runs(tracking_uri)
-        except Exception as exc:  # noqa: BLE001 - a cleanup of old runs never stops a new one
-            logger.warning("could not check %s for runs left RUNNING: %s", tracking_uri, exc)
-        yield
-    finally:
-        if inherited is None:
-            os.environ.pop(OWNER_ENV, None)
-        else:
-            os.environ[OWNER_ENV] = inherited
-        lock.release()
 
 
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
@@ -869,9 +342,9 @@ def _add_batch_predict_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _batch_predict(args: argparse.Namespace, target: dict) -> int:
-    from churn import vertex
+    from churn import vertex_endpoints, vertexai
 
-    result = vertex.batch_predict(
+    result = vertex_endpoints.batch_predict(
         **target, model_name=args.model, version=args.version, bigquery_source=args.bigquery_source,
         gcs_source=args.gcs_source, bigquery_destination=args.bigquery_destination,
         gcs_destination=args.gcs_destination, instance_type=args.instance_type, key_field=args.key_field,
@@ -880,7 +353,7 @@ def _batch_predict(args: argparse.Namespace, target: dict) -> int:
         service_account=args.service_account, labels=dict(args.label), display_name=args.display_name,
         sync=args.sync, poll_seconds=args.poll_seconds)
     print(f"submitted {result['job']} ({args.model} v{result['version']}, {args.version})")
-    print(vertex.console_url(result["job"]))
+    print(vertexai.console_url(result["job"]))
     if not args.sync:
         return 0
     if result["state"] != "JOB_STATE_SUCCEEDED":
@@ -904,7 +377,7 @@ def _training_parameters(args: argparse.Namespace, target: dict, params: dict[st
     The registry URI carries the prediction log prefix the registered versions' serving containers log to
     (``--prediction-log-uri``; for a schedule's retraining, by default the ``--current`` prefix it checks).
     """
-    from churn import vertex
+    from churn import vertexai
 
     root = args.pipeline_root.rstrip("/")
     params = dict(params)
@@ -920,11 +393,11 @@ def _training_parameters(args: argparse.Namespace, target: dict, params: dict[st
         if not args.serving_image:
             raise ValueError(f"{args.command} needs --serving-image (Vertex AI Model Registry) or "
                              f"--param registry_uri=URI")
-        params["registry_uri"] = vertex.VertexTarget(**target, serving_image=args.serving_image,
+        params["registry_uri"] = vertexai.VertexTarget(**target, serving_image=args.serving_image,
                                                      staging=f"{root}/models",
                                                      prediction_log=str(log_uri or "").rstrip("/")).uri()
     if "tracking_uri" not in params and args.experiment:
-        params["tracking_uri"] = vertex.VertexTarget(**target, experiment=args.experiment,
+        params["tracking_uri"] = vertexai.VertexTarget(**target, experiment=args.experiment,
                                                      staging=f"{root}/experiments").uri()
     return params
 
@@ -932,7 +405,7 @@ def _training_parameters(args: argparse.Namespace, target: dict, params: dict[st
 def _scoring_parameters(args: argparse.Namespace, target: dict, params: dict[str, Any]) -> dict[str, Any]:
     """The scoring pipeline's parameters for a Vertex run: raw data, the model to score with, and the
     Model Registry the training runs register in (the ``registry_uri`` :func:`_training_parameters` builds)."""
-    from churn import vertex
+    from churn import vertexai
 
     if not args.raw_dir:
         raise ValueError("--pipeline scoring needs --raw-dir (the gs:// raw data of the customers to score)")
@@ -947,7 +420,7 @@ def _scoring_parameters(args: argparse.Namespace, target: dict, params: dict[str
                        ("as_of", args.as_of), ("top", args.top)):
         params.setdefault(key, value)
     if "registry_uri" not in params:
-        params["registry_uri"] = vertex.VertexTarget(**target, serving_image=args.serving_image or "",
+        params["registry_uri"] = vertexai.VertexTarget(**target, serving_image=args.serving_image or "",
                                                      staging=f"{args.pipeline_root.rstrip('/')}/models").uri()
     return params
 
@@ -964,25 +437,27 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
 
     from google.api_core.exceptions import GoogleAPICallError
 
-    from churn import vertex
+    from churn import vertex_endpoints, vertex_jobs, vertexai
+    from churn.registry import rollback
+    from churn.registry.vertex import VertexRegistry
 
     target = dict(project=args.project, region=args.region, api_endpoint=args.api_endpoint)
     try:
         if args.command == "batch-predict":
             return _batch_predict(args, target)
         if args.command == "deploy":
-            result = vertex.deploy(**target, model_name=args.model, alias=args.alias, endpoint_name=args.endpoint,
+            result = vertex_endpoints.deploy(**target, model_name=args.model, alias=args.alias, endpoint_name=args.endpoint,
                                    machine_type=args.machine_type, min_replicas=args.min_replicas,
                                    max_replicas=args.max_replicas, traffic_percentage=args.traffic,
                                    service_account=args.service_account, log_table=args.log_table,
                                    log_sampling_rate=args.log_sampling_rate)
             print(f"deployed {args.model} v{result['version']} ({args.alias}) to {result['endpoint']} "
                   f"({'created' if result['created'] else 'reused'}); traffic split {result['traffic_split']}")
-            print(vertex.console_url(result["endpoint"]))
+            print(vertexai.console_url(result["endpoint"]))
             return 0
         if args.command == "rollback":
-            registry = vertex.VertexRegistry(vertex.VertexTarget(**target))
-            result = vertex.rollback(registry, args.model, args.to_version)
+            registry = VertexRegistry(vertexai.VertexTarget(**target))
+            result = rollback(registry, args.model, args.to_version)
             print(f"{args.model}: champion is now v{result['champion']} (v{result['archived']} archived)")
             return 0
         params = dict(args.param)
@@ -995,13 +470,13 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                     params = _scoring_parameters(args, target, params)
                 else:
                     template = _template(args, (args.image,), compile_pipeline, Path(tmp))
-                    params = vertex.with_raw_digest(template, _training_parameters(args, target, params))
-                name = vertex.submit_pipeline_job(template, **target, pipeline_root=args.pipeline_root,
+                    params = vertex_jobs.with_raw_digest(template, _training_parameters(args, target, params))
+                name = vertex_jobs.submit_pipeline_job(template, **target, pipeline_root=args.pipeline_root,
                                                   parameter_values=params, service_account=args.service_account,
                                                   experiment=args.experiment, labels=labels,
                                                   enable_caching=args.caching, display_name=args.display_name,
                                                   job_id=args.job_id)
-                print(f"submitted {name}\n{vertex.console_url(name)}")
+                print(f"submitted {name}\n{vertexai.console_url(name)}")
                 return 0
             if scoring:
                 template = _template(args, (args.image,), _compile_scoring, Path(tmp))
@@ -1014,7 +489,7 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                     if getattr(args, key):
                         params[key] = getattr(args, key)
                 params.setdefault("baseline", args.baseline or "")  # "": the drift check finds the model's own
-            display_name = args.display_name or (SCORING_SCHEDULE_NAME if scoring else vertex.DRIFT_SCHEDULE_NAME)
+            display_name = args.display_name or (SCORING_SCHEDULE_NAME if scoring else vertex_jobs.DRIFT_SCHEDULE_NAME)
             if args.retrain_template and not scoring:
                 if not args.raw_dir:
                     raise ValueError("--retrain-template needs --raw-dir (the gs:// raw data to retrain on)")
@@ -1023,22 +498,22 @@ def _run_cloud_command(args: argparse.Namespace) -> int:
                                      "experiment": args.experiment,
                                      "parameter_values": _training_parameters(args, target, {})}
             if args.backend == "cloud-scheduler":
-                result = vertex.schedule_with_cloud_scheduler(
+                result = vertex_jobs.schedule_with_cloud_scheduler(
                     template, **target, pipeline_root=args.pipeline_root, cron=args.cron, time_zone=args.time_zone,
                     job_name=display_name, parameter_values=params, service_account=args.service_account,
                     scheduler_service_account=args.scheduler_service_account, labels=labels,
                     scheduler_location=args.scheduler_location, scheduler_endpoint=args.scheduler_endpoint)
                 changed = f": {', '.join(result['changed'])}" if result["changed"] else ""
                 print(f"{result['status']} Cloud Scheduler job {result['job']}{changed} "
-                      f"({args.cron}, {args.time_zone or vertex.SCHEDULER_TIME_ZONE}; {result['state']}) "
+                      f"({args.cron}, {args.time_zone or vertex_jobs.SCHEDULER_TIME_ZONE}; {result['state']}) "
                       f"→ POST {result['uri']}")
                 print(f"https://console.cloud.google.com/cloudscheduler?project={args.project}")
                 return 0
             cron = f"TZ={args.time_zone} {args.cron}" if args.time_zone else args.cron
-            name, created = vertex.schedule_pipeline(template, **target, pipeline_root=args.pipeline_root, cron=cron,
+            name, created = vertex_jobs.schedule_pipeline(template, **target, pipeline_root=args.pipeline_root, cron=cron,
                                                      display_name=display_name, parameter_values=params,
                                                      service_account=args.service_account, labels=labels)
-            print(f"{'created' if created else 'updated'} schedule {name} ({cron})\n{vertex.console_url(name)}")
+            print(f"{'created' if created else 'updated'} schedule {name} ({cron})\n{vertexai.console_url(name)}")
             return 0
     except (ValueError, LookupError, RuntimeError, FileNotFoundError) as exc:
         logger.error("%s: %s", args.command, exc)

@@ -279,7 +279,7 @@ def test_run_summary_says_the_transaction_features_are_absent_and_who_was_not_tr
     import shutil
     from types import SimpleNamespace
 
-    import pipeline
+    from pipelines.local import print_summary, summarize
 
     source, _ = telco_interim
     interim = tmp_path / "interim"
@@ -299,9 +299,9 @@ def test_run_summary_says_the_transaction_features_are_absent_and_who_was_not_tr
                "validation_data": art(tmp_path / "validation", rows=facts["rows"]["validation"]),
                "metrics": art(tmp_path, roc_auc=0.8), "model": art(model, model_type="logistic_regression"),
                "registration": art(model)}
-    summary = pipeline.summarize(outputs, {"model": str(model)}, "", 1.0)
+    summary = summarize(outputs, {"model": str(model)}, "", 1.0)
     assert summary["features"]["transaction"] == 0
-    pipeline.print_summary(summary)
+    print_summary(summary)
     out = capsys.readouterr().out
     assert "transaction features: none (no transaction log)" in out
     assert "kept but not trained on: signed up after cutoff: 2" in out

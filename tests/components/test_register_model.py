@@ -207,19 +207,19 @@ def test_a_customers_only_champion_and_a_champion_needing_transactions(retrain_o
 def test_the_component_takes_the_interim_data_and_the_pipeline_wires_it() -> None:
     import yaml
 
-    import pipeline
+    from pipelines import training
 
     assert "interim" in rm.component("img").component_spec.inputs
-    spec = yaml.safe_load(_compiled(pipeline))
+    spec = yaml.safe_load(_compiled(training))
     task = spec["root"]["dag"]["tasks"]["register-model"]["inputs"]["artifacts"]["interim"]
     assert task["taskOutputArtifact"] == {"outputArtifactKey": "interim", "producerTask": "data-prep"}
 
 
-def _compiled(pipeline) -> str:
+def _compiled(training) -> str:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        return pipeline.compile_pipeline(Path(tmp) / "p.yaml").read_text()
+        return training.compile_pipeline(Path(tmp) / "p.yaml").read_text()
 
 
 def test_a_customers_only_champion_is_gated_against_a_model_with_transactions(retrain_on_new_categories,

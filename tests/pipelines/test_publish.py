@@ -1,4 +1,4 @@
-"""pipeline.publish: contract C's model folders, written aside then renamed, and a full disk (a real tmpfs)."""
+"""pipelines.publish: contract C's model folders, written aside then renamed, and a full disk (a real tmpfs)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import pipeline
+from pipelines.publish import PublishError, promote_published, publish
 
 MB = 1_000_000
 
@@ -42,7 +42,7 @@ def test_publish_writes_the_model_folder_with_its_baseline(tmp_path: Path) -> No
     root = tmp_path / "project"
     (root / "data" / "processed").mkdir(parents=True)
     (root / "data" / "processed" / "stale.csv").write_text("from an older run\n")
-    published = pipeline.publish(outputs, root)
+    published = publish(outputs, root)
     home = root / "models" / "m" / "v1"
     assert published["model"] == str(home)
     for rel in ("model.joblib", "evaluation/metrics.json", "evaluation/validation_predictions.csv",
@@ -55,7 +55,7 @@ def test_publish_writes_the_model_folder_with_its_baseline(tmp_path: Path) -> No
 
 
 def test_a_promoting_run_writes_latest_aside_until_the_registry_says_champion(tmp_path: Path) -> None:
-    pipeline.publish(_outputs(tmp_path / "run"), tmp_path / "project")
+    publish(_outputs(tmp_path / "run"), tmp_path / "project")
     models = tmp_path / "project" / "models"
     assert not (models / "latest").exists()
     [staged] = _hidden(tmp_path / "project")
@@ -77,8 +77,8 @@ def test_a_full_disk_publishes_nothing_and_says_what_to_do(small_disk: Path, tmp
     (root / "data" / "processed").mkdir(parents=True)
     (root / "data" / "processed" / "train.csv").write_text("the previous run's\n")
     _fill(small_disk, leave)
-    with pytest.raises(pipeline.PublishError) as failed:
-        pipeline.publish(outputs, root)
+    with pytest.raises(PublishError) as failed:
+        publish(outputs, root)
     message = str(failed.value)
     assert "could not publish" in message and str(root) in message
     assert "No space left" in message and "free space on the disk" in message
@@ -89,7 +89,7 @@ def test_a_full_disk_publishes_nothing_and_says_what_to_do(small_disk: Path, tmp
     assert _hidden(root) == []
     # with room again, the same outputs publish
     (small_disk / "ballast").unlink()
-    pipeline.publish(outputs, root)
+    publish(outputs, root)
     assert (root / "models/m/v1/model.joblib").stat().st_size == 300_000
 
 
@@ -99,7 +99,7 @@ def test_latest_is_brought_back_to_the_champion(tmp_path: Path) -> None:
 
     outputs = _outputs(tmp_path / "run", alias="challenger")
     root = tmp_path / "project"
-    home = Path(pipeline.publish(outputs, root)["model"])
+    home = Path(publish(outputs, root)["model"])
     (home / "registration.json").write_text('{"model_name": "m", "version": "1", "alias": "challenger"}')
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = get_registry(uri)
@@ -107,7 +107,7 @@ def test_latest_is_brought_back_to_the_champion(tmp_path: Path) -> None:
     registry.set_alias("m", "champion", "1")
     (root / "models" / "latest").mkdir()
     (root / "models" / "latest" / "registration.json").write_text('{"model_name": "m", "version": "0"}')
-    pipeline.promote_published(root, uri, home)
+    promote_published(root, uri, home)
     assert (root / "models/latest/model.joblib").read_bytes() == (home / "model.joblib").read_bytes()
     assert json.loads((root / "models/latest/registration.json").read_text())["version"] == "1"
     assert _hidden(root) == []
