@@ -12,20 +12,18 @@ features``: what Vertex AI Batch Prediction sends for CSV and BigQuery sources);
 value per feature (``null`` only where the feature is nullable) and no ``customer_id``. One request may
 mix both forms.
 
-These pydantic models are the contract: they build the OpenAPI document and ``/schema``, and give the
-detailed errors per instance and field. Valid requests are normally accepted earlier by the equivalent
-msgspec fast path of :mod:`serving.columns`; anything it does not accept is validated here. Instances are
-``TypedDict``\\ s, so a validated request is plain dicts. The response is written with orjson on the hot
-path and described here for the docs.
+These pydantic models are the contract (the OpenAPI document, ``/schema`` and the detailed errors per
+instance and field); the msgspec fast path of :mod:`serving.columns` accepts the same valid requests
+sooner and hands everything else to them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, NotRequired, Required
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
-from typing_extensions import NotRequired, Required, TypedDict
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from churn.schema import ID_COLUMN, FeatureSchema
 
@@ -40,7 +38,7 @@ class PredictParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: Optional[float] = Field(
+    threshold: float | None = Field(
         None, ge=0.0, le=1.0, allow_inf_nan=False, strict=True,  # a JSON number (int or float) or null, as documented
         description="Decision threshold for `churned` in this request (default: the model's, chosen at training).")
 
@@ -48,7 +46,7 @@ class PredictParameters(BaseModel):
 class Prediction(BaseModel):
     """One instance's prediction."""
 
-    customer_id: Optional[str] = Field(None, description="Echo of the instance's `customer_id`, if given.")
+    customer_id: str | None = Field(None, description="Echo of the instance's `customer_id`, if given.")
     churn_probability: float = Field(..., ge=0.0, le=1.0, description="Probability that the customer churns.")
     churned: bool = Field(..., description="`churn_probability >= threshold`.")
     threshold: float = Field(..., description="Decision threshold applied.")
@@ -74,7 +72,7 @@ class ErrorResponse(BaseModel):
     """Error body for 400/413/422/503."""
 
     detail: list[FieldError] | str
-    error_count: Optional[int] = None
+    error_count: int | None = None
 
 
 class PredictionLogHealth(BaseModel):
@@ -84,7 +82,7 @@ class PredictionLogHealth(BaseModel):
     rows_written: int
     rows_lost: int = Field(..., description="Answered but not logged (write failed, or dropped from memory)")
     rows_pending: int = Field(..., description="Waiting in memory to be written")
-    last_error: Optional[str] = None
+    last_error: str | None = None
 
 
 class HealthResponse(BaseModel):
@@ -92,12 +90,12 @@ class HealthResponse(BaseModel):
 
     status: str = Field(..., description="`ok`, `degraded` (served, but predictions are not all logged), "
                                          "`loading` or `unavailable`")
-    model_name: Optional[str] = None
-    model_version: Optional[str] = None
-    model_type: Optional[str] = None
-    source: Optional[str] = None
-    error: Optional[str] = None
-    prediction_log: Optional[PredictionLogHealth] = Field(None, description="null when the log is off")
+    model_name: str | None = None
+    model_version: str | None = None
+    model_type: str | None = None
+    source: str | None = None
+    error: str | None = None
+    prediction_log: PredictionLogHealth | None = Field(None, description="null when the log is off")
 
 
 def _numeric(description: str) -> Any:
@@ -145,6 +143,11 @@ def _form(value: Any) -> str:
     return ARRAY_TAG if isinstance(value, (list, tuple)) else OBJECT_TAG
 
 
+def _typed_dict(name: str, fields: dict[str, Any], config: ConfigDict) -> Any:
+    """A ``TypedDict`` whose fields are known only at run time, with its pydantic config."""
+    return with_config(config)(TypedDict(name, fields))  # type: ignore[operator]  # fields known at run time only
+
+
 def request_models(schema: FeatureSchema, max_instances: int, extra_fields: str = "forbid") -> RequestModels:
     """Builds the request validators for a feature schema.
 
@@ -160,25 +163,24 @@ def request_models(schema: FeatureSchema, max_instances: int, extra_fields: str 
     if extra_fields not in EXTRA_FIELDS:
         raise ValueError(f"extra_fields must be one of {EXTRA_FIELDS}, not {extra_fields!r}")
     fields: dict[str, Any] = {
-        ID_COLUMN: NotRequired[Optional[Annotated[str, Field(strict=True, max_length=MAX_TEXT,
-                                                             description="Optional id, echoed back.")]]]}
+        ID_COLUMN: NotRequired[Annotated[str, Field(strict=True, max_length=MAX_TEXT,
+                                                    description="Optional id, echoed back.")] | None]}
     positions: list[Any] = []
     for spec in schema.features:
         kind = _numeric(spec.description) if spec.kind == "numeric" else _categorical(spec.description, spec.categories)
-        fields[spec.name] = NotRequired[Optional[kind]] if spec.nullable else Required[kind]
-        positions.append(Optional[kind] if spec.nullable else kind)
-    instance = TypedDict("CustomerInstance", fields)  # type: ignore[operator]
-    instance.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
-        extra=extra_fields, title="CustomerInstance")
-    array = Annotated[tuple[tuple(positions)], Field(  # type: ignore[misc]
+        fields[spec.name] = NotRequired[kind | None] if spec.nullable else Required[kind]
+        positions.append(kind | None if spec.nullable else kind)
+    instance = _typed_dict("CustomerInstance", fields, ConfigDict(
+        extra="forbid" if extra_fields == "forbid" else "ignore", title="CustomerInstance"))
+    array: Any = Annotated[tuple[tuple(positions)], Field(  # type: ignore[misc]  # positions known at run time
         title="CustomerArray", description="The feature values in the order of feature_schema.features (GET /schema)")]
-    either = Annotated[Union[Annotated[instance, Tag(OBJECT_TAG)], Annotated[array, Tag(ARRAY_TAG)]],
-                       Discriminator(_form)]
-    instances = Annotated[list[either], Field(min_length=1, max_length=max_instances,
-                                              description="Customers to score: feature records (objects) or "
-                                                          "arrays of feature values in schema order.")]
-    batch = TypedDict("PredictRequest", {"instances": Required[instances],  # type: ignore[operator]
-                                         "parameters": NotRequired[Optional[PredictParameters]]})
-    batch.__pydantic_config__ = ConfigDict(extra="forbid", title="PredictRequest")  # type: ignore[attr-defined]
+    either: Any = Annotated[Annotated[instance, Tag(OBJECT_TAG)] | Annotated[array, Tag(ARRAY_TAG)],
+                            Discriminator(_form)]
+    instances: Any = Annotated[list[either], Field(min_length=1, max_length=max_instances,
+                                                   description="Customers to score: feature records (objects) or "
+                                                               "arrays of feature values in schema order.")]
+    batch = _typed_dict("PredictRequest", {"instances": Required[instances],
+                                           "parameters": NotRequired[PredictParameters | None]},
+                        ConfigDict(extra="forbid", title="PredictRequest"))
     return RequestModels(instance=instance, batch=TypeAdapter(batch), single=TypeAdapter(instance),
                          array=TypeAdapter(array))
