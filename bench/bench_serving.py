@@ -1,33 +1,17 @@
-"""Benchmark: the prediction server against an HTTP floor and a conventional joblib/pandas server.
+"""Benchmark: the prediction server against an HTTP floor, a JSON-decode floor and a joblib/pandas server.
 
-Four servers run side by side on 127.0.0.1, each under uvicorn with the same worker count:
+Servers run side by side on 127.0.0.1 under uvicorn with the same worker count: ``no-op`` (a constant: the
+HTTP floor), ``decode`` (reads and decodes the JSON body with msgspec: the floor of any Python server that
+must read the instances; ``decode-array`` with array-form bodies), ``ours`` (``python -m serving``, log on;
+``ours-array`` sent Vertex Batch Prediction's array form) and ``joblib`` (unpickle ``model.joblib``, a
+pandas DataFrame, scikit-learn's ``predict_proba``: what common templates ship).
 
-* ``no-op``: a FastAPI endpoint returning a constant — the HTTP floor of this machine;
-* ``decode``: reads the body and decodes its JSON (msgspec, untyped: the fastest JSON decoder for
-  Python measured here) before returning a constant — the floor of any Python server that must read
-  the instances, which is what bounds the 1000-instance throughput ratio; ``decode-array`` is the same
-  server sent the array-form bodies, the floor the array form is set against;
-* ``ours``: ``python -m serving`` (ONNX in onnxruntime, validation from the feature schema, prediction
-  log on, as configured by default), sent the instances as objects; ``ours-array`` is the same server sent
-  the same instances in Vertex AI Batch Prediction's array form (feature values in schema order, no
-  ``customer_id``: a body several times smaller);
-* ``joblib``: what common Vertex AI templates ship — unpickle ``model.joblib`` at start, build a pandas
-  DataFrame from the instances, call scikit-learn's ``predict_proba``.
-
-Every scenario (1 or 1000 instances per request × concurrency 1 or 16) runs in ``--rounds`` rounds (3), each
-running the four servers one after the other, so machine noise hits them alike; a target's ratio is the median
-over the rounds (a burst of other work spoils one round, not the verdict), and the table pools them. The load
-generator is a minimal asyncio HTTP/1.1 client (on uvloop when installed) with keep-alive connections sending
-pre-encoded requests and reading only the status line and ``Content-Length`` of each response; it runs in this
-process and is the same for all four. It shares the machine's CPUs with the servers, so each scenario also
-reports the CPU time per request of the server (its whole process tree) and of the client, and how many cores
-other processes took meanwhile (from ``/proc/stat``): on a shared machine, throughput follows those. Then a
-soak: ``--soak-seconds`` at concurrency 32 on ``ours``, counting errors and sampling the server's memory
-(resident set of the uvicorn process tree).
-
-Targets: single-instance p50 ≤ 2× the floor; ≥ 10× the throughput of ``joblib`` (objects, and arrays with
-1000-instance requests); ≥ 100k instances/s with 1000-instance requests; soak with 0 errors and flat memory.
-The object and array forms are reported side by side, with their body sizes and ratios to ``joblib``.
+Each scenario (1 or 1000 instances × concurrency 1 or 16) runs in ``--rounds`` rounds, the servers back to
+back in each, so noise hits them alike; a target's ratio is the median over the rounds. The in-process
+asyncio keep-alive client also reports each side's CPU per request and the cores other processes took,
+since on a shared machine throughput follows them. A soak (``--soak-seconds`` at c=32 on ``ours``) counts
+errors and samples memory. Targets: single-instance p50 ≤ 2× the floor; ≥ 10× joblib's throughput;
+≥ 100k instances/s at 1000 instances; a soak with 0 errors and flat memory. Results: docs/benchmarks.md.
 
 Run: ``python bench/bench_serving.py --help`` (or ``make bench-serving``). Loopback only, bounded in time.
 """

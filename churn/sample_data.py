@@ -1,28 +1,14 @@
 """Seeded, vectorised generator of realistic raw customer-churn data.
 
-The generator writes the project's raw data contract:
+Writes the raw data contract (docs/data-contract.md): ``customers.csv`` (plan, region, acquisition
+channel, age, payment method, support tickets) and ``transactions.json`` (JSON Lines or one array;
+amounts, quantities, categories, channels, refunds).
 
-* ``customers.csv`` -- one row per customer: ``customer_id`` (zero-padded text),
-  ``signup_date`` (``YYYY-MM-DD``), ``plan``, ``region``, ``acquisition_channel``,
-  ``age`` (empty cell when missing), ``payment_method`` and ``support_tickets``.
-* ``transactions.json`` -- JSON Lines (default) or a single JSON array with
-  ``transaction_id``, ``customer_id``, ``timestamp`` (``YYYY-MM-DDTHH:MM:SSZ``),
-  ``amount`` (2 decimals; negative for refunds), ``quantity``, ``category``,
-  ``channel`` and ``status`` (``completed`` or ``refunded``).
-
-Churn is simulated so that it matches the downstream labelling rule: with
-``end`` the latest transaction timestamp and ``cutoff = end - churn_window_days``,
-a customer who signed up on or before the cutoff is churned (1) when they have
-no transaction in ``(cutoff, end]``. Each customer gets a latent churn
-propensity from their attributes; churners stop purchasing at a time drawn
-mostly in the ~120 days before the cutoff and their purchase rate halves in the
-~90 days before they stop, so recency, frequency and trend at the cutoff carry
-the signal. Active customers keep purchasing until the end.
-
-All random draws come from one ``numpy.random.Generator`` seeded by ``seed`` and
-all per-transaction work is vectorised, so the same seed yields byte-identical
-files and 1M customers / ~20M transactions take about a minute to generate and
-write (~3 GB peak memory).
+Churn matches the downstream labelling rule: with ``cutoff = end - churn_window_days``, a customer who
+signed up by the cutoff is churned when they buy nothing in ``(cutoff, end]``. A latent propensity from
+the attributes picks the churners, who slow down and then stop before the cutoff, so recency, frequency
+and trend carry the signal. One seeded ``numpy.random.Generator`` and vectorised per-transaction work make
+the same seed give byte-identical files, fast enough for 1M customers (docs/pipeline.md).
 
 Example:
     ``python -m churn.sample_data --customers 5000 --seed 42 --out data/raw``

@@ -3,7 +3,7 @@
 Reads a prediction log (``data/predictions/<model_version>_outputs.csv``) and the baseline of the model that
 served it (``models/<name>/<model_version>/baseline/train.csv``, picked by the log's ``model_version``),
 compares every feature of the feature schema and the prediction ``churn_probability`` against that model's
-validation scores (``monitoring/drift.py`` has the metrics and why they are what they are),
+validation scores (metrics in ``monitoring/drift.py``; the method in docs/drift.md),
 checks performance when outcomes of past predictions have arrived, writes the reports, and starts a
 training run when the decision says retrain (``monitoring/trigger.py``).
 

@@ -4,18 +4,11 @@ This is the serving image's command (and ``make serve``). ``SERVING_WORKERS`` ov
 each worker loads its own copy of the model and runs onnxruntime on one thread. uvicorn picks uvloop (event
 loop) and httptools (HTTP parser) when installed, as both locks install them; access logging is off.
 
-On Linux each worker listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads new connections
-evenly across workers; with one shared socket (uvicorn's way, kept where ``SO_REUSEPORT`` does not
-balance) the first worker to wake could take every connection of a burst, and keep-alive clients such as
-Vertex AI's frontends then keep them there (see :func:`serve`).
-
-Workers exit when the parent dies, even by ``SIGKILL`` (:func:`_exit_with_parent`), so they never keep
-serving and holding the port without a supervisor. Each request's head and body have deadlines
-(``SERVING_HEADER_TIMEOUT_SECONDS``, :mod:`serving.connection`; ``SERVING_BODY_TIMEOUT_SECONDS``).
-
-glibc's allocator is told to keep the memory a request frees (:func:`keep_freed_memory`): by default it
-hands large freed blocks back to the kernel and faults fresh zeroed pages in for the next request, which
-for a 1000-instance request (an 800 kB body, read and copied a few times) cost more CPU than reading it.
+On Linux each worker listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads connections
+evenly (see :func:`serve`). Workers exit when the parent dies, even by ``SIGKILL``
+(:func:`_exit_with_parent`), so none keeps holding the port unsupervised. Each request's head and body have
+deadlines (:mod:`serving.connection`, ``SERVING_BODY_TIMEOUT_SECONDS``). glibc is told to keep freed memory
+(:func:`keep_freed_memory`), so large requests do not fault in fresh pages each time (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -163,21 +156,14 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
     """Runs an ASGI app under uvicorn, each worker on its own ``SO_REUSEPORT`` socket, with Nagle's algorithm
     off and glibc keeping freed memory (:func:`keep_freed_memory`).
 
-    With several workers, uvicorn's ``Multiprocess`` supervises them (health checks, restarts, signals,
-    graceful shutdown) but by itself shares one listening socket between them, and whichever worker wakes
-    first accepts every connection waiting. Of 32 connections opened in a burst to 2 workers, one worker
-    got fewer than 4 in 12 of 30 bursts (none in 9), and keep-alive clients stay where they landed. So the
-    parent only reserves the port (:func:`_reserve_port`, failing early if it is taken) and each worker
-    binds its own socket to it; the kernel hashes each new connection to one of the listening sockets
-    (in the same test, never fewer than 11 of 32 on a worker; tests/serving/test_main.py). Connections
-    still waiting in the queue of a worker that shuts down (restart, ``SIGTERM``) are reset, where a
-    shared socket would hand them to another worker. Without ``SO_REUSEPORT`` load balancing (not Linux)
-    the workers share one socket as before.
-
-    Sockets the workers or uvicorn bind are ``socket.socket()`` (``proto`` 0), and asyncio only sets
-    ``TCP_NODELAY`` on sockets whose ``proto`` is TCP; responses then wait for the client's delayed ACK
-    (~40 ms each, measured here). Setting it on the listening socket fixes that: on Linux accepted
-    connections inherit it.
+    uvicorn's ``Multiprocess`` supervises the workers (health checks, restarts, signals, graceful shutdown),
+    but one shared listening socket lets whichever worker wakes first take a whole burst, and keep-alive
+    clients stay there. So the parent only reserves the port (:func:`_reserve_port`, failing early if it is
+    taken) and each worker binds its own socket, which the kernel balances new connections over. Connections
+    still queued at a worker that shuts down are reset. Without ``SO_REUSEPORT`` balancing (not Linux) the
+    workers share one socket. ``TCP_NODELAY`` is set on the listening socket (accepted connections inherit
+    it), since asyncio sets it only on sockets whose ``proto`` is TCP and responses would otherwise wait for
+    the client's delayed ACK. Measurements: docs/serving.md ("Image").
 
     Args:
         app: Import string, e.g. ``serving.app:app``.

@@ -13,12 +13,9 @@ while it loads. With ``AIP_STORAGE_URI`` it loads that folder once; otherwise it
 ``champion`` alias, polling every ``SERVING_POLL_SECONDS`` and swapping a newly verified version in
 between two requests (in-flight requests finish on the model they started with).
 
-``uvicorn serving.app:app`` works: ``app`` is built on first access (PEP 562), never at import.
-
-The predict route is the hot path: it takes no FastAPI dependencies (sync ones run in a thread pool),
-validates through :mod:`serving.columns` (falling back to the pydantic models for anything it does not
-accept, so errors are as detailed as ever), scores the arrays, hands them to the prediction log as they
-are and writes the response with orjson. ``response_model`` still documents the response.
+``uvicorn serving.app:app`` works: ``app`` is built on first access (PEP 562), never at import. The
+predict route is the hot path: no FastAPI dependencies (sync ones cost thread hops), validation by
+:mod:`serving.columns` with the pydantic models as fallback, and an orjson response.
 """
 
 from __future__ import annotations

@@ -30,14 +30,13 @@ class Settings(BaseSettings):
             ``mlruns/mlflow.db`` under the working directory).
         model_name: Registered model name.
         model_alias: Registry alias to serve.
-        model_version: Version label to report and log under, overriding the one found (see README).
+        model_version: Version label to report and log under, overriding the one found (docs/serving.md).
         poll_seconds: How often the registry alias is checked (and a failed load retried).
         max_instances: Most instances in one request (more → 413).
         max_body_bytes: Largest request body (more → 413); Vertex's own limit is 1.5 MB.
-        max_drain_bytes: After answering a request before its body arrived (413, 503, ...), the server reads
-            and discards up to this many more bytes of the body before closing, so that clients which send
-            the whole body before reading (urllib, requests) get the answer instead of a reset connection. A
-            body declared larger than this is not read: the connection is closed at once.
+        max_drain_bytes: After answering before the body arrived (413, 503, ...), read and discard up to
+            this many more bytes before closing, so clients that send the whole body first (urllib,
+            requests) get the answer, not a reset connection. A larger declared body is not read.
         drain_seconds: Longest time spent discarding such a body.
         header_timeout_seconds: The request line and headers must arrive within this time from the
             connection opening (or the first byte of the next request on a keep-alive connection), else
