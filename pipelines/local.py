@@ -4,6 +4,7 @@ The tasks run in this Python environment (kfp.local's SubprocessRunner: no Docke
 the project's run lock; what they print goes to a task log, the console shows their progress.
 """
 
+import argparse
 import contextlib
 import io
 import json
@@ -17,10 +18,43 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipelines.publish import artifact_path, promote_published, publish
+from pipelines.publish import PublishError, artifact_path, promote_published, publish
 from pipelines.training import DEFAULT_IMAGE, build_pipeline
 
 logger = logging.getLogger("pipeline")  # the CLI's logger: its name prefixes the messages users see
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``pipeline.py run``: runs, publishes and prints the summary; returns the exit code.
+
+    Exit codes: 0 done, 1 a task or the publishing failed, 2 no raw data, 3 another run holds the lock.
+    """
+    from churn.runguard import RunLockedError
+
+    params = {"churn_window_days": args.churn_window_days, "seed": args.seed,
+              "validation_fraction": args.validation_fraction, "gate_metric": args.gate_metric,
+              "gate_margin": args.gate_margin, "model_name": args.model_name, "cutoff": args.cutoff}
+    try:
+        summary = run_local(args.raw_dir, pipeline_root=args.pipeline_root, tracking_uri=args.tracking_uri,
+                            registry_uri=args.registry_uri, verbose=args.verbose, **params)
+    except FileNotFoundError as exc:
+        logger.error("%s", exc)
+        return 2
+    except RunLockedError as exc:
+        logger.error("not started: %s", exc)
+        return 3
+    except PublishError as exc:
+        logger.error("%s", exc)
+        return 1
+    except RuntimeError as exc:
+        logger.error("pipeline failed: %s (the failing task's log is above)", exc)
+        return 1
+    print_summary(summary)
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print(f"summary JSON: {args.summary_json}")
+    return 0
 
 
 def summarize(outputs: dict[str, Any], published: dict[str, str], tracking_uri: str, seconds: float) -> dict:
@@ -111,9 +145,11 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
     from components.data_prep import CUSTOMERS_FILE, TRANSACTIONS_FILE
 
     layout = DataLayout(root.resolve())
-    if not (raw_dir / CUSTOMERS_FILE).is_file():  # transactions.json is optional with a churned column (data_prep checks)
+    # transactions.json is optional with a churned column (data_prep checks)
+    if not (raw_dir / CUSTOMERS_FILE).is_file():
         raise FileNotFoundError(f"{raw_dir}: missing {[CUSTOMERS_FILE]}. The raw folder needs {CUSTOMERS_FILE} and "
-                                f"{TRANSACTIONS_FILE} (see README, 'Raw data contract'); `make data` generates a sample.")
+                                f"{TRANSACTIONS_FILE} (see README, 'Raw data contract'); `make data` generates a "
+                                f"sample.")
     tracking_uri = layout.tracking_uri() if tracking_uri is None else tracking_uri
     registry_uri = registry_uri or tracking_uri or layout.tracking_uri()
     pipeline_root = (pipeline_root or layout.root / "local_outputs").resolve()
