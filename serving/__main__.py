@@ -36,8 +36,8 @@ def keep_freed_memory() -> None:
     spawned workers read as they start, and applies them here with ``mallopt``. Resident memory then
     stays at its peak instead of shrinking between requests. No effect without glibc.
     """
-    for name, (_, value) in MALLOC_TUNING.items():
-        os.environ.setdefault(name, str(value))
+    for name, (_, default) in MALLOC_TUNING.items():
+        os.environ.setdefault(name, str(default))
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
@@ -205,7 +205,7 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
         logger.info("Uvicorn running on http://%s:%d with %d workers, each on its own SO_REUSEPORT socket",
                     f"[{host}]" if ":" in host else host, address[1], workers)
         own = _OwnSocket(reserved.family, address, os.getpid())
-        Multiprocess(config, sockets=[own]).run()  # type: ignore[list-item]
+        Multiprocess(config, sockets=[own]).run()  # type: ignore[list-item]  # a stand-in that unpickles as a socket
 
 
 def _settings_help() -> str:

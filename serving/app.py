@@ -357,13 +357,13 @@ def render_predictions(version: str, ids: list[str | None], proba: np.ndarray, t
     if n < 16 or id_text.count(b",") != n - 1:  # few, or an id holds a comma: the dict
         return orjson.dumps({"predictions": [
             {"customer_id": cid, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
-             "model_version": version} for cid, p in zip(ids, proba.tolist())]})
+             "model_version": version} for cid, p in zip(ids, proba.tolist(), strict=True)]})
     rest = b',"threshold":' + orjson.dumps(threshold) + b',"model_version":' + orjson.dumps(version) + b"}"
     decided = (b',"churned":false' + rest, b',"churned":true' + rest)
     predictions = map(b"".join, zip(repeat(b'{"customer_id":', n), id_text[1:-1].split(b","),
                                     repeat(b',"churn_probability":', n),
                                     orjson.dumps(proba, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b","),
-                                    map(decided.__getitem__, (proba >= threshold).tolist())))
+                                    map(decided.__getitem__, (proba >= threshold).tolist()), strict=True))
     return b'{"predictions":[' + b",".join(predictions) + b"]}"
 
 
@@ -394,7 +394,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.serving = ServingState()
     app.state.cache_dir = Path(tempfile.gettempdir())
-    app.add_middleware(BodyGuard, body_timeout=settings.body_timeout_seconds,  # type: ignore[arg-type]
+    app.add_middleware(BodyGuard, body_timeout=settings.body_timeout_seconds,
                        max_drain_bytes=settings.max_drain_bytes, drain_seconds=settings.drain_seconds)
 
     @app.exception_handler(RequestError)

@@ -26,7 +26,7 @@ REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/j
                    + str(len(_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BODY)
 
 
-class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]  # uvicorn picks the class at import
     """uvicorn's HTTP protocol (httptools or h11, whichever uvicorn picks) with a request head deadline."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -37,8 +37,8 @@ class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_cycle: Any = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        super().connection_made(transport)  # type: ignore[arg-type]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
         self._start_head_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -65,6 +65,6 @@ class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             return
         client = getattr(self, "client", None)
         logger.info("%s: request headers not complete after %g s; answered 408 and closed",
-                    "%s:%d" % client if client else "client", self._head_seconds)
+                    f"{client[0]}:{client[1]}" if client else "client", self._head_seconds)
         self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
