@@ -141,8 +141,8 @@ def run_local(raw_dir: Path, *, root: Path = Path("."), pipeline_root: Path | No
     """
     from kfp import local
 
+    from churn.cleaning import CUSTOMERS_FILE, TRANSACTIONS_FILE
     from churn.layout import DataLayout
-    from components.data_prep import CUSTOMERS_FILE, TRANSACTIONS_FILE
 
     layout = DataLayout(root.resolve())
     # transactions.json is optional with a churned column (data_prep checks)

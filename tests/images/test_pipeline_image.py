@@ -302,7 +302,7 @@ import components.data_prep, components.train, pipeline
 output = Path(sys.argv[1])
 code = pipeline.main(["compile", "--image", sys.argv[2], "--output", str(output)])
 ours = {name: getattr(mod, "__file__", None) for name, mod in sorted(sys.modules.items())
-        if name.split(".")[0] in {"churn", "components", "serving", "monitoring", "pipeline"}}
+        if name.split(".")[0] in {"churn", "components", "pipelines", "serving", "monitoring", "pipeline"}}
 print(json.dumps({"code": code, "modules": ours}))
 """
 
@@ -375,7 +375,8 @@ def test_wheel_holds_the_project_and_no_tests_or_data(wheel: Path):
 
 def test_installed_project_imports_outside_the_repo(in_image_run: dict, installed: Path):
     modules = in_image_run["modules"]
-    for name in ("pipeline", "components.data_prep", "components.train", "churn.schema"):
+    for name in ("pipeline", "pipelines.training", "pipelines.cli", "components.data_prep", "components.train",
+                 "churn.schema"):
         assert name in modules, f"{name} was not imported"
     outside = {n: f for n, f in modules.items() if f and not Path(f).resolve().is_relative_to(installed.resolve())}
     assert not outside, f"imported from outside the installed copy (the editable checkout?): {outside}"
