@@ -90,7 +90,7 @@ calibrate-drift: $(VENV_MON)/.installed ## Measure the drift check's detection a
 
 .PHONY: demo
 demo: $(VENV)/.installed $(VENV_MON)/.installed ## The closed loop offline in demo/: train v1 → serve → drifted traffic → drift check → retrain → v2 promoted and served
-	$(PY) -m churn.demo --workdir demo
+	$(PY) -m pipelines.demo --workdir demo
 
 .PHONY: serve bench-serving
 serve: $(VENV)/.installed ## Start the prediction server on :8080 (local champion)

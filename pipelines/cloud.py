@@ -25,7 +25,7 @@ def run_cloud_command(args: argparse.Namespace) -> int:
 
     from google.api_core.exceptions import GoogleAPICallError
 
-    target = dict(project=args.project, region=args.region, api_endpoint=args.api_endpoint)
+    target = {"project": args.project, "region": args.region, "api_endpoint": args.api_endpoint}
     try:
         if args.command in ("submit", "schedule"):
             with tempfile.TemporaryDirectory(prefix="churn-compile-") as tmp:

@@ -35,15 +35,18 @@ def build_scoring_pipeline(image: str) -> "Pipeline":
     from components import score
 
     score_op = score.component(image)
-    outputs = NamedTuple("Outputs", predictions=Dataset, top_risk=Dataset, summary=Metrics)
+    class Outputs(NamedTuple):
+        predictions: Dataset
+        top_risk: Dataset
+        summary: Metrics
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Customer churn: score every kept customer with a registered model")
     def churn_scoring(raw_dir: str, registry_uri: str, model_name: str = "churn-model", model: str = "champion",
-                      as_of: str = "", top: int = 1000) -> outputs:
+                      as_of: str = "", top: int = 1000) -> Outputs:
         scored = score_op(raw_dir=raw_dir, registry_uri=registry_uri, model_name=model_name, model=model,
                           as_of=as_of, top=top).set_display_name("score")
         scored.set_caching_options(False)  # new raw files or a moved alias under the same names: always rescore
-        return outputs(predictions=scored.outputs["predictions"], top_risk=scored.outputs["top_risk"],
+        return Outputs(predictions=scored.outputs["predictions"], top_risk=scored.outputs["top_risk"],
                        summary=scored.outputs["summary"])
 
     return churn_scoring

@@ -40,16 +40,24 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
     evaluate_op = evaluate.component(image)
     register_op = register_model.component(image)
 
-    outputs = NamedTuple("Outputs", interim=Dataset, features=Dataset, train_data=Dataset, validation_data=Dataset,
-                         model=Model, metrics=Metrics, classification=ClassificationMetrics, report=HTML,
-                         evaluation=Artifact, registration=Artifact)
+    class Outputs(NamedTuple):
+        interim: Dataset
+        features: Dataset
+        train_data: Dataset
+        validation_data: Dataset
+        model: Model
+        metrics: Metrics
+        classification: ClassificationMetrics
+        report: HTML
+        evaluation: Artifact
+        registration: Artifact
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Customer churn: clean → features → train → evaluate → gate + register")
     def churn_pipeline(raw_dir: str, churn_window_days: int = 90, seed: int = 42, validation_fraction: float = 0.2,
                        gate_metric: str = "roc_auc", gate_margin: float = 0.0, model_name: str = "churn-model",
                        tracking_uri: str = "", registry_uri: str = "", raw_digest: str = "",
-                       defer_promotion: bool = False, cutoff: str = "") -> outputs:
+                       defer_promotion: bool = False, cutoff: str = "") -> Outputs:
         prep = prep_op(raw_dir=raw_dir, churn_window_days=churn_window_days, validation_fraction=validation_fraction,
                        seed=seed, raw_digest=raw_digest, cutoff=cutoff).set_display_name("data_prep")
         prep.set_caching_options(False)  # new files under the same raw_dir: never reuse the old outputs
@@ -64,7 +72,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> "Pipeline":
                                  model_name=model_name, gate_metric=gate_metric, gate_margin=gate_margin,
                                  pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, defer_promotion=defer_promotion
                                  ).set_display_name("register_model")
-        return outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
+        return Outputs(interim=prep.outputs["interim"], features=feats.outputs["features"],
                        train_data=feats.outputs["train_data"], validation_data=feats.outputs["validation_data"],
                        model=trained.outputs["model"], metrics=evaluated.outputs["metrics"],
                        classification=evaluated.outputs["classification"], report=evaluated.outputs["report"],

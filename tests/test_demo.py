@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn import demo
+from pipelines import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING_PYTHON = ROOT / ".venv-monitoring" / "bin" / "python"
@@ -42,7 +42,7 @@ def test_help_teaches(capsys) -> None:
 @pytest.mark.skipif(not MONITORING_PYTHON.is_file(), reason="needs .venv-monitoring (make test creates it)")
 def test_closed_loop(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "churn.demo", "--workdir", str(workdir), "--customers", "2000"],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.demo", "--workdir", str(workdir), "--customers", "2000"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for step in range(1, 8):

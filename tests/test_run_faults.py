@@ -5,6 +5,7 @@ Whatever happens, the registry and the published files never disagree: a champio
 and its MLflow runs do not stay RUNNING.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -60,10 +61,8 @@ class Run:
 
     def stop(self) -> None:
         """Test clean-up: whatever is left of the run's process group."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
 

@@ -17,7 +17,7 @@
 Every step prints what happened; logs and outputs stay in the work folder (``demo/`` by default, wiped and
 re-created on each run: only a folder this command made is ever wiped).
 
-Run: ``python -m churn.demo --help``.
+Run: ``python -m pipelines.demo --help``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def prepare_workdir(workdir: Path) -> Path:
                             f"--workdir or empty it")
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / MARKER).write_text("made by python -m churn.demo; wiped on the next run\n")
+    (workdir / MARKER).write_text("made by python -m pipelines.demo; wiped on the next run\n")
     (workdir / "logs").mkdir()
     return workdir.resolve()
 
@@ -118,7 +118,8 @@ def run_logged(command: Sequence[str], *, cwd: Path, log: Path, env: dict[str, s
 
 def generate(raw_dir: Path, *, customers: int, seed: int, end: dt.date, shift: str) -> dict[str, Any]:
     """Writes one batch of raw data; returns its size and churn rate."""
-    from churn.sample_data import SHIFTS, generate as draw, write_raw
+    from churn.sample_data import SHIFTS, write_raw
+    from churn.sample_data import generate as draw
 
     data = draw(customers, seed, end_date=end, shift=SHIFTS[shift])
     write_raw(data, raw_dir)
@@ -307,7 +308,7 @@ class Traffic:
                     self.first_seen.setdefault(version, time.monotonic())
             self._stop.wait(self.pause)
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         for t in self._threads:
             t.start()
         return self
@@ -344,7 +345,8 @@ def run_demo(workdir: Path, *, customers: int, seed: int, poll_seconds: float,
     raw1 = workdir / "data" / "raw" / FIRST_END.isoformat()
     say(clock, f"1/7 generate the first batch: {customers} customers, history up to {FIRST_END}")
     batch = generate(raw1, customers=customers, seed=seed, end=FIRST_END, shift="none")
-    detail(f"{batch['transactions']:,} transactions, churn rate {batch['churn_rate']:.1%} → {raw1.relative_to(workdir)}")
+    detail(f"{batch['transactions']:,} transactions, churn rate {batch['churn_rate']:.1%} "
+           f"→ {raw1.relative_to(workdir)}")
 
     say(clock, "2/7 train v1: pipeline.py run (data_prep → feature_engineering → train → evaluate → register_model)")
     first = train(workdir, raw1, "v1")
@@ -446,10 +448,10 @@ def run_demo(workdir: Path, *, customers: int, seed: int, poll_seconds: float,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m churn.demo",
+        prog="python -m pipelines.demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1].split("Every step")[0].strip(),
-        epilog="Example: python -m churn.demo --customers 5000   (make demo)\n"
+        epilog="Example: python -m pipelines.demo --customers 5000   (make demo)\n"
                "Needs both environments (make setup setup-monitoring); no network, no GCP, no Docker.")
     parser.add_argument("--workdir", type=Path, default=Path("demo"),
                         help="work folder, wiped and re-created (only if the demo made it) (default: %(default)s)")
