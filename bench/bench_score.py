@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,10 @@ def _bench_prep() -> Any:
 
     if "bench_prep" in sys.modules:
         return sys.modules["bench_prep"]
-    spec = importlib.util.spec_from_file_location("bench_prep", Path(__file__).with_name("bench_prep.py"))
+    path = Path(__file__).with_name("bench_prep.py")
+    spec = importlib.util.spec_from_file_location("bench_prep", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: not loadable as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_prep"] = module
     spec.loader.exec_module(module)
@@ -122,8 +125,8 @@ def reference_step(features: Any, loaded: Any, version: str, path: Path, top_pat
 
 def _child_step(raw_dir: Path, model_dir: Path, repeats: int = 3, **_: Any) -> dict:
     """Ours and the reference on the same features, alternated in one process."""
+    from churn.model_io import load_model
     from components import score
-    from components.train import load_model
 
     model = score.open_model(model_dir)
     loaded = load_model(model_dir)
@@ -131,13 +134,13 @@ def _child_step(raw_dir: Path, model_dir: Path, repeats: int = 3, **_: Any) -> d
     features = score.compute_features(model, data)
     as_of = data.as_of
     del data
-    from churn.export import PROBABILITY_OUTPUT, feed_from_frame
+    from churn.onnx_model import PROBABILITY_OUTPUT, feed_from_frame
 
     feed = feed_from_frame(features, model.schema)
     times: dict[str, list[float]] = {"ours": [], "reference": [], "onnx_only": []}
     with tempfile.TemporaryDirectory(prefix="step-", dir=RESULTS_DIR) as tmp:
         out = Path(tmp)
-        for _ in range(repeats):
+        for _repeat in range(repeats):
             t = time.perf_counter()
             model.session.run([PROBABILITY_OUTPUT], feed)
             times["onnx_only"].append(time.perf_counter() - t)
@@ -163,7 +166,8 @@ def _run_child(args: argparse.Namespace) -> int:
     if args.child == "model":
         result = _child_model(data_dir, args.train_customers, args.seed, args.transactions_per_customer)
     else:
-        run = {"prep": _child_prep, "score": _child_score, "step": _child_step}[args.child]
+        children: dict[str, Callable[..., dict]] = {"prep": _child_prep, "score": _child_score, "step": _child_step}
+        run = children[args.child]
         result = run(data_dir / "raw", model_dir=data_dir / MODEL_DIR, repeats=args.step_repeats)
     Path(args.child_result).write_text(json.dumps({"kind": args.child, "status": "ok", **result}, indent=2) + "\n")
     return 0
@@ -316,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"params": params, "runs": runs,
-                                         "verdicts": [dict(zip(("target", "measured", "result"), c)) for c in checks]},
+                                         "verdicts": [dict(zip(("target", "measured", "result"), c, strict=True))
+                                                      for c in checks]},
                                         indent=2) + "\n")
     return 0 if all(c[2] in ("PASS", "SKIPPED") for c in checks) else 1
 

@@ -56,7 +56,7 @@ def noop_app() -> Any:
     body = b'{"predictions":[{"churn_probability":0.5,"churned":false}]}'
 
     @app.post("/predict")
-    async def predict(request: Request) -> Response:  # noqa: ARG001 - the body is not read on purpose
+    async def predict(request: Request) -> Response:  # the body is not read, on purpose
         return Response(body, media_type="application/json")
 
     return app
@@ -120,6 +120,7 @@ def joblib_app() -> Any:
 def prepare(work: Path, customers: int, candidates: str) -> tuple[Path, list[dict[str, Any]]]:
     """Generates data, trains and saves a model folder; returns it and validation rows as instances."""
     sys.path.insert(0, str(ROOT))
+    from churn.features import read_split
     from churn.sample_data import generate, write_raw
     from churn.schema import FeatureSchema
     from components import data_prep, feature_engineering, train
@@ -128,8 +129,8 @@ def prepare(work: Path, customers: int, candidates: str) -> tuple[Path, list[dic
     data_prep.run(work / "raw", work / "interim", seed=42)
     feature_engineering.run(work / "interim", work / "features", work / "processed", work / "processed")
     schema = FeatureSchema.load(work / "processed")
-    tr = feature_engineering.read_split(work / "processed" / "train.csv", schema)
-    va = feature_engineering.read_split(work / "processed" / "validation.csv", schema)
+    tr = read_split(work / "processed" / "train.csv", schema)
+    va = read_split(work / "processed" / "validation.csv", schema)
     trained = train.train_model(tr, va, schema, seed=42, candidates=tuple(candidates.split(",")))
     train.save_model(trained, schema, work / "model")
     return work / "model", instances_from(va, schema)
@@ -142,7 +143,7 @@ def as_array(instance: dict[str, Any], names: list[str]) -> list[Any]:
 
 def instances_from(frame: Any, schema: Any) -> list[dict[str, Any]]:
     """Rows as JSON request instances."""
-    from churn.export import request_instances
+    from components.export import request_instances
 
     frame = frame.assign(customer_id=frame["customer_id"].astype(str))
     return request_instances(frame, schema)
@@ -408,7 +409,8 @@ def run_load(port: int, payloads: list[bytes], concurrency: int, seconds: float,
         result.seconds = max(1e-9, time.perf_counter() - warm_until)
 
     pids = _tree(server_pid) if server_pid else set()
-    server0, client0, busy0, wall0 = tree_cpu_seconds(pids), time.process_time(), machine_busy_seconds(), time.perf_counter()
+    server0, client0 = tree_cpu_seconds(pids), time.process_time()
+    busy0, wall0 = machine_busy_seconds(), time.perf_counter()
     _run(main())
     server, client = tree_cpu_seconds(pids) - server0, time.process_time() - client0
     busy, wall = machine_busy_seconds() - busy0, time.perf_counter() - wall0
@@ -568,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--sizes", default="1,1000", help="instances per request (default: %(default)s)")
     parser.add_argument("--concurrency", default="1,16", help="concurrent connections (default: %(default)s)")
-    parser.add_argument("--soak-seconds", type=float, default=60.0, help="soak length, 0 to skip (default: %(default)s)")
+    parser.add_argument("--soak-seconds", type=float, default=60.0,
+                        help="soak length, 0 to skip (default: %(default)s)")
     parser.add_argument("--soak-concurrency", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--no-prediction-log", action="store_true",
                         help="run ours with SERVING_PREDICTION_LOG=false (to see what the CSV log costs)")
@@ -583,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.validation_csv:
                 parser.error("--model-dir needs --validation-csv")
             sys.path.insert(0, str(ROOT))
+            from churn.features import read_split
             from churn.schema import FeatureSchema
-            from components.feature_engineering import read_split
 
             schema = FeatureSchema.load(args.model_dir)
             model_dir, rows = args.model_dir, instances_from(read_split(args.validation_csv, schema), schema)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from churn.onnx_model import REGISTRATION_FILE
 from churn.registry import ARCHIVED, CHALLENGER, CHAMPION, STAGE_TO_ALIAS, ModelRegistry, download_to_temp
 from churn.schema import LABEL_COLUMN, FeatureSchema
 
@@ -34,11 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from kfp.dsl import PythonComponent
 
-    from components.train import LoadedModel
+    from churn.model_io import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-REGISTRATION_FILE = "registration.json"
 BASELINE_DIR = "baseline"  # in a registered folder: the model's training split and schema (its drift baseline)
 EVALUATION_DIR = "evaluation"  # in a registered folder: metrics.json, validation_predictions.csv (reference scores)
 BASELINE_FILES = ("train.csv", "feature_schema.json")
@@ -111,15 +111,15 @@ def score(model_dir: Path, validation_dir: Path, metric: str) -> float:
     Raises:
         KeyError: The validation data lacks a feature the model needs.
     """
-    from components.feature_engineering import read_split
-    from components.train import load_model
+    from churn.features import read_split
+    from churn.model_io import load_model
 
     model = load_model(model_dir)
     return _metric(model, read_split(validation_dir / "validation.csv", model.schema), metric)
 
 
 def _metric(model: "LoadedModel", validation: "pd.DataFrame", metric: str) -> float:
-    from components.evaluate import compute_metrics
+    from churn.metrics import compute_metrics
 
     y_true = validation[LABEL_COLUMN].to_numpy().astype(int)
     return compute_metrics(y_true, model.predict_proba(validation), model.threshold)[metric]
@@ -138,7 +138,7 @@ def score_with_own_features(model_dir: Path, validation_dir: Path, interim_dir: 
     ``validation.csv`` holds the features of the schema ``features_of`` (the new model's). When the
     model's schema computes other columns (say, a retrain swapped one of the top-8 categories), its
     features are computed from the interim data (cleaned customers, filtered sales, labels) of the
-    same validation customers with :func:`components.feature_engineering.split_features`.
+    same validation customers with :func:`churn.features.split_features`.
 
     Args:
         model_dir: Model folder (its ``feature_schema.json`` is the model's frozen schema).
@@ -150,12 +150,12 @@ def score_with_own_features(model_dir: Path, validation_dir: Path, interim_dir: 
 
     Raises:
         KeyError: Without interim data, ``validation.csv`` lacks a feature the model needs.
-        components.feature_engineering.FeatureInputError: The interim data cannot give the model's
+        churn.features.FeatureInputError: The interim data cannot give the model's
             features (a customer attribute it needs is gone; it needs transactions and there are none).
     """
+    from churn.features import MIX_FIELDS, TRANSACTION_COLUMNS, split_features
     from churn.interim import read_interim
-    from components.feature_engineering import MIX_FIELDS, TRANSACTION_COLUMNS, split_features
-    from components.train import load_model
+    from churn.model_io import load_model
 
     model = load_model(model_dir)
     if interim_dir is None or features_of is None or _computed_alike(model.schema, features_of):
@@ -369,8 +369,8 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, registry_uri: s
         tags: dict[str, str] | None = None, interim_dir: Path | None = None, defer_promotion: bool = False,
         train_dir: Path | None = None, evaluation_dir: Path | None = None) -> dict:
     """Runs the stage on folders; writes ``registration.json`` to ``out_dir``."""
+    from churn.model_io import CARD_FILE
     from churn.registry import get_registry
-    from components.train import CARD_FILE
 
     card = json.loads((model_dir / CARD_FILE).read_text()) if (model_dir / CARD_FILE).is_file() else {}
     record = register(model_dir, validation_dir, registry=get_registry(registry_uri), model_name=model_name,

@@ -1,14 +1,14 @@
 """Batch scoring: every kept customer's churn probability as of a date, with a registered model.
 
-Raw data is cleaned by data_prep's rules (rejected rows counted by reason), features are computed by
-:func:`components.feature_engineering.features_for` with the SCORING MODEL'S OWN saved schema (the one
-feature definition), and the model's ONNX graph is run by onnxruntime, as the server does: the model
+Raw data is cleaned by data_prep's rules (``churn.cleaning``; rejected rows counted by reason),
+features are computed by :func:`churn.features.features_for` with the SCORING MODEL'S OWN saved schema
+(the one feature definition), and the model's ONNX graph is run by onnxruntime, as the server does: the model
 folder is checked against its manifest and nothing is unpickled.
 
 Outputs, in the predictions folder:
 
 * ``<model_version>_batch_<as-of date>.csv``: the serving prediction log's columns
-  (:func:`serving.prediction_log.header`), so the drift check takes it as current data, plus ``rank``
+  (:func:`churn.logformat.header`), so the drift check takes it as current data, plus ``rank``
   (1 = highest probability) and ``decile`` (1 = the riskiest tenth);
 * ``top_risk_<as-of date>.csv``: the ``top`` riskiest customers, same columns.
 
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.logformat import UNSAFE, number_rows, quote
 from churn.schema import ID_COLUMN, FeatureSchema
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +80,7 @@ class ScoringModel:
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Churn probabilities for rows holding the schema's features (as serving computes them)."""
-        from churn.export import onnx_proba
+        from churn.onnx_model import onnx_proba
 
         return onnx_proba(self.session, features, self.schema)
 
@@ -122,8 +123,7 @@ def open_model(folder: Path, *, name: str = "", source: str = "", registry_versi
     """
     import onnxruntime as ort
 
-    from churn.export import ONNX_FILE, ManifestError, verify_manifest
-    from serving.model import version_label
+    from churn.onnx_model import ONNX_FILE, ManifestError, verify_manifest, version_label
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -212,7 +212,7 @@ def parse_as_of(text: "str | pd.Timestamp | None") -> pd.Timestamp | None:
     Raises:
         ScoringError: Not a date.
     """
-    from components.data_prep import parse_cutoff
+    from churn.cleaning import parse_cutoff
 
     try:
         return parse_cutoff(text)
@@ -236,8 +236,15 @@ def load_raw(raw_dir: Path, as_of: "str | pd.Timestamp | None" = None) -> Scorin
     Raises:
         ScoringError: A raw file is missing or unusable, or ``as_of`` is not a date.
     """
-    from components.data_prep import (CUSTOMERS_FILE, TRANSACTIONS_FILE, RawDataError, clean_customers,
-                                      clean_transactions, has_transaction_log, read_customers)
+    from churn.cleaning import (
+        CUSTOMERS_FILE,
+        TRANSACTIONS_FILE,
+        RawDataError,
+        clean_customers,
+        clean_transactions,
+        has_transaction_log,
+        read_customers,
+    )
 
     started = time.monotonic()
     as_of_at = parse_as_of(as_of)
@@ -288,7 +295,7 @@ def compute_features(model: ScoringModel, data: ScoringInput) -> pd.DataFrame:
         ScoringError: The data cannot give the schema's features (a column is missing, or the model needs
             a transaction log and there is none).
     """
-    from components.feature_engineering import FeatureInputError, features_for
+    from churn.features import FeatureInputError, features_for
 
     try:
         return features_for(model.schema, data.customers, data.transactions, data.as_of)
@@ -321,7 +328,7 @@ class Scored:
 
     def frame(self, model: ScoringModel, timestamp: str = "") -> pd.DataFrame:
         """The rows as a DataFrame with the file's columns (for tests and small outputs)."""
-        from serving.prediction_log import Layout
+        from churn.logformat import Layout
 
         layout = Layout.for_schema(model.schema)
         arrays = {"n": self.numeric, "c": self.categorical}  # Layout's slot kinds
@@ -360,7 +367,7 @@ def score_features(features: pd.DataFrame, model: ScoringModel,
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from churn.export import CATEGORICAL_INPUT, NUMERIC_INPUT, PROBABILITY_OUTPUT, feed_from_frame
+    from churn.onnx_model import CATEGORICAL_INPUT, NUMERIC_INPUT, PROBABILITY_OUTPUT, feed_from_frame
 
     feed = feed_from_frame(features, model.schema)
     ids = features[ID_COLUMN].astype(str).to_numpy(dtype=object)
@@ -385,46 +392,20 @@ def score_features(features: pd.DataFrame, model: ScoringModel,
     return Scored(ids=ids, numeric=numeric, categorical=categorical, proba=proba, rank=rank, decile=decile), extra
 
 
-# CSV text, as the server's prediction log writes it (serving/prediction_log.py): numbers as the shortest
-# text that reads back as the same double (orjson), text quoted only where CSV needs it, control
-# characters as \uXXXX escapes, so that one row is one line.
-_UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _CSV_ROWS = 1 << 16
-
-
-def _quote(text: str) -> str:
-    if _UNSAFE.search(text):
-        text = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    if "," in text or '"' in text:
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def _text_cells(values: np.ndarray) -> list[bytes]:
     """A text column's cells: distinct values formatted once (categories repeat), ids in one pass."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     if len(uniques) * 4 <= len(values):
-        cells = [_quote(str(v)).encode() for v in uniques]
+        cells = [quote(str(v)).encode() for v in uniques]
         return list(map(cells.__getitem__, codes.tolist()))
     text = [str(v) for v in values]
     joined = "".join(text)
-    if "," in joined or '"' in joined or _UNSAFE.search(joined):
-        return [_quote(v).encode() for v in text]
+    if "," in joined or '"' in joined or UNSAFE.search(joined):
+        return [quote(v).encode() for v in text]
     return "\n".join(text).encode().split(b"\n")
-
-
-def _number_rows(block: np.ndarray) -> list[bytes]:
-    """Rows of a float64 or int64 ``[n, k]`` block as ``b"a,b"`` (NaN → empty)."""
-    import orjson
-
-    block = np.ascontiguousarray(block)
-    if block.shape[1] == 1:
-        text, sep = orjson.dumps(block.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], b","
-    else:
-        text, sep = orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2], b"],["
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        text = text.replace(b"null", b"")
-    return text.split(sep)
 
 
 def _feature_segments(scored: Scored, layout: Any, rows: slice) -> list[list[bytes]]:
@@ -436,7 +417,7 @@ def _feature_segments(scored: Scored, layout: Any, rows: slice) -> list[list[byt
             end = i + 1
             while end < len(slots) and slots[end] == ("n", j + end - i):
                 end += 1
-            segments.append(_number_rows(scored.numeric[rows, j:j + end - i]))
+            segments.append(number_rows(scored.numeric[rows, j:j + end - i]))
             i = end
         else:
             segments.append(_text_cells(scored.categorical[rows, j]))
@@ -452,10 +433,10 @@ def _csv_chunks(scored: Scored, model: ScoringModel, timestamp: str, order: np.n
     """
     import orjson
 
-    from serving.prediction_log import Layout
+    from churn.logformat import Layout
 
     layout = Layout.for_schema(model.schema)
-    head = f"{_quote(timestamp)},{_quote(model.version)}".encode()
+    head = f"{quote(timestamp)},{quote(model.version)}".encode()
     threshold = orjson.dumps(float(model.threshold))
     churned_threshold = (b"0," + threshold + b",", b"1," + threshold + b",")
     n = len(scored) if order is None else len(order)
@@ -468,9 +449,9 @@ def _csv_chunks(scored: Scored, model: ScoringModel, timestamp: str, order: np.n
         local = rows if order is None else slice(0, rows.stop - rows.start)
         segments = [_text_cells(part.ids[local]),
                     *(features[b] if features is not None else _feature_segments(part, layout, local)),
-                    _number_rows(part.proba[local].reshape(-1, 1))]
+                    number_rows(part.proba[local].reshape(-1, 1))]
         churned = (part.proba[local] >= model.threshold).tolist()
-        ranks = _number_rows(np.column_stack([part.rank[local], part.decile[local]]))
+        ranks = number_rows(np.column_stack([part.rank[local], part.decile[local]]))
         tails = [churned_threshold[c] + r for c, r in zip(churned, ranks)]
         width = len(segments) + 1
         count = local.stop - local.start
@@ -485,7 +466,7 @@ def _csv_chunks(scored: Scored, model: ScoringModel, timestamp: str, order: np.n
 
 def _format_features(scored: Scored, model: ScoringModel) -> list[list[list[bytes]]]:
     """The feature text of every block of the predictions file (runs while onnxruntime scores)."""
-    from serving.prediction_log import Layout
+    from churn.logformat import Layout
 
     layout = Layout.for_schema(model.schema)
     return [_feature_segments(scored, layout, slice(lo, lo + _CSV_ROWS)) for lo in range(0, len(scored), _CSV_ROWS)]
@@ -507,8 +488,8 @@ def _write_atomic(path: Path, header: list[str], chunks: "Iterator[bytes]") -> P
 
 
 def output_columns(schema: FeatureSchema) -> list[str]:
-    """The prediction file's columns: the serving log's (:func:`serving.prediction_log.header`), rank, decile."""
-    from serving.prediction_log import header
+    """The prediction file's columns: the serving log's (:func:`churn.logformat.header`), rank, decile."""
+    from churn.logformat import header
 
     return [*header(tuple(schema.names)), *EXTRA_COLUMNS]
 
@@ -691,10 +672,10 @@ def component(base_image: str) -> "PythonComponent":
         """Scores every kept customer as of ``as_of`` with the registered ``model`` (alias or version)."""
         from pathlib import Path
 
-        from churn.layout import setup_cli_logging
-        from churn.storage import local_input_dir
         import pandas as pd
 
+        from churn.layout import setup_cli_logging
+        from churn.storage import local_input_dir
         from components.score import output_names, registered_model
         from components.score import score as score_customers
 

@@ -6,7 +6,7 @@ validation set stays untouched by every choice but the candidate pick. Parameter
 model folder are logged to the tracking backend.
 
 The model folder holds ``model.joblib``, ``feature_schema.json`` and ``model_card.json``, plus the
-serving artifact: ``model.onnx`` (float64, no pickle) and ``manifest.json`` (see ``churn/export.py``).
+serving artifact: ``model.onnx`` (float64, no pickle) and ``manifest.json`` (see ``components/export.py``).
 
 Run alone: ``python components/train.py --processed-dir data/processed --model-dir models/latest``.
 """
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
+from churn.model_io import CARD_FILE, MODEL_FILE, model_input
 from churn.schema import LABEL_COLUMN, FeatureSchema
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,8 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.joblib"
-CARD_FILE = "model_card.json"
 DEFAULT_CANDIDATES = ("logistic_regression", "hist_gradient_boosting")
 SINGLE_THREAD_ROWS = 100_000
 
@@ -79,23 +78,6 @@ def build_pipeline(schema: FeatureSchema, estimator_name: str, seed: int = 42) -
         transformers.append(("cat", categorical, schema.categorical))
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", pre), ("model", _estimator(estimator_name, seed))])
-
-
-def model_input(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """The schema's columns of ``frame``, typed for the pipeline (missing categoricals as NaN).
-
-    Raises:
-        KeyError: A schema column is missing, named in the message.
-    """
-    missing = [c for c in schema.names if c not in frame.columns]
-    if missing:
-        raise KeyError(f"input lacks feature column(s) {missing} of schema v{schema.version}")
-    out = frame[schema.names].copy()
-    for name in schema.numeric:
-        out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
-    for name in schema.categorical:
-        out[name] = out[name].astype(object).where(out[name].notna(), np.nan)
-    return out
 
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -215,39 +197,11 @@ def save_model(trained: TrainedModel, schema: FeatureSchema, out_dir: Path, *, r
         "libraries": library_versions(),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
-    from churn.export import export_model  # model.onnx + manifest.json, what serving loads (parity-checked)
+    from components.export import export_model  # model.onnx + manifest.json, what serving loads (parity-checked)
 
     export_model(trained.pipeline, schema, out_dir, threshold=trained.threshold, model_type=trained.name,
                  metrics={"validation_roc_auc": trained.scores[trained.name]})
     return out_dir
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model folder read back."""
-
-    pipeline: "Pipeline"
-    schema: FeatureSchema
-    card: dict
-
-    @property
-    def threshold(self) -> float:
-        return float(self.card["threshold"])
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Churn probability per row of ``frame`` (needs the schema's columns)."""
-        return self.pipeline.predict_proba(model_input(frame, self.schema))[:, 1]
-
-
-def load_model(model_dir: Path) -> LoadedModel:
-    """Reads a model folder written by :func:`save_model` (trusted, project-made files only)."""
-    import joblib
-
-    path = model_dir / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model here; run train first (python components/train.py)")
-    return LoadedModel(pipeline=joblib.load(path), schema=FeatureSchema.load(model_dir),
-                       card=json.loads((model_dir / CARD_FILE).read_text()))
 
 
 def run(train_dir: Path, validation_dir: Path, model_dir: Path, *, seed: int = 42, tracking_uri: str = "",
@@ -266,8 +220,8 @@ def run(train_dir: Path, validation_dir: Path, model_dir: Path, *, seed: int = 4
     Returns:
         Facts: chosen model, threshold, candidate scores, tracking run id.
     """
+    from churn.features import read_split
     from churn.tracking import get_tracker
-    from components.feature_engineering import read_split
 
     schema = FeatureSchema.load(train_dir)
     train = read_split(train_dir / "train.csv", schema)

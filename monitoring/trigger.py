@@ -204,7 +204,7 @@ class DryRunTrigger:
 
 @dataclass(frozen=True)
 class VertexPipelineTrigger:
-    """Submits the training pipeline as a Vertex AI PipelineJob (``churn.vertex.submit_retraining``).
+    """Submits the training pipeline as a Vertex AI PipelineJob (``churn.vertex_jobs.submit_retraining``).
 
     The same submission as the nightly drift pipeline's ``retrain_on_drift`` step, for a drift check run
     outside Vertex (a VM, a cron job). It returns once Vertex accepted the job: the record says which job and
@@ -228,7 +228,8 @@ class VertexPipelineTrigger:
                       requested_at=requested)
         where = {k: self.spec.get(k) for k in ("project", "region", "template", "pipeline_root")}
         try:
-            from churn.vertex import console_url, submit_retraining
+            from churn.vertex_jobs import submit_retraining
+            from churn.vertexai import console_url
 
             job = submit_retraining(self.spec, date=request.date)
         except Exception as err:  # noqa: BLE001 - any refusal (spec, credentials, API) is recorded, not raised

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Optional, Union
 import msgspec
 import numpy as np
 
-from churn.export import CATEGORICAL_INPUT, MISSING_CATEGORY, NUMERIC_INPUT
+from churn.onnx_model import CATEGORICAL_INPUT, MISSING_CATEGORY, NUMERIC_INPUT
 from churn.schema import ID_COLUMN, FeatureSchema
 from serving.schemas import MAX_TEXT, NUMBER_LIMIT
 
@@ -100,7 +100,7 @@ class ColumnParser:
 
     def __init__(self, schema: FeatureSchema, max_instances: int, extra_fields: str = "forbid") -> None:
         # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys;
-        # customer_id first, as requests (and churn.export.request_instances) put it.
+        # customer_id first, as requests (and components.export.request_instances) put it.
         attr = {spec.name: f"f{i}" for i, spec in enumerate(schema.features)}
         fields: list[tuple] = [(_ID_ATTR, Optional[_TEXT], None)]
         positions: list[Any] = []

@@ -33,17 +33,22 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from churn.export import (CATEGORICAL_INPUT, NUMERIC_INPUT, ONNX_FILE, PARITY_TOLERANCE, PROBABILITY_OUTPUT,
-                          ManifestError, verify_manifest)
+from churn.logformat import Layout
+from churn.onnx_model import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    ONNX_FILE,
+    PARITY_TOLERANCE,
+    PROBABILITY_OUTPUT,
+    ManifestError,
+    verify_manifest,
+    version_label,
+)
 from churn.schema import FeatureSchema
 from serving.columns import ColumnParser, Columns, columns_from_instances
-from serving.prediction_log import Layout
 from serving.schemas import ARRAY_TAG, OBJECT_TAG, RequestModels, request_models
 
 logger = logging.getLogger(__name__)
-
-REGISTRATION_FILE = "registration.json"
-
 
 class RequestError(Exception):
     """A request the model cannot score; carries the HTTP status and an error body."""
@@ -271,26 +276,6 @@ def _replay_probe(model: ServedModel) -> float:
     if not np.array_equal(scored["request"], scored["array form"]):
         raise ManifestError(f"{model.folder}: the probe scores differently in array form than as objects")
     return diff
-
-
-def version_label(folder: Path, manifest: dict, *, override: str = "", registry_version: str = "") -> str:
-    """The version reported with predictions: the override, the registry version, ``registration.json``'s
-    version, the manifest's, or ``sha-<first 12 hex of model.onnx>``."""
-    if override:
-        return override
-    if registry_version:
-        return f"v{registry_version}"
-    registration = folder / REGISTRATION_FILE
-    if registration.is_file():
-        try:
-            found = json.loads(registration.read_text()).get("version")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            found = None
-        if found:
-            return f"v{found}"
-    if manifest.get("model_version"):
-        return str(manifest["model_version"])
-    return "sha-" + str(manifest["files"][ONNX_FILE]["sha256"])[:12]
 
 
 def load_model(folder: Path, *, name: str, source: str, max_instances: int, version_override: str = "",

@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from churn.schema import ID_COLUMN, FeatureSchema
+from churn.logformat import UNSAFE, Layout, header, number_rows, quote
+from churn.schema import ID_COLUMN
 
 if TYPE_CHECKING:  # pragma: no cover
     from serving.columns import Columns
@@ -61,36 +62,7 @@ EARLY_FLUSH_ROWS = 50_000
 CHUNK_ROWS = 1024  # rows formatted (and written) at a time: fastest per row (the text stays in cache), and
 #                   bounds how long the writer holds the GIL
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_QUOTE_CHARS = (",", '"')  # what csv.writer (QUOTE_MINIMAL) quotes for, besides line breaks (escaped here)
-_UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters and lone surrogates
 LOSS_WINDOW_SECONDS = 300.0  # /health says "degraded" this long after rows were lost
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each logged feature comes from.
-
-    Attributes:
-        features: Feature names, in CSV column order (the schema's).
-        slots: Per feature, ``("n", j)`` (column ``j`` of the numeric array), ``("c", j)`` (of the categorical
-            array) or ``("o", j)`` (the ``j``-th list of plain values).
-    """
-
-    features: tuple[str, ...]
-    slots: tuple[tuple[str, int], ...]
-
-    @classmethod
-    def for_schema(cls, schema: FeatureSchema) -> "Layout":
-        """The layout of :class:`serving.columns.Columns` for ``schema``."""
-        numeric, categorical = schema.numeric, schema.categorical
-        slots = tuple(("n", numeric.index(f.name)) if f.kind == "numeric" else ("c", categorical.index(f.name))
-                      for f in schema.features)
-        return cls(tuple(schema.names), slots)
-
-    @classmethod
-    def plain(cls, features: tuple[str, ...]) -> "Layout":
-        """Every feature a list of plain values (``None`` = missing)."""
-        return cls(tuple(features), tuple(("o", j) for j in range(len(features))))
 
 
 @dataclass(frozen=True)
@@ -112,11 +84,6 @@ class _Batch:
 def log_path(folder: Path, version: str) -> Path:
     """``<folder>/<version>_outputs.csv`` (characters unsafe in file names replaced by ``_``)."""
     return folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version)}{SUFFIX}"
-
-
-def header(features: tuple[str, ...]) -> list[str]:
-    """The CSV columns for a model's features."""
-    return ["timestamp", "model_version", ID_COLUMN, *features, "churn_probability", "churned", "threshold"]
 
 
 def _ensure_header(path: Path, columns: list[str]) -> Path:
@@ -145,24 +112,11 @@ def _ensure_header(path: Path, columns: list[str]) -> Path:
 # CSV formatting, a column at a time
 # ----------------------------------------------------------------------------------------------------
 
-def _escape(match: re.Match) -> str:
-    return f"\\u{ord(match.group()):04x}"
-
-
-def _quote(text: str) -> str:
-    """One text cell: unsafe characters escaped (see the module), quoted where CSV needs it."""
-    if _UNSAFE.search(text):
-        text = _UNSAFE.sub(_escape, text)
-    if any(ch in text for ch in _QUOTE_CHARS):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 def _cell(value: Any) -> str:
     """One value as csv.writer writes it (None → empty, floats as repr)."""
     if value is None:
         return ""
-    return _quote(value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value))
+    return quote(value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value))
 
 
 def _text_column(values: Sequence[Any]) -> list[bytes]:
@@ -173,8 +127,8 @@ def _text_column(values: Sequence[Any]) -> list[bytes]:
     if None in values:
         values = ["" if v is None else v for v in values]
     joined = "".join(values)
-    if not values or any(ch in joined for ch in _QUOTE_CHARS) or _UNSAFE.search(joined):
-        return [_quote(v).encode() for v in values]
+    if not values or "," in joined or '"' in joined or UNSAFE.search(joined):
+        return [quote(v).encode() for v in values]
     return "\n".join(values).encode().split(b"\n")  # one pass: no value holds a newline
 
 
@@ -186,7 +140,7 @@ class _CategoryText(dict):
     def __missing__(self, value: str) -> bytes:
         if len(self) >= self.MAX_ENTRIES:  # high-cardinality text: stay bounded
             self.clear()
-        text = self[value] = _quote(value).encode()
+        text = self[value] = quote(value).encode()
         return text
 
     def column(self, values: np.ndarray) -> list[bytes]:
@@ -194,25 +148,9 @@ class _CategoryText(dict):
         return list(map(self.__getitem__, values.tolist()))
 
 
-def _numbers(values: np.ndarray) -> bytes:
-    """orjson's text of a float64 array: shortest text that reads back as the same double, NaN → ``null``."""
-    return orjson.dumps(np.ascontiguousarray(values, dtype=np.float64), option=_NUMPY)
-
-
-def _number_rows(block: np.ndarray) -> list[bytes]:
-    """Rows of a float64 ``[n, k]`` block as ``b"a,b,…"`` (NaN → empty)."""
-    if block.shape[1] == 1:  # orjson writes a flat array faster than n one-element rows
-        text, sep = _numbers(block.reshape(-1))[1:-1], b","  # b"[a,b]" → b"a,b"
-    else:
-        text, sep = _numbers(block)[2:-2], b"],["  # b"[[a,b],[c,d]]" → b"a,b],[c,d"
-    if not np.isfinite(block).all():
-        text = text.replace(b"null", b"")
-    return text.split(sep)
-
-
 def _number_column(values: np.ndarray) -> list[bytes]:
     """A float64 column (NaN → empty)."""
-    return _number_rows(np.reshape(values, (-1, 1)))
+    return number_rows(np.reshape(values, (-1, 1)))
 
 
 def _feature_segments(layout: Layout, numeric: np.ndarray | None, categorical: np.ndarray | None,
@@ -227,7 +165,7 @@ def _feature_segments(layout: Layout, numeric: np.ndarray | None, categorical: n
             end = i + 1
             while end < len(slots) and slots[end] == ("n", j + end - i):
                 end += 1
-            segments.append(_number_rows(numeric[:, j:j + end - i]))
+            segments.append(number_rows(numeric[:, j:j + end - i]))
             i = end
             continue
         segments.append(_CATEGORIES.column(categorical[:, j]) if kind == "c" else _text_column(plain[j]))
@@ -269,7 +207,7 @@ def _format(batches: list[_Batch]) -> bytes:
         n = len(b)
         head = heads.get(b.timestamp)
         if head is None:
-            head = heads[b.timestamp] = f"{_quote(b.timestamp)},{_quote(b.version)}".encode()
+            head = heads[b.timestamp] = f"{quote(b.timestamp)},{quote(b.version)}".encode()
         threshold = orjson.dumps(float(b.threshold))
         tails = (b"0," + threshold, b"1," + threshold)
         churned = (proba[start:start + n] >= b.threshold).tolist()
@@ -607,7 +545,7 @@ class GcsPredictionLog(PredictionLog):
             for (version, features, date), group in groups.items():
                 rows = sum(map(len, group))
                 try:
-                    data = (",".join(map(_quote, header(features))) + "\n").encode() + b"".join(
+                    data = (",".join(map(quote, header(features))) + "\n").encode() + b"".join(
                         _format(run) for run in _runs(group))
                 except Exception as exc:  # a bug must not stop the writer; the rows are counted and it is logged
                     logger.exception("prediction log: cannot format %d rows for %s", rows, self.uri)

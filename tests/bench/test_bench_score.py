@@ -36,8 +36,8 @@ def test_reference_step_writes_the_same_columns_as_ours(tmp_path, sample_raw_dir
     """The reference writes what ours writes (so the race is fair): same header, same rows."""
     import pandas as pd
 
+    from churn.model_io import load_model
     from components import data_prep, feature_engineering, score, train
-    from components.train import load_model
 
     data_prep.run(sample_raw_dir, tmp_path / "interim")
     feature_engineering.run(tmp_path / "interim", tmp_path / "f", tmp_path / "p", tmp_path / "p")

@@ -109,10 +109,10 @@ def test_is_alive_tells_a_reused_pid_from_its_owner() -> None:
 def test_runs_left_running_by_a_killed_process_are_ended_with_a_note(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from churn.tracking import MLflowTracker, end_abandoned_runs
+    from churn.tracking.mlflow import MLflowTracker, end_abandoned_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = (f"from churn.tracking import MLflowTracker\n"
+    code = (f"from churn.tracking.mlflow import MLflowTracker\n"
             f"with MLflowTracker({uri!r}).run('{{name}}') as run_id:\n"
             f"    print('running', run_id, flush=True)\n    import time\n    time.sleep(120)\n")
     killed = _python(code.replace("{name}", "train-killed"))

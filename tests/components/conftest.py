@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.features import read_split
 from churn.schema import FeatureSchema
 from components import data_prep, feature_engineering
 
@@ -18,7 +19,7 @@ class Processed:
     schema: FeatureSchema
 
     def split(self, name: str):
-        return feature_engineering.read_split(self.folder / f"{name}.csv", self.schema)
+        return read_split(self.folder / f"{name}.csv", self.schema)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from churn.metrics import compute_metrics
 from components import evaluate, train
 
 
 def test_metrics_on_known_scores() -> None:
     y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
     s = np.array([0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.6, 0.7, 0.9])
-    m = evaluate.compute_metrics(y, s, threshold=0.5)
+    m = compute_metrics(y, s, threshold=0.5)
     assert m["roc_auc"] == 1.0 and m["pr_auc"] == 1.0
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0 and m["f1"] == pytest.approx(0.8)
     assert m["lift_top_decile"] == pytest.approx(1 / 0.2)  # the top 10% (one row) is a churner, base rate 20%
@@ -27,7 +28,7 @@ def test_metrics_on_known_scores() -> None:
 def test_metrics_of_a_useless_model() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 5000)
-    m = evaluate.compute_metrics(y, rng.random(5000), threshold=0.5)
+    m = compute_metrics(y, rng.random(5000), threshold=0.5)
     assert abs(m["roc_auc"] - 0.5) < 0.03 and abs(m["lift_top_decile"] - 1) < 0.15
 
 

@@ -6,6 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.features import (
+    FEATURE_SET_VERSION,
+    FeatureInputError,
+    derive_schema,
+    describe_features,
+    features_for,
+    processed_splits,
+    read_split,
+    transaction_feature_names,
+)
 from churn.schema import FeatureSchema
 from components import data_prep as dp
 from components import feature_engineering as fe
@@ -39,7 +49,7 @@ def _transactions() -> pd.DataFrame:
 
 @pytest.fixture()
 def schema() -> FeatureSchema:
-    return fe.derive_schema(_customers(), _transactions(), CUTOFF, 90)
+    return derive_schema(_customers(), _transactions(), CUTOFF, 90)
 
 
 def test_schema_types_attributes_by_content(schema: FeatureSchema) -> None:
@@ -48,7 +58,7 @@ def test_schema_types_attributes_by_content(schema: FeatureSchema) -> None:
     assert schema.get("region_name").kind == "categorical"
     assert "signup_date" not in schema.names and "customer_id" not in schema.names
     assert schema.mix_columns == {"category": ["books", "games"], "channel": ["app", "store", "web"]}
-    assert schema.version == fe.FEATURE_SET_VERSION
+    assert schema.version == FEATURE_SET_VERSION
 
 
 def test_schema_round_trips_through_json(schema: FeatureSchema, tmp_path: Path) -> None:
@@ -88,8 +98,8 @@ def test_mix_columns_as_categoricals_or_arrow_text_give_the_same_schema_and_feat
                           "amount": [1.0], "is_refund": [False], "category": ["late"], "channel": ["web"]})
     plain = pd.concat([tx, extra], ignore_index=True)
     typed = plain.astype({"category": dtype, "channel": dtype})
-    schema = fe.derive_schema(_customers(), plain, CUTOFF, 90)
-    assert fe.derive_schema(_customers(), typed, CUTOFF, 90) == schema
+    schema = derive_schema(_customers(), plain, CUTOFF, 90)
+    assert derive_schema(_customers(), typed, CUTOFF, 90) == schema
     assert "" not in schema.mix_columns["category"] and "late" not in schema.mix_columns["category"]
     expected = fe.build_features(_customers(), plain, CUTOFF, schema)
     pd.testing.assert_frame_equal(fe.build_features(_customers(), typed, CUTOFF, schema), expected)
@@ -111,13 +121,13 @@ def test_saved_schema_reproduces_features_on_new_data(schema: FeatureSchema) -> 
     customers = _customers().assign(plan=["gold", "basic", "premium"])  # unseen category is fine
     f = fe.build_features(customers, _transactions(), CUTOFF, schema)
     assert list(f.columns) == ["customer_id", *schema.names]
-    with pytest.raises(fe.FeatureInputError, match="'age'.*missing"):
+    with pytest.raises(FeatureInputError, match="'age'.*missing"):
         fe.build_features(_customers().drop(columns=["age"]), _transactions(), CUTOFF, schema)
 
 
 def test_attribute_colliding_with_a_derived_name_is_prefixed() -> None:
     customers = _customers().assign(frequency=["a", "b", "c"])
-    schema = fe.derive_schema(customers, _transactions(), CUTOFF, 90)
+    schema = derive_schema(customers, _transactions(), CUTOFF, 90)
     assert schema.get("frequency").source == "transactions"
     assert schema.get("attr_frequency").kind == "categorical"
 
@@ -129,8 +139,8 @@ def test_stage_writes_versioned_features_schema_and_splits(sample_raw_dir: Path,
     schema = FeatureSchema.load(tmp_path / "features")
     assert list(features.columns) == ["customer_id", *schema.names]
     assert features["customer_id"].str.len().eq(6).all()  # zero-padded ids survive
-    train = fe.read_split(tmp_path / "processed" / "train.csv", schema)
-    val = fe.read_split(tmp_path / "processed" / "validation.csv", schema)
+    train = read_split(tmp_path / "processed" / "train.csv", schema)
+    val = read_split(tmp_path / "processed" / "validation.csv", schema)
     assert list(train.columns) == ["customer_id", *schema.names, "churned"]
     assert not set(train["customer_id"]) & set(val["customer_id"])
     labels = pd.read_csv(tmp_path / "interim" / "labels.csv", dtype={"customer_id": str})
@@ -143,13 +153,13 @@ def test_stage_writes_versioned_features_schema_and_splits(sample_raw_dir: Path,
 
 def test_without_a_log_the_schema_has_tenure_and_attributes_only() -> None:
     customers = _customers().assign(frequency=["1", "2", "3"])
-    schema = fe.derive_schema(customers, None, CUTOFF, 90)
+    schema = derive_schema(customers, None, CUTOFF, 90)
     assert schema.names == ["tenure_days", "plan", "age", "region_name", "attr_frequency"]
-    assert schema.mix_columns == {} and fe.transaction_feature_names(schema) == []
-    assert fe.describe_features(schema)["transaction_note"] == "none (no transaction log)"
+    assert schema.mix_columns == {} and transaction_feature_names(schema) == []
+    assert describe_features(schema)["transaction_note"] == "none (no transaction log)"
     # an attribute is named the same with or without a log
-    assert "attr_frequency" in fe.derive_schema(customers, _transactions(), CUTOFF, 90).names
-    f = fe.features_for(schema, customers, None, CUTOFF).set_index("customer_id")
+    assert "attr_frequency" in derive_schema(customers, _transactions(), CUTOFF, 90).names
+    f = features_for(schema, customers, None, CUTOFF).set_index("customer_id")
     assert list(f.columns) == schema.names
     assert f.loc["001", "tenure_days"] == pytest.approx(181.0) and f.loc["003", "plan"] is None
 
@@ -166,7 +176,7 @@ def test_stage_on_a_customers_only_interim_folder(telco_interim, tmp_path: Path)
     labels = pd.read_csv(interim / "labels.csv", dtype={"customer_id": str})
     assert facts["rows"]["train"] == (labels["split"] == "train").sum()
     assert facts["rows"]["validation"] == (labels["split"] == "validation").sum()
-    train = fe.read_split(tmp_path / "processed" / "train.csv", schema).set_index("customer_id")
+    train = read_split(tmp_path / "processed" / "train.csv", schema).set_index("customer_id")
     customers = pd.read_csv(interim / "cleaned_customers.csv", dtype=str).set_index("customer_id")
     one = train.index[0]
     days = (pd.Timestamp("2024-12-31", tz="UTC") - pd.Timestamp(customers.loc[one, "signup_date"], tz="UTC")).days
@@ -180,7 +190,7 @@ def test_a_frozen_schema_computes_its_features_from_new_data(schema: FeatureSche
     # new data: "books" never bought, a category the schema does not list, one more customer
     tx = _transactions().assign(category=["toys", "toys", "games", "games", "games", "games"])
     customers = pd.concat([_customers(), _customers().iloc[[0]].assign(customer_id="004")], ignore_index=True)
-    f = fe.features_for(schema, customers, tx, CUTOFF).set_index("customer_id")
+    f = features_for(schema, customers, tx, CUTOFF).set_index("customer_id")
     assert list(f.columns) == schema.names and len(f) == 4
     assert (f["category_share_books"] == 0).all()  # an absent value is a share of 0
     assert f.loc["001", "category_share_games"] == pytest.approx(1 / 3)  # toys count in no column
@@ -188,14 +198,14 @@ def test_a_frozen_schema_computes_its_features_from_new_data(schema: FeatureSche
 
 
 def test_missing_inputs_are_named(schema: FeatureSchema) -> None:
-    with pytest.raises(fe.FeatureInputError, match=r"needs transaction features \(recency_days.*no transaction log"):
-        fe.features_for(schema, _customers(), None, CUTOFF)
-    with pytest.raises(fe.FeatureInputError, match=r"transactions lack column\(s\) \['channel'\]"):
-        fe.features_for(schema, _customers(), _transactions().drop(columns=["channel"]), CUTOFF)
-    with pytest.raises(fe.FeatureInputError, match=r"customers lack column\(s\) \['signup_date'\]"):
-        fe.features_for(schema, _customers().drop(columns=["signup_date"]), _transactions(), CUTOFF)
-    with pytest.raises(fe.FeatureInputError, match="feature 'region_name'.*column is missing.*'Region Name'"):
-        fe.features_for(schema, _customers().drop(columns=["Region Name"]), _transactions(), CUTOFF)
+    with pytest.raises(FeatureInputError, match=r"needs transaction features \(recency_days.*no transaction log"):
+        features_for(schema, _customers(), None, CUTOFF)
+    with pytest.raises(FeatureInputError, match=r"transactions lack column\(s\) \['channel'\]"):
+        features_for(schema, _customers(), _transactions().drop(columns=["channel"]), CUTOFF)
+    with pytest.raises(FeatureInputError, match=r"customers lack column\(s\) \['signup_date'\]"):
+        features_for(schema, _customers().drop(columns=["signup_date"]), _transactions(), CUTOFF)
+    with pytest.raises(FeatureInputError, match="feature 'region_name'.*column is missing.*'Region Name'"):
+        features_for(schema, _customers().drop(columns=["Region Name"]), _transactions(), CUTOFF)
 
 
 # --------------------------------------------------------------------------- nobody dropped unseen
@@ -225,7 +235,7 @@ def test_a_labelled_customer_without_a_customer_row_fails_loudly(tmp_path: Path)
     labels = pd.DataFrame({"customer_id": ["001", "002", "999"], "churned": [0, 1, 0],
                            "split": ["train", "validation", "train"]})
     interim = _interim_from_hand(tmp_path / "interim", labels)
-    with pytest.raises(fe.FeatureInputError, match=r"labels.csv: 1 labelled customer\(s\) are not in .*"
+    with pytest.raises(FeatureInputError, match=r"labels.csv: 1 labelled customer\(s\) are not in .*"
                                                    r"cleaned_customers.csv \(e.g. \['999'\]\)"):
         fe.run(interim, tmp_path / "f", tmp_path / "p", tmp_path / "p")
 
@@ -233,10 +243,10 @@ def test_a_labelled_customer_without_a_customer_row_fails_loudly(tmp_path: Path)
 def test_processed_splits_refuse_to_lose_a_labelled_customer() -> None:
     labels = pd.DataFrame({"customer_id": ["001", "002"], "churned": [0, 1], "split": ["train", "validation"]})
     features = pd.DataFrame({"customer_id": ["001"], "x": [1.0]})
-    with pytest.raises(fe.FeatureInputError, match=r"1 labelled customer\(s\) have no feature row \(e.g. \['002'\]\)"):
-        fe.processed_splits(features, labels)
-    with pytest.raises(fe.FeatureInputError, match="neither 'train' nor 'validation'"):
-        fe.processed_splits(features.assign(customer_id="002"), labels.assign(split=["train", "test"]))
+    with pytest.raises(FeatureInputError, match=r"1 labelled customer\(s\) have no feature row \(e.g. \['002'\]\)"):
+        processed_splits(features, labels)
+    with pytest.raises(FeatureInputError, match="neither 'train' nor 'validation'"):
+        processed_splits(features.assign(customer_id="002"), labels.assign(split=["train", "test"]))
 
 
 def _identity(interim: Path, processed: Path) -> tuple[int, int, int, dict]:

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from churn.features import features_for
+from churn.model_io import load_model
 from churn.registry import get_registry
 from components import register_model as rm
 from components import train
@@ -144,11 +146,10 @@ def test_a_retrain_with_other_top_categories_is_gated_against_the_champion(retra
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from components import feature_engineering as fe
-    from components.data_prep import read_interim
+    from churn.interim import read_interim
 
     d = retrain_on_new_categories
-    old, new = train.load_model(d["old_model"]), train.load_model(d["new_model"])
+    old, new = load_model(d["old_model"]), load_model(d["new_model"])
     assert "cat7" in old.schema.mix_columns["category"] and "cat7" not in new.schema.mix_columns["category"]
     validation = pd.read_csv(d["new_processed"] / "validation.csv", nrows=1)
     assert "category_share_cat7" not in validation.columns  # the champion's column is not in the new split
@@ -170,7 +171,7 @@ def test_a_retrain_with_other_top_categories_is_gated_against_the_champion(retra
     interim = read_interim(d["new_interim"])
     labels = interim.labels[interim.labels["split"] == "validation"]
     customers = interim.customers[interim.customers["customer_id"].isin(labels["customer_id"])]
-    own = fe.features_for(old.schema, customers, interim.transactions, interim.cutoff)
+    own = features_for(old.schema, customers, interim.transactions, interim.cutoff)
     assert own["category_share_cat7"].gt(0).any() and len(own) == len(labels)
     own = own.merge(labels, on="customer_id")
     assert decision["champion_score"] == pytest.approx(roc_auc_score(own["churned"], old.predict_proba(own)))
@@ -239,7 +240,7 @@ def test_a_customers_only_champion_is_gated_against_a_model_with_transactions(re
     fe.run(interim, tmp_path / "features", tmp_path / "processed", tmp_path / "processed")
     train.run(tmp_path / "processed", tmp_path / "processed", tmp_path / "model", tracking_uri="",
               candidates=("logistic_regression",))
-    assert train.load_model(tmp_path / "model").schema.names == ["tenure_days", "plan"]
+    assert load_model(tmp_path / "model").schema.names == ["tenure_days", "plan"]
     registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
     rm.register(tmp_path / "model", tmp_path / "processed", registry=registry, model_name="m", interim_dir=interim)
     record = rm.register(d["new_model"], d["new_processed"], registry=registry, model_name="m",

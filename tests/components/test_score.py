@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.cleaning import clean_customers, read_customers
+from churn.features import features_for, read_split, transaction_feature_names
+from churn.interim import read_interim
 from churn.sample_data import generate, write_raw
 from churn.schema import FeatureSchema
 from components import data_prep, feature_engineering, score, train
@@ -54,7 +57,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 def test_cli_scores_with_the_champion_and_writes_the_log_columns(sample_raw_dir: Path, registry_uri: str,
                                                                  model_dir: Path, tmp_path: Path) -> None:
-    from serving.prediction_log import header
+    from churn.logformat import header
 
     done = _cli("--raw-dir", str(sample_raw_dir), "--registry-uri", registry_uri, "--top", "25",
                 "--summary-json", str(tmp_path / "summary.json"), cwd=tmp_path)
@@ -91,8 +94,8 @@ def test_cli_scores_with_the_champion_and_writes_the_log_columns(sample_raw_dir:
 def test_probabilities_equal_the_servers_and_the_training_pipelines(sample_raw_dir: Path, model_dir: Path,
                                                                    tmp_path: Path) -> None:
     """The file's probabilities are what the serving model gives for the file's own feature values."""
-    from churn.export import request_instances
-    from components.train import load_model as load_trained
+    from churn.model_io import load_model as load_trained
+    from components.export import request_instances
     from serving.model import load_model as load_served
 
     model = score.open_model(model_dir)
@@ -102,12 +105,11 @@ def test_probabilities_equal_the_servers_and_the_training_pipelines(sample_raw_d
     instances = request_instances(frame, served.schema)
     np.testing.assert_array_equal(frame["churn_probability"].to_numpy(), served.predict_proba(instances))
     trained = load_trained(model_dir)
-    features = feature_engineering.read_split(Path(summary["output"]), trained.schema)
+    features = read_split(Path(summary["output"]), trained.schema)
     np.testing.assert_allclose(frame["churn_probability"], trained.predict_proba(features), atol=1e-4, rtol=0)
     # and the features are feature_engineering's: the training features of the same customers at that cutoff
-    interim = data_prep.read_interim(model_dir.parent / "interim")
-    expected = feature_engineering.features_for(model.schema, interim.customers, interim.transactions,
-                                                pd.Timestamp(summary["as_of"]))
+    interim = read_interim(model_dir.parent / "interim")
+    expected = features_for(model.schema, interim.customers, interim.transactions, pd.Timestamp(summary["as_of"]))
     got = frame.set_index("customer_id").loc[expected["customer_id"], model.schema.numeric]
     np.testing.assert_array_equal(got.to_numpy(), expected[model.schema.numeric].to_numpy())
 
@@ -121,7 +123,7 @@ def test_as_of_changes_the_features_and_leaves_out_later_signups(sample_raw_dir:
     assert Path(early["output"]).name == "v1_batch_2026-01-31.csv" or Path(early["output"]).name.endswith(
         "_batch_2026-01-31.csv")
     a, b = _read(Path(late["output"])).set_index("customer_id"), _read(Path(early["output"])).set_index("customer_id")
-    customers = data_prep.clean_customers(data_prep.read_customers(sample_raw_dir / "customers.csv")).kept
+    customers = clean_customers(read_customers(sample_raw_dir / "customers.csv")).kept
     after = int((customers["signup_date"] > pd.Timestamp("2026-01-31", tz="UTC")).sum())
     assert after > 0 and early["left_out"] == {"signed up after as-of": after}
     assert len(b) == len(customers) - after
@@ -191,7 +193,7 @@ def test_customers_only_data_and_model(tmp_path: Path) -> None:
     write_raw(data, labelled, include_label=True)
     (labelled / "transactions.json").unlink()
     model = _train(labelled, tmp_path / "m")
-    assert not feature_engineering.transaction_feature_names(FeatureSchema.load(model))
+    assert not transaction_feature_names(FeatureSchema.load(model))
     summary = score.score(labelled, score.open_model(model), out_dir=tmp_path / "out")
     signups = pd.read_csv(labelled / "customers.csv", dtype=str)["signup_date"]
     assert pd.Timestamp(summary["as_of"]) == pd.to_datetime(signups, utc=True).max()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from churn.features import read_split
 from tests.gcp.fake_vertex import FakeVertex
 
 PROJECT = "acme-ml"
@@ -194,11 +195,11 @@ def model_dirs(processed: Processed, tmp_path_factory: pytest.TempPathFactory) -
     """A good model folder, and a bad one trained on shuffled labels."""
     import numpy as np
 
-    from components import feature_engineering, train
+    from components import train
 
     root = tmp_path_factory.mktemp("gcp-models")
-    train_df = feature_engineering.read_split(processed.folder / "train.csv", processed.schema)
-    validation = feature_engineering.read_split(processed.folder / "validation.csv", processed.schema)
+    train_df = read_split(processed.folder / "train.csv", processed.schema)
+    validation = read_split(processed.folder / "validation.csv", processed.schema)
     shuffled = train_df.assign(churned=np.random.default_rng(0).permutation(train_df["churned"].to_numpy()))
     out = {}
     for name, frame in (("good", train_df), ("bad", shuffled)):

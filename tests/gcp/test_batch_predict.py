@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import pipeline
-from churn import vertex as vx
+from churn import vertexai
 from components import register_model as rm
 from tests.gcp.conftest import PROJECT, REGION
 
@@ -28,7 +28,7 @@ def _gcp(vertex) -> list[str]:
 @pytest.fixture
 def registered(vertex, gcs, processed, model_dirs, tmp_path) -> None:
     """churn-model v1 (champion, the good model) and v2 (challenger, shuffled labels) in the fake registry."""
-    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+    uri = vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
                           staging=f"gs://{gcs}/models").uri()
     rm.run(model_dirs["good"], processed.folder, tmp_path / "v1", registry_uri=uri)
     rm.run(model_dirs["bad"], processed.folder, tmp_path / "v2", registry_uri=uri)

@@ -15,7 +15,8 @@ import os
 import pytest
 
 import pipeline
-from churn import vertex as vx
+from churn import vertex_jobs
+from pipelines.training import compile_pipeline
 from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
@@ -48,7 +49,7 @@ def test_changed_raw_objects_change_the_digest_and_data_prep_never_caches(vertex
 
     digests = [b["runtimeConfig"]["parameterValues"]["raw_digest"] for b in (first, again, changed, added)]
     assert digests[0] == digests[1]  # unchanged contents: the same key, so the cache may serve them
-    assert digests[3] == vx.raw_digest(raw)  # what the bucket holds now
+    assert digests[3] == vertex_jobs.raw_digest(raw)  # what the bucket holds now
     assert len({digests[1], digests[2], digests[3]}) == 3 and all(d.startswith("sha256:") for d in digests)
 
     for body in (first, changed):
@@ -100,8 +101,8 @@ def test_a_template_older_than_the_digest_is_submitted_with_a_warning(vertex, gc
     template = tmp_path / "old.yaml"
     compiler.Compiler().compile(old_training, package_path=str(template))
     raw = put_raw(gcs, "raw", RAW_FILES)
-    with caplog.at_level(logging.WARNING, logger="churn.vertex"):
-        params = vx.with_raw_digest(template, {"raw_dir": raw})
+    with caplog.at_level(logging.WARNING, logger="churn.vertex_jobs"):
+        params = vertex_jobs.with_raw_digest(template, {"raw_dir": raw})
     assert params == {"raw_dir": raw}
     assert "recompile the template" in caplog.text
 
@@ -111,24 +112,24 @@ def test_a_local_raw_folder_digest_follows_size_and_mtime(tmp_path) -> None:
     raw.mkdir()
     for name, text in RAW_FILES.items():
         (raw / name).write_text(text)
-    first = vx.raw_digest(str(raw))
-    assert vx.raw_digest(str(raw)) == first
+    first = vertex_jobs.raw_digest(str(raw))
+    assert vertex_jobs.raw_digest(str(raw)) == first
     path = raw / "customers.csv"
     stat = path.stat()
     path.write_text(RAW_FILES["customers.csv"].replace("C1", "C9"))  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert vx.raw_digest(str(raw)) != first
+    assert vertex_jobs.raw_digest(str(raw)) != first
 
 
 def test_scheduled_requests_carry_no_digest_but_data_prep_stays_uncached(vertex, tmp_path) -> None:
     """A Vertex schedule or a Cloud Scheduler job of the training template fires a fixed request."""
-    template = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    template = compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
     params = {"raw_dir": "gs://acme-churn/raw"}
-    vx.schedule_pipeline(template, project=PROJECT, region=REGION, pipeline_root="gs://acme-churn/root",
+    vertex_jobs.schedule_pipeline(template, project=PROJECT, region=REGION, pipeline_root="gs://acme-churn/root",
                          cron="0 3 * * 1", display_name="churn-training-weekly", parameter_values=params,
                          service_account=SA, api_endpoint=vertex.url)
     job = vertex.calls("POST", r"/schedules$")[-1].body["createPipelineJobRequest"]["pipelineJob"]
-    vx.schedule_with_cloud_scheduler(template, project=PROJECT, region=REGION, pipeline_root="gs://acme-churn/root",
+    vertex_jobs.schedule_with_cloud_scheduler(template, project=PROJECT, region=REGION, pipeline_root="gs://acme-churn/root",
                                      cron="0 3 * * 1", job_name="churn-training-weekly", parameter_values=params,
                                      service_account=SA, api_endpoint=vertex.url, scheduler_endpoint=vertex.url)
     posted = json.loads(base64.b64decode(vertex.calls("POST", r"/jobs$")[-1].body["httpTarget"]["body"]))

@@ -32,7 +32,9 @@ import pandas as pd
 import pytest
 
 import pipeline
-from churn import vertex as vx
+from churn import vertex_jobs, vertexai
+from components.drift import retrain_on_drift_component
+from pipelines.training import build_pipeline, compile_pipeline
 from tests.gcp.conftest import PROJECT, REGION
 from tests.gcp.test_readme_vertex import resolved_args
 from tests.serving.conftest import start_server
@@ -97,9 +99,9 @@ def test_the_vertex_loop_through_the_stand_ins(vertex, gcs, gcs_emulator, resour
                                                tmp_path, capsys) -> None:
     from google.cloud import storage
 
-    from churn.demo import production_instances
     from churn.registry import get_registry
     from churn.storage import download_prefix
+    from pipelines.demo import production_instances
     from pipelines.scoring import build_scoring_pipeline
 
     monkeypatch.chdir(ROOT)  # kfp.local's task processes import the project's modules from here
@@ -114,7 +116,7 @@ def test_the_vertex_loop_through_the_stand_ins(vertex, gcs, gcs_emulator, resour
                           log_prefix, "--job-id", "train-1"]) == 0
     first_job = vertex.pipeline_jobs[f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/train-1"]
     first_digest = first_job["runtimeConfig"]["parameterValues"]["raw_digest"]
-    outputs = _run_locally(pipeline.build_pipeline(IMAGE), first_job, tmp_path / "kfp")
+    outputs = _run_locally(build_pipeline(IMAGE), first_job, tmp_path / "kfp")
     assert outputs["interim"].metadata["raw_dir"] == raw and outputs["interim"].metadata["raw_digest"] == first_digest
 
     version = vertex.models["churn-model"].versions["1"]
@@ -160,7 +162,7 @@ def test_the_vertex_loop_through_the_stand_ins(vertex, gcs, gcs_emulator, resour
     assert (record["model_uri"], record["model_version"]) == (artifact, served)
 
     # 4. the nightly drift job, scheduled, run now; its drift-check step as Vertex AI would run it ---------
-    template = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    template = compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
     bucket.blob("templates/churn_pipeline-0123abc.yaml").upload_from_filename(template)  # Cloud Build's upload
     assert pipeline.main(["schedule", *_gcp(vertex), "--scheduler-endpoint", vertex.url, "--cron", "0 2 * * *",
                           "--pipeline-root", root, "--service-account", SA, "--monitoring-image",
@@ -192,15 +194,15 @@ def test_the_vertex_loop_through_the_stand_ins(vertex, gcs, gcs_emulator, resour
 
     # 5. new raw files land; the retraining step submits training on them ---------------------------------
     _upload_raw(gcs, raw2)
-    step = pipeline.retrain_on_drift_component(IMAGE)
+    step = retrain_on_drift_component(IMAGE)
     retrain_name = step.python_func(output_dir=params["output_dir"], retrain=params["retrain"])
     retrain = vertex.pipeline_jobs[retrain_name]
     assert retrain["labels"]["trigger"] == "drift"
     fresh = retrain["runtimeConfig"]["parameterValues"]
-    assert fresh["raw_digest"] == vx.raw_digest(raw) != first_digest
+    assert fresh["raw_digest"] == vertex_jobs.raw_digest(raw) != first_digest
     tasks = retrain["pipelineSpec"]["root"]["dag"]["tasks"]
     assert tasks["data-prep"]["cachingOptions"].get("enableCache", False) is False
-    assert vx.parse_vertex_uri(fresh["registry_uri"]).prediction_log == log_prefix  # the retrained model logs too
+    assert vertexai.parse_vertex_uri(fresh["registry_uri"]).prediction_log == log_prefix  # the retrained model logs too
 
     # 6. batch scoring with the champion on Vertex ----------------------------------------------------------
     assert pipeline.main(["submit", *_gcp(vertex), "--pipeline", "scoring", "--pipeline-root", root, "--image",

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 import pipeline
-from churn import vertex as vx
+from churn import vertex_jobs, vertexai
+from pipelines.drift import DRIFT_PIPELINE_NAME
+from pipelines.training import compile_pipeline
 from tests.gcp.conftest import RAW_FILES, put_raw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +112,7 @@ def test_the_readme_schedule_command_runs_as_written(vertex, capsys) -> None:
     bucket, project, region = shell_value("BUCKET"), shell_value("PROJECT"), shell_value("REGION")
     assert len(vertex.scheduler_runs) == 1  # "run it now" started one drift pipeline run on Vertex AI
     job = vertex.pipeline_jobs[vertex.scheduler_runs[0]]
-    assert job["pipelineSpec"]["pipelineInfo"]["name"] == pipeline.DRIFT_PIPELINE_NAME
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == DRIFT_PIPELINE_NAME
     params = job["runtimeConfig"]["parameterValues"]
     assert {k: params[k] for k in ("baseline", "current", "output_dir")} == {
         "baseline": "", "current": f"gs://{bucket}/predictions/", "output_dir": f"gs://{bucket}/monitoring/"}
@@ -119,7 +121,7 @@ def test_the_readme_schedule_command_runs_as_written(vertex, capsys) -> None:
                         "--window-days", "2"]  # a run after midnight sees all of yesterday
     retrain = params["retrain"]
     assert (retrain["project"], retrain["region"]) == (project, region)
-    target = vx.parse_vertex_uri(retrain["parameter_values"]["registry_uri"])
+    target = vertexai.parse_vertex_uri(retrain["parameter_values"]["registry_uri"])
     # the retrained model logs where this schedule reads
     assert target.prediction_log == f"gs://{bucket}/predictions"
     assert target.staging == f"gs://{bucket}/pipeline-root/models"
@@ -137,7 +139,7 @@ def test_the_readme_train_and_scoring_commands_run_as_written(vertex, gcs_emulat
     for blob in client.list_blobs(bucket):
         blob.delete()
     put_raw(bucket, "raw", RAW_FILES)  # gcloud storage cp data/raw/… gs://$BUCKET/raw/
-    template = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", f"{repo}/pipeline:{tag}")  # Cloud Build
+    template = compile_pipeline(tmp_path / "churn_pipeline.yaml", f"{repo}/pipeline:{tag}")  # Cloud Build
     client.bucket(bucket).blob(f"templates/churn_pipeline-{tag}.yaml").upload_from_filename(template)
 
     train = expand(block_with("pipeline.py submit", "--template"))
@@ -146,8 +148,8 @@ def test_the_readme_train_and_scoring_commands_run_as_written(vertex, gcs_emulat
 
     trained, scored = (c.body for c in vertex.calls("POST", r"/pipelineJobs$"))
     params = trained["runtimeConfig"]["parameterValues"]
-    assert params["raw_dir"] == f"gs://{bucket}/raw" and params["raw_digest"] == vx.raw_digest(f"gs://{bucket}/raw")
-    registry = vx.parse_vertex_uri(params["registry_uri"])
+    assert params["raw_dir"] == f"gs://{bucket}/raw" and params["raw_digest"] == vertex_jobs.raw_digest(f"gs://{bucket}/raw")
+    registry = vertexai.parse_vertex_uri(params["registry_uri"])
     assert registry.prediction_log == f"gs://{bucket}/predictions"  # SERVING_PREDICTION_LOG_URI of the versions
     assert scored["pipelineSpec"]["pipelineInfo"]["name"] == "churn-scoring"
     assert scored["runtimeConfig"]["parameterValues"]["top"] == 500

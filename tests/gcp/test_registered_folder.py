@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 import pipeline
-from churn import vertex as vx
+from churn import vertexai
 from churn.registry import get_registry
 from components import evaluate
 from components import register_model as rm
+from pipelines.training import compile_pipeline
 from tests.gcp.conftest import PROJECT, REGION
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
@@ -39,7 +40,7 @@ def test_the_vertex_artifact_folder_holds_baseline_and_evaluation(vertex, gcs, p
                                                                   evaluation_dir, tmp_path) -> None:
     from google.cloud import storage
 
-    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+    uri = vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
                           staging=f"gs://{gcs}/models").uri()
     record = rm.run(model_dirs["good"], processed.folder, tmp_path / "reg", registry_uri=uri,
                     train_dir=processed.folder, evaluation_dir=evaluation_dir)
@@ -87,7 +88,7 @@ def test_a_missing_evaluation_file_is_named_and_nothing_is_registered(vertex, gc
     partial = tmp_path / "evaluation"
     shutil.copytree(evaluation_dir, partial)
     (partial / "validation_predictions.csv").unlink()
-    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+    uri = vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
                           staging=f"gs://{gcs}/models").uri()
     with pytest.raises(FileNotFoundError, match=r"evaluation: no validation_predictions.csv.*evaluate writes"):
         rm.run(model_dirs["good"], processed.folder, tmp_path / "reg", registry_uri=uri,
@@ -96,7 +97,7 @@ def test_a_missing_evaluation_file_is_named_and_nothing_is_registered(vertex, gc
 
 
 def test_the_pipeline_wires_the_train_split_and_evaluation_into_register_model(tmp_path) -> None:
-    spec = yaml.safe_load(pipeline.compile_pipeline(tmp_path / "p.yaml", IMAGE).read_text())
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", IMAGE).read_text())
     inputs = spec["root"]["dag"]["tasks"]["register-model"]["inputs"]["artifacts"]
     assert inputs["train_data"]["taskOutputArtifact"] == {"producerTask": "feature-engineering",
                                                           "outputArtifactKey": "train_data"}
@@ -112,7 +113,7 @@ def test_a_prediction_log_that_is_not_gs_is_refused_before_anything_is_sent(vert
     err = capsys.readouterr().err
     assert code == 2 and "--prediction-log-uri 'data/predictions' must be a gs:// prefix" in err
     assert "Traceback" not in err
-    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+    uri = vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
                           staging=f"gs://{gcs}/models", prediction_log="/var/log/churn").uri()
     with pytest.raises(ValueError, match="prediction_log='/var/log/churn' in the registry URI must be a gs://"):
         rm.run(model_dirs["good"], processed.folder, tmp_path / "reg", registry_uri=uri)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import yaml
 
-import pipeline
+from churn import vertex_jobs
 from monitoring.trigger import RetrainRequest, VertexPipelineTrigger, write_record
-from churn import vertex as vx
+from pipelines.training import compile_pipeline
 from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
@@ -22,7 +22,7 @@ REQUEST = RetrainRequest(reason="retrain: 2 of 26 features drifted: plan, moneta
 def test_drift_submits_the_training_pipeline_to_vertex(vertex, gcs, resource_manager_lookup, tmp_path) -> None:
     from google.cloud import storage
 
-    compiled = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    compiled = compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
     storage.Client(project=PROJECT).bucket(gcs).blob("templates/churn_pipeline.yaml").upload_from_filename(compiled)
     raw = put_raw(gcs, "raw/2026-07-01", RAW_FILES)
     spec = {"template": f"gs://{gcs}/templates/churn_pipeline.yaml", "project": PROJECT, "region": REGION,
@@ -38,7 +38,7 @@ def test_drift_submits_the_training_pipeline_to_vertex(vertex, gcs, resource_man
     assert len(creates) == 1
     body = creates[0].body
     assert body["pipelineSpec"] == yaml.safe_load(compiled.read_text())
-    assert body["runtimeConfig"]["parameterValues"] == {"raw_dir": raw, "raw_digest": vx.raw_digest(raw)}
+    assert body["runtimeConfig"]["parameterValues"] == {"raw_dir": raw, "raw_digest": vertex_jobs.raw_digest(raw)}
     assert body["runtimeConfig"]["gcsOutputDirectory"] == f"gs://{gcs}/root"
     assert body["labels"] == {"trigger": "drift", "drift_date": "2026-07-01"}
     saved = write_record(record, tmp_path / "monitoring").read_text()

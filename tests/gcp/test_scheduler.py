@@ -15,7 +15,9 @@ import urllib.request
 import pytest
 
 import pipeline
-from churn import vertex as vx
+from churn import vertex_jobs, vertexai
+from components.drift import DRIFT_COMMAND
+from pipelines.drift import DRIFT_PIPELINE_NAME, compile_drift_pipeline
 from tests.gcp.conftest import PROJECT, REGION
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
@@ -89,10 +91,10 @@ def test_schedule_creates_updates_then_leaves_one_cloud_scheduler_job(vertex, ca
 
     request = _pipeline_request(job)
     assert request["displayName"] == "churn-drift-nightly"
-    assert request["pipelineSpec"]["pipelineInfo"]["name"] == pipeline.DRIFT_PIPELINE_NAME
+    assert request["pipelineSpec"]["pipelineInfo"]["name"] == DRIFT_PIPELINE_NAME
     assert _executor_images(request) == {"exec-drift-check": MONITORING_IMAGE, "exec-retrain-on-drift": IMAGE}
     check = request["pipelineSpec"]["deploymentSpec"]["executors"]["exec-drift-check"]["container"]
-    assert check["command"] == list(pipeline.DRIFT_COMMAND)
+    assert check["command"] == list(DRIFT_COMMAND)
     assert request["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-churn/root"
     params = request["runtimeConfig"]["parameterValues"]
     assert {k: params[k] for k in ("baseline", "current", "output_dir")} == {
@@ -102,7 +104,7 @@ def test_schedule_creates_updates_then_leaves_one_cloud_scheduler_job(vertex, ca
     assert (spec["template"], spec["project"], spec["region"], spec["pipeline_root"], spec["service_account"]) == \
         ("gs://acme-churn/templates/churn_pipeline-0123abc.yaml", PROJECT, REGION, "gs://acme-churn/root", SA)
     assert spec["parameter_values"]["raw_dir"] == "gs://acme-churn/raw"
-    assert vx.parse_vertex_uri(spec["parameter_values"]["registry_uri"]).serving_image == SERVING_IMAGE
+    assert vertexai.parse_vertex_uri(spec["parameter_values"]["registry_uri"]).serving_image == SERVING_IMAGE
     assert request["serviceAccount"] == SA  # the runs' identity; the token is the scheduler's
     assert request["labels"] == {"team": "ml"}
     # Vertex AI itself was not called: the job carries the request, Cloud Scheduler sends it
@@ -138,8 +140,8 @@ def test_the_job_starts_a_valid_pipeline_job_on_vertex(vertex, tmp_path) -> None
     """What Cloud Scheduler does at 02:00, replayed: POST the job's body to its URI with its headers."""
     from google.cloud import aiplatform_v1
 
-    template = pipeline.compile_drift_pipeline(tmp_path / "drift.yaml", MONITORING_IMAGE, IMAGE)
-    result = vx.schedule_with_cloud_scheduler(
+    template = compile_drift_pipeline(tmp_path / "drift.yaml", MONITORING_IMAGE, IMAGE)
+    result = vertex_jobs.schedule_with_cloud_scheduler(
         template, project=PROJECT, region=REGION, pipeline_root="gs://acme-churn/root", cron="0 2 * * *",
         job_name="drift-eu", parameter_values={"baseline": "gs://b/train.csv", "current": "gs://b/p/",
                                                "output_dir": "gs://b/m/"},

@@ -14,7 +14,7 @@ import logging
 import urllib.request
 
 import pipeline
-from churn import vertex as vx
+from churn import vertexai
 from pipelines.scoring import PIPELINE_NAME as SCORING_NAME
 from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
 
@@ -37,7 +37,7 @@ def _check_scoring_request(job: dict, raw: str, root: str, vertex, **expected) -
     assert {k: params[k] for k in ("raw_dir", "model_name", "model", "as_of", "top")} == \
         {"raw_dir": raw, "model_name": "churn-model", **expected}
     assert "raw_digest" not in params  # the scoring template takes none (and the step never caches)
-    registry = vx.parse_vertex_uri(params["registry_uri"])
+    registry = vertexai.parse_vertex_uri(params["registry_uri"])
     # the registry the training runs register in: same project, region, endpoint and staging prefix
     assert (registry.project, registry.region, registry.api_endpoint, registry.staging) == \
         (PROJECT, REGION, vertex.url, f"{root}/models")

@@ -73,7 +73,7 @@ def test_data_prep_component_reads_raw_data_from_gcs(gcs: str, tmp_path: Path) -
     from kfp.dsl import Dataset
 
     from churn.sample_data import generate, write_raw
-    from churn.vertex import raw_digest
+    from churn.vertex_jobs import raw_digest
     from components import data_prep
 
     write_raw(generate(300, seed=3), tmp_path / "raw")

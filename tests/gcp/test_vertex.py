@@ -17,10 +17,14 @@ import pytest
 import yaml
 
 import pipeline
-from churn import vertex as vx
+from churn import vertex_endpoints, vertex_jobs, vertexai
 from churn.registry import get_registry
+from churn.registry.vertex import VertexRegistry
 from churn.tracking import get_tracker
+from churn.tracking.vertex import VertexTracker
 from components import register_model as rm
+from components.drift import DRIFT_COMMAND, retrain_on_drift_component
+from pipelines.training import PIPELINE_NAME, STAGES, compile_pipeline
 from tests.gcp.conftest import PROJECT, RAW_FILES, REGION, put_raw
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/churn/pipeline:0123abc"
@@ -52,19 +56,19 @@ def _one(calls: list) -> object:
 # ------------------------------------------------------------------------------------------------
 
 def test_vertex_uri_round_trips_and_dispatches() -> None:
-    target = vx.VertexTarget(PROJECT, REGION, api_endpoint="https://x.p.googleapis.com", serving_image=SERVING_IMAGE,
+    target = vertexai.VertexTarget(PROJECT, REGION, api_endpoint="https://x.p.googleapis.com", serving_image=SERVING_IMAGE,
                              staging="gs://acme-churn/models", experiment="nightly")
-    assert vx.parse_vertex_uri(target.uri()) == target
-    assert vx.parse_vertex_uri(f"vertex://{PROJECT}/{REGION}") == vx.VertexTarget(PROJECT, REGION)
-    assert isinstance(get_registry(target.uri()), vx.VertexRegistry)
-    assert isinstance(get_tracker(target.uri()), vx.VertexTracker)
+    assert vertexai.parse_vertex_uri(target.uri()) == target
+    assert vertexai.parse_vertex_uri(f"vertex://{PROJECT}/{REGION}") == vertexai.VertexTarget(PROJECT, REGION)
+    assert isinstance(get_registry(target.uri()), VertexRegistry)
+    assert isinstance(get_tracker(target.uri()), VertexTracker)
     for bad in (f"vertex://{PROJECT}", f"vertex://{PROJECT}/{REGION}?colour=red", "vertex:///europe-west4"):
         with pytest.raises(ValueError, match="vertex://PROJECT/REGION|unknown keys"):
-            vx.parse_vertex_uri(bad)
-    assert vx.labels_from_tags({"validation_roc_auc": "0.8731", "Stage": "Production", "9x": "a b"}) == \
+            vertexai.parse_vertex_uri(bad)
+    assert vertexai.labels_from_tags({"validation_roc_auc": "0.8731", "Stage": "Production", "9x": "a b"}) == \
         {"validation_roc_auc": "0_8731", "stage": "production", "t_9x": "a_b"}
     with pytest.raises(ValueError, match="Vertex model ID"):
-        vx.model_id("Churn Model")
+        vertexai.model_id("Churn Model")
 
 
 def test_cloud_commands_have_teaching_help(capsys) -> None:
@@ -96,9 +100,9 @@ def test_submit_sends_template_root_parameters_labels_and_service_account(vertex
     assert create.query["pipelineJobId"] == ["run-1"]
     body = create.body
     spec = body["pipelineSpec"]
-    assert spec["pipelineInfo"]["name"] == pipeline.PIPELINE_NAME
+    assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == len(pipeline.STAGES)
+    assert len(executors) == len(STAGES)
     assert {e["container"]["image"] for e in executors.values()} == {IMAGE}  # compiled for exactly this image
     assert all(task["cachingOptions"].get("enableCache", False) is False  # --no-caching on every step
                for task in spec["root"]["dag"]["tasks"].values())
@@ -106,12 +110,12 @@ def test_submit_sends_template_root_parameters_labels_and_service_account(vertex
     assert runtime["gcsOutputDirectory"] == root
     params = runtime["parameterValues"]
     assert params["raw_dir"] == raw and params["model_name"] == "churn-model"
-    assert params["raw_digest"] == vx.raw_digest(raw)
+    assert params["raw_digest"] == vertex_jobs.raw_digest(raw)
     assert params["seed"] == 7 and params["gate_margin"] == 0.01  # --param values arrive typed
-    registry = vx.parse_vertex_uri(params["registry_uri"])
+    registry = vertexai.parse_vertex_uri(params["registry_uri"])
     assert (registry.project, registry.region, registry.serving_image, registry.staging, registry.api_endpoint) == \
         (PROJECT, REGION, SERVING_IMAGE, f"{root}/models", vertex.url)
-    assert vx.parse_vertex_uri(params["tracking_uri"]).experiment == "churn"
+    assert vertexai.parse_vertex_uri(params["tracking_uri"]).experiment == "churn"
     assert body["labels"] == {"team": "ml", "trigger": "manual"}
     assert body["serviceAccount"] == SA
     assert _bearer_issuer(create.headers["authorization"]) == f"pipeline-runner@{PROJECT}.iam.gserviceaccount.com"
@@ -128,9 +132,9 @@ def test_submit_takes_a_compiled_template_from_cloud_storage(vertex, gcs, resour
     """The retraining trigger's path: a template Cloud Build uploaded, read by the SDK from gs://."""
     from google.cloud import storage
 
-    compiled = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    compiled = compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
     storage.Client(project=PROJECT).bucket(gcs).blob("templates/churn_pipeline.yaml").upload_from_filename(compiled)
-    name = vx.submit_pipeline_job(f"gs://{gcs}/templates/churn_pipeline.yaml", project=PROJECT, region=REGION,
+    name = vertex_jobs.submit_pipeline_job(f"gs://{gcs}/templates/churn_pipeline.yaml", project=PROJECT, region=REGION,
                                   pipeline_root=f"gs://{gcs}/root", parameter_values={"raw_dir": f"gs://{gcs}/raw"},
                                   labels={"trigger": "drift"}, api_endpoint=vertex.url)
     body = _one(vertex.calls("POST", r"/pipelineJobs$")).body
@@ -145,7 +149,7 @@ def test_submit_errors_name_the_fix(vertex, capsys) -> None:
                           "--raw-dir", "gs://b/raw"])
     assert code == 2 and "--serving-image" in capsys.readouterr().err
     with pytest.raises(ValueError, match="must be a gs:// folder"):
-        vx.submit_pipeline_job("x.yaml", project=PROJECT, region=REGION, pipeline_root="/tmp/root")
+        vertex_jobs.submit_pipeline_job("x.yaml", project=PROJECT, region=REGION, pipeline_root="/tmp/root")
     assert not vertex.calls("POST", r"/pipelineJobs")
 
 
@@ -155,7 +159,7 @@ def test_submit_errors_name_the_fix(vertex, capsys) -> None:
 
 @pytest.fixture
 def registry_uri(vertex, gcs) -> str:
-    return vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
+    return vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, serving_image=SERVING_IMAGE,
                            staging=f"gs://{gcs}/models").uri()
 
 
@@ -287,9 +291,9 @@ def test_deploy_creates_then_reuses_the_endpoint_with_a_traffic_split(vertex, gc
 def test_deploy_turns_on_request_logging_of_a_reused_endpoint(vertex, gcs, registry_uri, processed, model_dirs,
                                                               tmp_path) -> None:
     rm.run(model_dirs["good"], processed.folder, tmp_path / "a", registry_uri=registry_uri)
-    vx.deploy(project=PROJECT, region=REGION, model_name="churn-model", api_endpoint=vertex.url)
+    vertex_endpoints.deploy(project=PROJECT, region=REGION, model_name="churn-model", api_endpoint=vertex.url)
     table = f"bq://{PROJECT}.churn.predictions"
-    vx.deploy(project=PROJECT, region=REGION, model_name="churn-model", log_table=table, api_endpoint=vertex.url)
+    vertex_endpoints.deploy(project=PROJECT, region=REGION, model_name="churn-model", log_table=table, api_endpoint=vertex.url)
     patch = _one(vertex.calls("PATCH", r"/endpoints/\d+$"))
     assert patch.query["updateMask"] == ["predictRequestResponseLoggingConfig"]
     assert patch.body["predictRequestResponseLoggingConfig"] == {
@@ -326,11 +330,11 @@ def test_schedule_creates_then_updates_the_same_schedule(vertex, capsys) -> None
     assert (spec["template"], spec["project"], spec["region"], spec["pipeline_root"], spec["service_account"]) == \
         ("gs://acme-churn/templates/churn_pipeline-0123abc.yaml", PROJECT, REGION, "gs://acme-churn/root", SA)
     assert spec["parameter_values"]["raw_dir"] == "gs://acme-churn/raw"
-    assert vx.parse_vertex_uri(spec["parameter_values"]["registry_uri"]).serving_image == SERVING_IMAGE
+    assert vertexai.parse_vertex_uri(spec["parameter_values"]["registry_uri"]).serving_image == SERVING_IMAGE
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     check, trigger = executors["exec-drift-check"]["container"], executors["exec-retrain-on-drift"]["container"]
     assert check["image"] == MONITORING_IMAGE and trigger["image"] == IMAGE
-    assert check["command"] == list(pipeline.DRIFT_COMMAND)
+    assert check["command"] == list(DRIFT_COMMAND)
     assert check["args"][-2:] == ["--trigger", "none"] and "--baseline" in check["args"]
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert tasks["retrain-on-drift"]["dependentTasks"] == ["drift-check"]
@@ -356,7 +360,7 @@ def test_schedule_creates_then_updates_the_same_schedule(vertex, capsys) -> None
 # ------------------------------------------------------------------------------------------------
 
 def test_vertex_tracker_logs_params_and_metrics_to_an_experiment_run(vertex, gcs, tmp_path) -> None:
-    uri = vx.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, experiment="churn",
+    uri = vertexai.VertexTarget(PROJECT, REGION, api_endpoint=vertex.url, experiment="churn",
                           staging=f"gs://{gcs}/experiments").uri()
     tracker = get_tracker(uri)
     (tmp_path / "model").mkdir()
@@ -389,12 +393,12 @@ def test_drift_pipeline_retrains_only_when_the_decision_says_so(vertex, gcs, res
                 "drifted_features": ["recency_days"]}
     storage.Client(project=PROJECT).bucket(gcs).blob("monitoring/drift_decision.json").upload_from_string(
         json.dumps(decision))
-    compiled = pipeline.compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
+    compiled = compile_pipeline(tmp_path / "churn_pipeline.yaml", IMAGE)
     raw = put_raw(gcs, "raw", RAW_FILES)
     spec = {"template": str(compiled), "project": PROJECT, "region": REGION, "api_endpoint": vertex.url,
             "pipeline_root": f"gs://{gcs}/root", "service_account": SA,
             "parameter_values": {"raw_dir": raw, "model_name": "churn-model"}}
-    step = pipeline.retrain_on_drift_component(IMAGE)
+    step = retrain_on_drift_component(IMAGE)
     job = step.python_func(output_dir=f"gs://{gcs}/monitoring/", retrain=spec)
     submitted = vertex.calls("POST", r"/pipelineJobs$")
     if not retrain:
@@ -404,6 +408,6 @@ def test_drift_pipeline_retrains_only_when_the_decision_says_so(vertex, gcs, res
     assert job == vertex.pipeline_jobs[job]["name"]
     assert body["labels"] == {"trigger": "drift", "drift_date": "2026-11-26"}
     assert body["runtimeConfig"]["parameterValues"] == {"raw_dir": raw, "model_name": "churn-model",
-                                                        "raw_digest": vx.raw_digest(raw)}  # as of the trigger
+                                                        "raw_digest": vertex_jobs.raw_digest(raw)}  # as of the trigger
     assert body["serviceAccount"] == SA
 

@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from churn.export import request_instances
+from churn.features import read_split
+from churn.model_io import model_input
 from churn.schema import FeatureSchema
 from components import data_prep, feature_engineering, train
+from components.export import request_instances
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_TYPES = ("logistic_regression", "hist_gradient_boosting")
@@ -41,7 +43,7 @@ class Trained:
         return request_instances(frame, self.schema)
 
     def sklearn_proba(self, frame: Any) -> Any:
-        return self.trained.pipeline.predict_proba(train.model_input(frame, self.schema))[:, 1]
+        return self.trained.pipeline.predict_proba(model_input(frame, self.schema))[:, 1]
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +59,8 @@ def serving_processed(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFac
 def models(serving_processed: tuple[Path, FeatureSchema], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
     """One model folder per model type, written by ``train.save_model`` (which exports ONNX + manifest)."""
     folder, schema = serving_processed
-    tr = feature_engineering.read_split(folder / "train.csv", schema)
-    va = feature_engineering.read_split(folder / "validation.csv", schema)
+    tr = read_split(folder / "train.csv", schema)
+    va = read_split(folder / "validation.csv", schema)
     out = {}
     for name in MODEL_TYPES:
         trained = train.train_model(tr, va, schema, seed=3, candidates=(name,))

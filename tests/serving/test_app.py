@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from churn.export import PARITY_TOLERANCE
+from churn.onnx_model import PARITY_TOLERANCE
 from tests.serving.conftest import ServerProcess, Trained, start_server
 
 VERTEX_PREDICT = "/v1/endpoints/123/deployedModels/456:predict"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from churn.logformat import Layout
 from churn.schema import FeatureSchema, FeatureSpec
 from serving.columns import ColumnParser, Columns, columns_from_instances
 from serving.model import RequestError, ServedModel, load_model
-from serving.prediction_log import Layout
 from serving.schemas import request_models
 from tests.serving.conftest import Trained
 

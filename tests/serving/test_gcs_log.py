@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.prediction_log import GcsPredictionLog, header, part_name
+from churn.logformat import header
+from serving.prediction_log import GcsPredictionLog, part_name
 from tests.gcp.conftest import _free_port, _stop_group
 from tests.serving.conftest import ServerProcess, Trained, start_server
 from tests.serving.test_instance_forms import _post

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from churn.logformat import Layout, header
 from serving.columns import ColumnParser
 from serving.model import RequestError, ServedModel
-from serving.prediction_log import Layout, header
 from serving.schemas import request_models
 from tests.serving.conftest import Trained, start_server
 from tests.serving.test_columns import BASE, MAX_INSTANCES, MODEL, SCHEMA, _batch, _check, _instance, _same

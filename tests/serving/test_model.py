@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from churn.export import MANIFEST_FILE, ManifestError
-from serving.model import RequestError, load_model, version_label
+from churn.onnx_model import MANIFEST_FILE, ManifestError, version_label
+from serving.model import RequestError, load_model
 from tests.serving.conftest import Trained
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.prediction_log import PredictionLog, header, log_path
+from churn.logformat import Layout, header
+from serving.prediction_log import PredictionLog, log_path
 
 FEATURES = ("tenure_days", "plan", "age")
 
@@ -81,7 +82,6 @@ def _columns(n: int, tag: str, rng: np.random.Generator):
 def test_rows_from_arrays_read_back_as_csv_writer_would_write_them(tmp_path: Path):
     import io
 
-    from serving.prediction_log import Layout
 
     layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
     rng = np.random.default_rng(0)
@@ -135,7 +135,6 @@ def _csv_line(values: list) -> str:
 
 
 def test_arrays_and_instance_dicts_of_one_model_share_its_file(tmp_path: Path):
-    from serving.prediction_log import Layout
 
     log = PredictionLog(tmp_path, flush_seconds=60)
     log.start()
@@ -165,7 +164,7 @@ def _number(x: float) -> str:
 
 
 def test_batches_formatted_together_keep_their_own_timestamp_and_threshold():
-    from serving.prediction_log import Layout, _Batch, _format
+    from serving.prediction_log import _Batch, _format
 
     layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
     rng = np.random.default_rng(2)
@@ -183,7 +182,7 @@ def test_batches_formatted_together_keep_their_own_timestamp_and_threshold():
 
 
 def test_only_empty_batches_write_nothing():
-    from serving.prediction_log import Layout, _Batch, _format
+    from serving.prediction_log import _Batch, _format
 
     layout = Layout(FEATURES, (("n", 0), ("c", 0), ("n", 1)))
     empty = _Batch("t", "v1", layout, [], np.zeros((0, 2)), np.zeros((0, 1), dtype=object), None, np.zeros(0), 0.5)

@@ -1,7 +1,8 @@
-"""Serving artifact: the fitted pipeline as an ONNX graph in double precision, and a verified manifest.
+"""Build time: the fitted pipeline as an ONNX graph in double precision, and its manifest.
 
 Training keeps ``model.joblib`` (a pickle: trusted, training-side only). Serving loads ``model.onnx``, a
-data-only format that loads without executing code, run by onnxruntime without scikit-learn.
+data-only format that loads without executing code, run by onnxruntime without scikit-learn; what serving
+needs of it at run time is in ``churn/onnx_model.py``.
 
 Why the graph is hand-built from the fitted transformers rather than taken whole from ``skl2onnx``:
 
@@ -10,30 +11,21 @@ Why the graph is hand-built from the fitted transformers rather than taken whole
 * its HistGradientBoosting converter writes split thresholds as float32 attributes (ai.onnx.ml v1), and
   onnxruntime's ``TreeEnsembleClassifier`` only outputs float32.
 
-In float32, an input within float32 rounding of a split threshold takes the other branch; a flipped
-split in an early, heavily weighted tree moves the probability by up to a few hundredths. Here every
+In float32, an input within float32 rounding of a split threshold takes the other branch. Here every
 input, imputation, scaling, one-hot slot, split threshold and leaf value is float64: numeric inputs go
 through ``Where(IsNaN)``/``Sub``/``Div`` in double, categoricals through ``LabelEncoder`` + ``Equal``,
 trees through ``TreeEnsembleRegressor`` with ``*_as_tensor`` double attributes (ai.onnx.ml v3) summing
 the raw score, then ``Sigmoid`` in double. Logistic regression is ``MatMul`` + ``Add`` + ``Sigmoid``.
 
-The graph takes two inputs: ``numeric`` (double, ``[N, len(schema.numeric)]``, NaN = missing) and
-``categorical`` (string, ``[N, len(schema.categorical)]``, ``""`` = missing), columns in schema order,
-and returns ``churn_probability`` (double, ``[N, 1]``).
+The export is parity-checked against scikit-learn on synthetic probe rows, and ``manifest.json`` records
+the files, schema, library versions, metrics, threshold, parity and a small probe the server replays.
 
-``manifest.json`` lists every file of the model folder with its sha256 and size, the feature schema,
-library versions, metrics known at training time, the threshold, the parity measured at export and a
-small probe (instances + expected probabilities) that the server replays before reporting healthy.
-The manifest protects against corrupt, partial or edited copies; it is not a signature.
-
-This module imports only the standard library and numpy at the top, so the serving image (no
-scikit-learn, no onnx) can import :func:`verify_manifest` and :func:`read_manifest`.
+Run alone: ``python -m components.export {export,verify,parity} --model-dir DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
@@ -44,35 +36,38 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from churn.schema import SCHEMA_FILE, FeatureSchema
+from churn.model_io import model_input
+from churn.onnx_model import (
+    CATEGORICAL_INPUT,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MISSING_CATEGORY,
+    NUMERIC_INPUT,
+    ONNX_FILE,
+    PARITY_TOLERANCE,
+    PROBABILITY_OUTPUT,
+    file_sha256,
+    onnx_proba,
+    read_manifest,
+    session,
+    verify_manifest,
+)
+from churn.schema import FeatureSchema
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-ONNX_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "churn-model-manifest/1"
-NUMERIC_INPUT = "numeric"
-CATEGORICAL_INPUT = "categorical"
-PROBABILITY_OUTPUT = "churn_probability"
-MISSING_CATEGORY = ""  # what the graph treats as a missing categorical value (like an empty CSV cell)
-PARITY_TOLERANCE = 1e-4
 PROBE_ROWS = 2000
 MANIFEST_PROBE_ROWS = 16
 OPSET = 17
 ML_OPSET = 3
 _UNSEEN = "\x00unseen-category\x00"
-_CHUNK = 1 << 20
 
 
 class ExportError(RuntimeError):
     """The fitted pipeline cannot be exported faithfully (unsupported step or parity failure)."""
-
-
-class ManifestError(RuntimeError):
-    """A model folder does not match its manifest (missing, altered or unexpected content)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,7 +133,7 @@ def _lower_numeric(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> s
             if step.with_std:
                 x = g.node("Div", [x, g.const("scale", np.asarray(step.scale_, dtype=np.float64).reshape(1, -1))], "scaled")
         else:
-            raise ExportError(f"numeric step {type(step).__name__} is not supported by churn.export")
+            raise ExportError(f"numeric step {type(step).__name__} is not supported by the ONNX export")
     return x
 
 
@@ -177,11 +172,11 @@ def _categorical_steps(steps: list[Any], n_columns: int) -> tuple[list[str | Non
         elif isinstance(step, OneHotEncoder) and encoder is None:
             encoder = step
         else:
-            raise ExportError(f"categorical step {type(step).__name__} is not supported by churn.export")
+            raise ExportError(f"categorical step {type(step).__name__} is not supported by the ONNX export")
     if encoder is None:
         raise ExportError("categorical columns need a OneHotEncoder")
     if encoder.drop is not None:
-        raise ExportError("OneHotEncoder(drop=...) is not supported by churn.export")
+        raise ExportError("OneHotEncoder(drop=...) is not supported by the ONNX export")
     return fill, encoder
 
 
@@ -234,7 +229,7 @@ def _blocks(g: _Graph, pre: Any, schema: FeatureSchema) -> Iterator[tuple[str, l
         if transformer == "drop" or (isinstance(columns, (list, tuple, np.ndarray)) and len(columns) == 0):
             continue
         if transformer == "passthrough":
-            raise ExportError("passthrough columns are not supported by churn.export")
+            raise ExportError("passthrough columns are not supported by the ONNX export")
         columns = [str(c) for c in columns]
         kinds = {schema.get(c).kind for c in columns}
         if kinds == {"numeric"}:
@@ -387,7 +382,7 @@ def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
     if list(getattr(est, "classes_", [])) != [0, 1]:
         raise ExportError(f"expected classes [0, 1], got {list(getattr(est, 'classes_', []))}")
     if not isinstance(est, (LogisticRegression, HistGradientBoostingClassifier)):
-        raise ExportError(f"estimator {type(est).__name__} is not supported by churn.export")
+        raise ExportError(f"estimator {type(est).__name__} is not supported by the ONNX export")
     g = _Graph(nodes=[], initializers=[])
     logit = _lower_linear(g, pre, est, schema) if isinstance(est, LogisticRegression) else None
     if logit is None:
@@ -406,6 +401,7 @@ def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
     graph = helper.make_graph(g.nodes, "churn", inputs,
                               [helper.make_tensor_value_info(PROBABILITY_OUTPUT, TensorProto.DOUBLE, ["N", 1])],
                               initializer=g.initializers)
+    # producer "churn.export": the name every exported model has carried (the file stays byte-identical)
     model = helper.make_model(graph, producer_name="churn.export", producer_version="1",
                               opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     model.ir_version = 8
@@ -417,44 +413,8 @@ def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
 
 
 # --------------------------------------------------------------------------------------------------
-# Feeding the graph and checking parity
+# Checking parity
 # --------------------------------------------------------------------------------------------------
-
-def feed_from_frame(frame: "pd.DataFrame", schema: FeatureSchema) -> dict[str, np.ndarray]:
-    """The graph's inputs for a DataFrame with the schema's columns (NaN/None/"" = missing).
-
-    Args:
-        frame: Rows to score.
-        schema: Feature schema.
-
-    Returns:
-        ``{"numeric": float64 [N, k], "categorical": object [N, m]}`` (no ``categorical`` when m = 0).
-    """
-    import pandas as pd
-
-    feed = {NUMERIC_INPUT: frame[schema.numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)}
-    if schema.categorical:
-        cats = frame[schema.categorical].astype(object)
-        feed[CATEGORICAL_INPUT] = cats.where(cats.notna(), MISSING_CATEGORY).astype(str).to_numpy(dtype=object)
-    return feed
-
-
-def session(model: "onnx.ModelProto | bytes | Path") -> Any:
-    """A single-threaded onnxruntime session for a model proto, its bytes or a file."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    source = model if isinstance(model, (bytes, str)) else str(model) if isinstance(model, Path) \
-        else model.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def onnx_proba(sess: Any, frame: "pd.DataFrame", schema: FeatureSchema) -> np.ndarray:
-    """Churn probabilities from an onnxruntime session for a DataFrame."""
-    return sess.run([PROBABILITY_OUTPUT], feed_from_frame(frame, schema))[0][:, 0]
-
 
 @dataclass(frozen=True)
 class Parity:
@@ -489,8 +449,6 @@ def check_parity(pipeline: "Pipeline", sess: Any, frame: "pd.DataFrame", schema:
     Returns:
         The comparison.
     """
-    from components.train import model_input
-
     expected = pipeline.predict_proba(model_input(frame, schema))[:, 1]
     got = onnx_proba(sess, frame, schema)
     diff = np.abs(expected - got)
@@ -560,15 +518,6 @@ def probe_frame(pipeline: "Pipeline", schema: FeatureSchema, rows: int = PROBE_R
 # --------------------------------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------------------------------
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
@@ -643,57 +592,6 @@ def write_manifest(model_dir: Path, *, schema: FeatureSchema, threshold: float, 
     return path
 
 
-def read_manifest(model_dir: Path) -> dict:
-    """Reads ``manifest.json`` of a model folder.
-
-    Raises:
-        ManifestError: Missing or not a manifest.
-    """
-    path = Path(model_dir) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no manifest; re-export the model (python -m churn.export export "
-                            f"--model-dir {model_dir})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ManifestError(f"{path}: unknown manifest format (expected {MANIFEST_FORMAT})")
-    return manifest
-
-
-def verify_manifest(model_dir: Path) -> dict:
-    """Checks every file listed in the manifest (sha256 and size) and the schema it records.
-
-    Args:
-        model_dir: The model folder.
-
-    Returns:
-        The manifest.
-
-    Raises:
-        ManifestError: A listed file is missing or differs, the ONNX file is not listed, or
-            ``feature_schema.json`` differs from the schema in the manifest.
-    """
-    model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
-    files = manifest.get("files") or {}
-    for needed in (ONNX_FILE, SCHEMA_FILE):
-        if needed not in files:
-            raise ManifestError(f"{model_dir / MANIFEST_FILE}: {needed} is not listed")
-    for name, facts in files.items():
-        path = model_dir / name
-        if Path(name).name != name:
-            raise ManifestError(f"{model_dir / MANIFEST_FILE}: file entry {name!r} is not a plain file name")
-        if not path.is_file():
-            raise ManifestError(f"{path}: listed in the manifest but missing")
-        if path.stat().st_size != facts.get("bytes") or file_sha256(path) != facts.get("sha256"):
-            raise ManifestError(f"{path}: sha256/size differ from the manifest (corrupt or altered copy)")
-    if json.loads(json.dumps(FeatureSchema.load(model_dir).to_dict())) != manifest.get("feature_schema"):
-        raise ManifestError(f"{model_dir / SCHEMA_FILE}: differs from the schema recorded in the manifest")
-    return manifest
-
-
 def export_model(pipeline: "Pipeline", schema: FeatureSchema, model_dir: Path, *, threshold: float, model_type: str,
                  metrics: dict[str, float] | None = None, model_version: str = "") -> dict:
     """Writes ``model.onnx`` and ``manifest.json`` into a model folder, after checking parity.
@@ -731,9 +629,9 @@ def export_model(pipeline: "Pipeline", schema: FeatureSchema, model_dir: Path, *
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m churn.export --help``."""
+    """Command line: ``python -m components.export --help``."""
     parser = argparse.ArgumentParser(
-        prog="python -m churn.export",
+        prog="python -m components.export",
         description="Export a trained model folder to ONNX + manifest.json, verify a folder against its "
                     "manifest, or measure ONNX vs scikit-learn parity on a processed split.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -749,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = verify_manifest(args.model_dir)
         print(f"{args.model_dir}: {len(manifest['files'])} files match the manifest")
         return 0
-    from components.train import load_model
+    from churn.model_io import load_model
 
     loaded = load_model(args.model_dir)
     if args.command == "export":
@@ -760,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                          card.get("model_type", ""), float("nan"))})
         print(f"wrote {args.model_dir / ONNX_FILE} and {args.model_dir / MANIFEST_FILE}")
         return 0
-    from components.feature_engineering import read_split
+    from churn.features import read_split
 
     frame = read_split(args.split, loaded.schema)
     result = check_parity(loaded.pipeline, session(args.model_dir / ONNX_FILE), frame, loaded.schema, loaded.threshold)
