@@ -73,8 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     from monitoring.drift import DriftPolicy
-    from tests.monitoring.calibration import (CATEGORIES, SCHEMA, categorical_detection, control_runs, false_alarms,
-                                              numeric_detection)
+    from tests.monitoring.calibration import (
+        CATEGORIES,
+        SCHEMA,
+        categorical_detection,
+        control_runs,
+        false_alarms,
+        numeric_detection,
+    )
 
     policy = DriftPolicy() if args.false_alarm_rate is None else DriftPolicy(false_alarm_rate=args.false_alarm_rate)
     started = time.perf_counter()
@@ -90,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     cats: dict[str, dict[str, float]] = {}
     for n, n_base in args.category_sizes:
-        ratios = categorical_detection(n, args.trials, policy=policy, seed=args.seed)
-        for (name, _, _), values in ratios.items():
+        cat_ratios = categorical_detection(n, args.trials, policy=policy, seed=args.seed)
+        for (name, _, _), values in cat_ratios.items():
             rate = float(np.mean(np.array(values) > 1.0))
             cell = cats.setdefault(name, {})
             cell[_label(n, n_base)] = min(rate, cell.get(_label(n, n_base), 1.0))
@@ -107,15 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     control: dict[str, dict] = {}
     for n, n_base in args.control_sizes:
-        runs = control_runs(n, args.alarm_trials or args.trials, policy=policy, seed=args.seed, baseline_rows=n_base)
+        rounded = control_runs(n, args.alarm_trials or args.trials, policy=policy, seed=args.seed,
+                               baseline_rows=n_base)
         control[_label(n, n_base)] = {
-            writer: {"runs": len(runs), "flagged": sum(bool(r[writer]) for r in runs),
-                     "differs_from_exact": sum(r[writer] != r["exact"] for r in runs),
-                     "features": sorted({f for r in runs for f in r[writer]})} for writer in runs[0]} if runs else {}
+            writer: {"runs": len(rounded), "flagged": sum(bool(r[writer]) for r in rounded),
+                     "differs_from_exact": sum(r[writer] != r["exact"] for r in rounded),
+                     "features": sorted({f for r in rounded for f in r[writer]})} for writer in rounded[0]} \
+            if rounded else {}
         print(f"# rounding control at {_label(n, n_base)} done ({time.perf_counter() - started:.0f}s)",
               file=sys.stderr, flush=True)
 
-    columns = [c for c in next(iter(detect.values()))] if detect else []
+    columns = list(next(iter(detect.values()))) if detect else []
     if columns:
         print(f"Numeric features, mean 10% higher: share of {args.trials} seeded trials flagged "
               f"(false_alarm_rate {policy.false_alarm_rate}).\n")

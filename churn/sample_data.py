@@ -134,7 +134,8 @@ class Shift:
         if not self.amount_scale > 0:
             raise ValueError(f"amount_scale must be > 0, got {self.amount_scale}")
         if len(self.plan_shares) != len(PLANS) or min(self.plan_shares) < 0 or abs(sum(self.plan_shares) - 1) > 1e-9:
-            raise ValueError(f"plan_shares must be {len(PLANS)} non-negative shares summing to 1, got {self.plan_shares}")
+            raise ValueError(f"plan_shares must be {len(PLANS)} non-negative shares summing to 1, "
+                             f"got {self.plan_shares}")
         if len(self.region_churn_logit) != len(REGIONS):
             raise ValueError(f"region_churn_logit needs {len(REGIONS)} values ({', '.join(REGIONS)})")
         if self.churn_recent_days < 1:
@@ -483,7 +484,8 @@ def _draw_purchase_details(
     channel = _sample_per_customer(rng, chan_pref, cust)
 
     quantity = 1 + rng.poisson(_CATEGORY_EXTRA_QTY[category])
-    mean = _PLAN_MEAN_AMOUNT[attrs["plan"][cust]] * _CATEGORY_AMOUNT[category] * (1.0 + 0.35 * (quantity - 1)) * amount_scale
+    mean = (_PLAN_MEAN_AMOUNT[attrs["plan"][cust]] * _CATEGORY_AMOUNT[category] * (1.0 + 0.35 * (quantity - 1))
+            * amount_scale)
     raw = rng.standard_gamma(_AMOUNT_GAMMA_SHAPE, size=cust.size) * (mean * (100.0 / _AMOUNT_GAMMA_SHAPE))
     cents = np.clip(np.rint(raw), 50, 10_000_000).astype(np.int32)
     return {
@@ -602,9 +604,9 @@ def _fixed_width_ids(numbers: np.ndarray, width: int, prefix: str = "") -> pa.La
     return pa.LargeStringArray.from_buffers(numbers.size, pa.py_buffer(offsets), pa.py_buffer(chars))
 
 
-def _categorical(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical:
+def _categorical(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical[str]:
     """Build a categorical with fixed categories from integer codes."""
-    return pd.Categorical.from_codes(codes.astype(np.int8), categories=list(categories))
+    return pd.Categorical.from_codes(codes.astype(np.int8), categories=pd.Index(list(categories)))
 
 
 def _customers_frame(

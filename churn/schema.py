@@ -93,7 +93,7 @@ class FeatureSchema:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSchema":
+    def from_dict(cls, data: dict) -> FeatureSchema:
         """Builds a schema from :meth:`to_dict` output."""
         feats = tuple(
             FeatureSpec(**{**f, "categories": tuple(f.get("categories", ()))}) for f in data["features"]
@@ -115,7 +115,7 @@ class FeatureSchema:
         return path
 
     @classmethod
-    def load(cls, path: Path | str) -> "FeatureSchema":
+    def load(cls, path: Path | str) -> FeatureSchema:
         """Reads a schema written by :meth:`save`; ``path`` may be the folder holding it."""
         path = Path(path)
         if path.is_dir():

@@ -104,7 +104,7 @@ async def keep_model_current(app: FastAPI, source: ModelSource, poll_seconds: fl
     while True:
         try:
             new = await asyncio.to_thread(source.fetch, state.model)
-        except Exception as exc:  # any failure must leave the server up; it is reported by /health
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the server up; /health reports it
             state.error = f"{type(exc).__name__}: {exc}"
             logger.error("model not (re)loaded: %s", state.error)
         else:
