@@ -140,7 +140,7 @@ class DockerIgnore:
     rules: tuple[tuple[bool, re.Pattern[str], str], ...]
 
     @classmethod
-    def read(cls, path: Path) -> "DockerIgnore":
+    def read(cls, path: Path) -> DockerIgnore:
         rules = []
         for raw in path.read_text().splitlines():
             line = raw.strip()
@@ -196,7 +196,7 @@ def build_context(root: Path, dest: Path, ignore: DockerIgnore) -> list[str]:
 def _bundled_wheel(name: str) -> Path | None:
     """The wheel of ``name`` that ships with this CPython's ensurepip (or the distro's copy of it)."""
     try:
-        package = ensurepip._get_packages()[name]  # noqa: SLF001 - the only offline source of these wheels
+        package = ensurepip._get_packages()[name]  # private, but the only offline source of these wheels
     except (AttributeError, KeyError):
         package = None
     candidates = []
@@ -210,7 +210,8 @@ def _bundled_wheel(name: str) -> Path | None:
 
 
 def _probe(code: str) -> bool:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, env=_clean_env()).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=_clean_env(), check=False)
+    return proc.returncode == 0
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -223,7 +224,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -274,7 +275,7 @@ def wheel(context: tuple[Path, list[str]], pip_path: str, tmp_path_factory: pyte
             pytest.skip("cannot build a wheel offline: no setuptools in the virtualenv and no uv")
         cmd = [uv, "build", "--wheel", "--offline", "--no-config", "--python", sys.executable, "-q", "-o", str(out),
                str(src)]
-        proc = subprocess.run(cmd, cwd=out, env=_clean_env(), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, cwd=out, env=_clean_env(), capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0 and re.search(r"offline|network", proc.stderr, re.I):
             pytest.skip(f"setuptools is not in uv's cache, so no offline build (run `make setup`):\n{proc.stderr}")
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -332,7 +333,7 @@ def _hadolint() -> str:
 
 def test_hadolint_passes_on_the_pipeline_dockerfile():
     proc = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert proc.returncode == 0, f"hadolint findings:\n{proc.stdout}{proc.stderr}"
 
 
@@ -340,7 +341,8 @@ def test_hadolint_really_lints(tmp_path: Path):
     """A control: the same call flags a Dockerfile with an unpinned base and unpinned pip install."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install flask\n")
-    proc = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60,
+                          check=False)
     assert proc.returncode != 0
     assert "DL3007" in proc.stdout and "DL3013" in proc.stdout
 
@@ -358,6 +360,7 @@ def test_build_context_has_the_sources_and_nothing_local(context: tuple[Path, li
     assert not leaked, f"sent to the Docker build: {leaked[:10]}"
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_project_and_no_tests_or_data(wheel: Path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
@@ -367,12 +370,13 @@ def test_wheel_holds_the_project_and_no_tests_or_data(wheel: Path):
     for package in ("churn", "components"):
         sources = {f"{package}/{p.name}" for p in (ROOT / package).glob("*.py")}
         assert sources <= names, f"not packaged: {sorted(sources - names)}"
-    stray = [n for n in names if n.split("/")[0] in NOT_IN_IMAGE + ("images", "build")
+    stray = [n for n in names if n.split("/")[0] in (*NOT_IN_IMAGE, "images", "build")
              or "__pycache__" in n or n.endswith((".pyc", ".csv", ".parquet", ".db"))]
     assert not stray, f"the wheel carries {stray[:10]}"
     assert re.search(r"^churn-pipeline\s*=\s*pipeline:main$", entry_points, re.M), entry_points
 
 
+@pytest.mark.slow
 def test_installed_project_imports_outside_the_repo(in_image_run: dict, installed: Path):
     modules = in_image_run["modules"]
     for name in ("pipeline", "pipelines.training", "pipelines.cli", "components.data_prep", "components.train",
@@ -382,6 +386,7 @@ def test_installed_project_imports_outside_the_repo(in_image_run: dict, installe
     assert not outside, f"imported from outside the installed copy (the editable checkout?): {outside}"
 
 
+@pytest.mark.slow
 def test_installed_project_compiles_for_the_given_image(in_image_run: dict):
     assert in_image_run["code"] == 0
     executors = in_image_run["spec"]["deploymentSpec"]["executors"]
