@@ -141,6 +141,7 @@ def retrain_on_new_categories(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_a_retrain_with_other_top_categories_is_gated_against_the_champion(retrain_on_new_categories,
                                                                            tmp_path: Path) -> None:
     import pandas as pd
@@ -177,6 +178,7 @@ def test_a_retrain_with_other_top_categories_is_gated_against_the_champion(retra
     assert decision["champion_score"] == pytest.approx(roc_auc_score(own["churned"], old.predict_proba(own)))
 
 
+@pytest.mark.slow
 def test_without_the_interim_data_a_changed_schema_still_cannot_be_gated(retrain_on_new_categories,
                                                                           tmp_path: Path) -> None:
     d = retrain_on_new_categories
@@ -186,6 +188,7 @@ def test_without_the_interim_data_a_changed_schema_still_cannot_be_gated(retrain
     assert record["alias"] == "challenger" and "champion v1 cannot score" in record["decision"]["reason"]
 
 
+@pytest.mark.slow
 def test_a_customers_only_champion_and_a_champion_needing_transactions(retrain_on_new_categories, telco_interim,
                                                                         tmp_path: Path) -> None:
     # a champion trained with transactions cannot be scored on data without a log: refused, named, not promoted
@@ -223,6 +226,7 @@ def _compiled(training) -> str:
         return training.compile_pipeline(Path(tmp) / "p.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_a_customers_only_champion_is_gated_against_a_model_with_transactions(retrain_on_new_categories,
                                                                                tmp_path: Path) -> None:
     # the champion knew only tenure and plan; the new data has a log: the champion ignores it and is scored

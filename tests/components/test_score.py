@@ -135,6 +135,7 @@ def test_as_of_changes_the_features_and_leaves_out_later_signups(sample_raw_dir:
     assert not np.array_equal(a.loc[both, "churn_probability"], b.loc[both, "churn_probability"])
 
 
+@pytest.mark.slow
 def test_a_model_with_an_older_schema_scores_new_data(sample_raw_dir: Path, tmp_path: Path) -> None:
     """Trained when 'groceries' was called 'food': it scores today's data with its own mix columns."""
     old_raw = tmp_path / "old_raw"
@@ -186,6 +187,7 @@ def test_hostile_ids_and_categories_stay_one_row_each(sample_raw_dir: Path, mode
     assert 'gold, "new"' in set(frame["plan"])
 
 
+@pytest.mark.slow
 def test_customers_only_data_and_model(tmp_path: Path) -> None:
     """No transaction log: a customers-only model scores; a model needing transactions is refused in one line."""
     data = generate(600, seed=3)
@@ -215,6 +217,7 @@ def test_customers_only_data_and_model(tmp_path: Path) -> None:
     (["--as-of", "yesterday-ish"], "not an ISO date"),
     (["--top", "0"], "--top must be at least 1"),
 ])
+@pytest.mark.slow
 def test_bad_requests_are_one_line_and_exit_2(args: list[str], expected: str, sample_raw_dir: Path,
                                               registry_uri: str, tmp_path: Path) -> None:
     done = _cli("--raw-dir", str(sample_raw_dir), "--registry-uri", registry_uri, *args, cwd=tmp_path)
@@ -225,6 +228,7 @@ def test_bad_requests_are_one_line_and_exit_2(args: list[str], expected: str, sa
     assert not (tmp_path / "data" / "predictions").exists()
 
 
+@pytest.mark.slow
 def test_no_registry_missing_raw_files_and_broken_models_exit_2(sample_raw_dir: Path, model_dir: Path,
                                                                 tmp_path: Path) -> None:
     no_registry = _cli("--raw-dir", str(sample_raw_dir), cwd=tmp_path)  # no mlruns/ here
@@ -247,6 +251,7 @@ def test_no_registry_missing_raw_files_and_broken_models_exit_2(sample_raw_dir: 
         assert len([line for line in done.stderr.splitlines() if " ERROR " in line]) == 1
 
 
+@pytest.mark.slow
 def test_no_champion_yet_is_one_line(sample_raw_dir: Path, model_dir: Path, tmp_path: Path) -> None:
     from churn.registry import get_registry
 
@@ -260,6 +265,7 @@ def test_no_champion_yet_is_one_line(sample_raw_dir: Path, model_dir: Path, tmp_
 
 
 @pytest.mark.skipif(not MONITORING_PYTHON.exists(), reason="needs .venv-monitoring (the drift check's environment)")
+@pytest.mark.slow
 def test_the_drift_checks_reader_takes_the_file_as_current_data(sample_raw_dir: Path, model_dir: Path,
                                                                tmp_path: Path) -> None:
     summary = score.score(sample_raw_dir, score.open_model(model_dir), out_dir=tmp_path)

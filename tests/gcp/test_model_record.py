@@ -29,6 +29,7 @@ def _wait_object(bucket: str, name: str, timeout: float = 60.0) -> bytes:
     return blob.download_as_bytes()
 
 
+@pytest.mark.slow
 def test_the_server_records_the_folder_it_serves_beside_its_log(gcs, gcs_emulator, model_dirs, tmp_path) -> None:
     from google.cloud import storage
 

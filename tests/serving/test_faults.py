@@ -361,6 +361,7 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.slow
 def test_sigkill_of_the_parent_takes_the_workers_down_and_frees_the_port(models, tmp_path: Path):
     from tests.serving.test_main import _wait_workers_listening, _workers
 

@@ -43,6 +43,7 @@ def test_tampered_model_folder_keeps_the_server_unhealthy(models: dict[str, Trai
     assert resp.status_code == 503 and name in resp.json()["detail"]
 
 
+@pytest.mark.slow
 def test_registry_champion_health_before_load_and_switch_without_failed_requests(models: dict[str, Trained],
                                                                                  tmp_path: Path, server_factory):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

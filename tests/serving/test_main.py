@@ -94,6 +94,7 @@ def _wait_healthy(conn: http.client.HTTPConnection, timeout: float = 60.0) -> No
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_bursts_of_keep_alive_connections_spread_over_the_workers(models: dict[str, Trained], tmp_path: Path):
     # With one listening socket shared by the workers, whichever worker woke first accepted most or all of
     # a burst and kept it (keep-alive) while the other idled: a worker got fewer than 4 of 32 in 12 of 30
@@ -133,6 +134,7 @@ def test_a_port_in_use_stops_the_server_at_once_with_a_clear_message(models: dic
         first.stop()
 
 
+@pytest.mark.slow
 def test_every_worker_flushes_its_predictions_on_shutdown(models: dict[str, Trained], tmp_path: Path):
     model = models["logistic_regression"]
     server = start_server(tmp_path, workers=2, AIP_STORAGE_URI=str(model.folder), SERVING_LOG_FLUSH_SECONDS="3600",
