@@ -6,6 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churn.cleaning import RawDataError, clean_customers, clean_transactions, read_customers
+from churn.interim import read_interim
 from components import data_prep as dp
 from tests.conftest import write_customers, write_transactions
 
@@ -69,8 +71,8 @@ def test_every_raw_row_is_kept_or_rejected_with_a_reason(raw_dir: Path) -> None:
 
 
 def test_customer_rules(raw_dir: Path) -> None:
-    cleaned = dp.clean_customers(dp.read_customers(raw_dir / "customers.csv"))
-    reasons = dict(zip(cleaned.rejected["source_row"], cleaned.rejected["reason"]))
+    cleaned = clean_customers(read_customers(raw_dir / "customers.csv"))
+    reasons = dict(zip(cleaned.rejected["source_row"], cleaned.rejected["reason"], strict=True))
     assert reasons[3].startswith("unparseable signup_date")
     assert reasons[4].startswith("duplicate customer_id")
     assert reasons[5] == "missing customer_id"
@@ -120,7 +122,7 @@ def test_blank_lines_crlf_and_a_bom_are_not_records(tmp_path: Path) -> None:
     lines = [json.dumps(tx(f"t{i}", "17", "2024-01-02", 1.0 + i)) for i in range(3)]
     (tmp_path / "transactions.json").write_bytes(
         b"\xef\xbb\xbf" + "\r\n\r\n  \r\n".join([lines[0], lines[1], "not json", lines[2]]).encode() + b"\r\n\n")
-    cleaned = dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["17"]))
+    cleaned = clean_transactions(tmp_path / "transactions.json", pd.Series(["17"]))
     assert cleaned.raw_rows == 4
     assert cleaned.kept[["source_row", "transaction_id"]].values.tolist() == [[1, "t0"], [2, "t1"], [4, "t2"]]
     assert cleaned.rejected[["source_row", "raw_record"]].values.tolist() == [[3, "not json"]]
@@ -129,37 +131,37 @@ def test_blank_lines_crlf_and_a_bom_are_not_records(tmp_path: Path) -> None:
 def test_numeric_json_customer_ids_match_text_ids(tmp_path: Path) -> None:
     write_customers(tmp_path, "customer_id,signup_date\n17,2024-01-01\n18,2024-01-01")
     write_transactions(tmp_path, [tx("a", 17, "2024-01-02", 1.0), tx("b", "18", "2024-01-02", 2.0)])
-    cleaned = dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["17", "18"]))
+    cleaned = clean_transactions(tmp_path / "transactions.json", pd.Series(["17", "18"]))
     assert sorted(cleaned.kept["customer_id"]) == ["17", "18"]
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     write_customers(tmp_path, CUSTOMERS)
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: transactions file not found"):
+    with pytest.raises(RawDataError, match=r"transactions\.json: transactions file not found"):
         dp.prepare(tmp_path)
-    with pytest.raises(dp.RawDataError, match=r"customers\.csv: customers file not found"):
+    with pytest.raises(RawDataError, match=r"customers\.csv: customers file not found"):
         dp.prepare(tmp_path / "nowhere")
 
 
 def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
     write_customers(tmp_path, "customer_id,plan\n1,basic")
-    with pytest.raises(dp.RawDataError, match=r"customers\.csv: missing required column\(s\) \['signup_date'\]"):
-        dp.read_customers(tmp_path / "customers.csv")
+    with pytest.raises(RawDataError, match=r"customers\.csv: missing required column\(s\) \['signup_date'\]"):
+        read_customers(tmp_path / "customers.csv")
 
 
 def test_missing_required_field_in_every_record_stops(tmp_path: Path) -> None:
     write_transactions(tmp_path, [{"customer_id": "1", "timestamp": "2024-01-01"}] * 3)
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: required field\(s\) \['amount'\] appear in no record"):
-        dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["1"]))
+    with pytest.raises(RawDataError, match=r"transactions\.json: required field\(s\) \['amount'\] appear in no record"):
+        clean_transactions(tmp_path / "transactions.json", pd.Series(["1"]))
 
 
 def test_input_without_usable_rows_stops(tmp_path: Path) -> None:
     write_customers(tmp_path, "customer_id,signup_date\n1,2024-01-01")
     write_transactions(tmp_path, [tx("a", "2", "2024-01-02", 1.0)])
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: no usable rows"):
+    with pytest.raises(RawDataError, match=r"transactions\.json: no usable rows"):
         dp.prepare(tmp_path)
     write_customers(tmp_path, "customer_id,signup_date\n1,never")
-    with pytest.raises(dp.RawDataError, match=r"customers\.csv: no usable rows"):
+    with pytest.raises(RawDataError, match=r"customers\.csv: no usable rows"):
         dp.prepare(tmp_path)
 
 
@@ -214,7 +216,7 @@ def test_split_is_stratified_and_seeded(sample_raw_dir: Path) -> None:
 def test_too_few_of_a_class_to_split_is_a_clear_error(tmp_path: Path) -> None:
     write_customers(tmp_path, "customer_id,signup_date\na,2024-01-01\nb,2024-01-01\nc,2024-01-01")
     write_transactions(tmp_path, [tx(str(i), c, "2024-09-01", 1.0) for i, c in enumerate("abc")])
-    with pytest.raises(dp.RawDataError, match="need at least 2 churned and 2 retained"):
+    with pytest.raises(RawDataError, match="need at least 2 churned and 2 retained"):
         dp.prepare(tmp_path)
 
 
@@ -224,7 +226,7 @@ def test_interim_round_trip_keeps_ids_and_times(raw_dir: Path, tmp_path_factory)
     for name in ("cleaned_customers.csv", "filtered_sales.csv", "rejected_customers.csv",
                  "rejected_transactions.csv", "labels.csv", "prep_metadata.json"):
         assert (out / name).is_file(), name
-    interim = dp.read_interim(out)
+    interim = read_interim(out)
     assert interim.customers["customer_id"].tolist()[:2] == ["00017", "00018"]
     assert interim.transactions["customer_id"].str.startswith("000").all()
     assert str(interim.transactions["timestamp"].dt.tz) == "UTC"
@@ -292,7 +294,7 @@ def test_no_transaction_log_with_churned_column_trains_on_customers(tmp_path: Pa
     _assert_everyone_accounted_for(tmp_path / "out", meta)
     on_disk = json.loads((tmp_path / "out" / "prep_metadata.json").read_text())
     assert on_disk["has_transactions"] is False
-    interim = dp.read_interim(tmp_path / "out")
+    interim = read_interim(tmp_path / "out")
     assert interim.transactions.empty and interim.cutoff == pd.Timestamp("2024-06-15T00:00:00Z")
 
 
@@ -310,7 +312,7 @@ def test_every_spelling_of_no_transaction_log_writes_the_same_files(tmp_path: Pa
 def test_no_transaction_log_without_churned_column_is_a_clear_error(tmp_path: Path, case: str) -> None:
     write_customers(tmp_path, CUSTOMERS)
     _write_log(tmp_path, NO_LOG[case])
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: .*no `churned` column.*add a `churned` column"):
+    with pytest.raises(RawDataError, match=r"transactions\.json: .*no `churned` column.*add a `churned` column"):
         dp.run(tmp_path, tmp_path / "out")
 
 
@@ -327,7 +329,8 @@ def test_cutoff_argument_excludes_later_signups_with_a_reason(tmp_path: Path) ->
 def test_cutoff_on_the_command_line(tmp_path: Path, capsys) -> None:
     write_customers(tmp_path / "raw", LABELLED_CUSTOMERS)
     out = tmp_path / "out"
-    assert dp.main(["--raw-dir", str(tmp_path / "raw"), "--out-dir", str(out), "--cutoff", "2024-05-15T00:00:00+02:00"]) == 0
+    args = ["--raw-dir", str(tmp_path / "raw"), "--out-dir", str(out), "--cutoff", "2024-05-15T00:00:00+02:00"]
+    assert dp.main(args) == 0
     assert "no transaction log" in capsys.readouterr().out
     assert json.loads((out / "prep_metadata.json").read_text())["cutoff"] == "2024-05-14T22:00:00+00:00"
     with pytest.raises(SystemExit) as exc:
@@ -382,7 +385,8 @@ def test_derived_labels_with_a_cutoff_use_that_window(raw_dir: Path, tmp_path: P
     # window (03-15, 05-14]: only the 04-02 purchases of 00021 and 00022 are in it (the June and
     # September ones come after it); 00020-00023 signed up 03-01, before the cutoff.
     assert labels == {"00017": 1, "00018": 1, "00020": 1, "00021": 0, "00022": 0, "00023": 1}
-    with pytest.raises(dp.RawDataError, match=r"cutoff 2024-08-01T00:00:00\+00:00: the label window \(90 days\) would end"):
+    with pytest.raises(RawDataError,
+                       match=r"cutoff 2024-08-01T00:00:00\+00:00: the label window \(90 days\) would end"):
         dp.run(raw_dir, tmp_path / "late", cutoff="2024-08-01")
 
 
@@ -392,7 +396,8 @@ def test_derived_labels_with_a_cutoff_use_that_window(raw_dir: Path, tmp_path: P
 def test_implausible_signup_dates_are_rejected(tmp_path: Path) -> None:
     write_customers(tmp_path / "raw", LABELLED_CUSTOMERS + "\n900,9999-12-31,basic,1\n901,0001-01-01,basic,0\n")
     meta = dp.run(tmp_path / "raw", tmp_path / "out", validation_fraction=0.25, seed=1)
-    assert meta["rows"]["customers.csv"]["reasons"] == {"implausible signup_date (before 1900-01-01 or from 2200-01-01 on)": 2}
+    implausible = "implausible signup_date (before 1900-01-01 or from 2200-01-01 on)"
+    assert meta["rows"]["customers.csv"]["reasons"] == {implausible: 2}
     assert pd.Timestamp(meta["cutoff"]) == pd.Timestamp("2024-06-15T00:00:00Z")  # not moved to 9999
     rejected = _csv(tmp_path / "out" / "rejected_customers.csv")
     assert rejected["signup_date"].tolist() == ["9999-12-31", "0001-01-01"]
@@ -403,7 +408,7 @@ def test_repeated_header_names_in_customers_are_an_error(tmp_path: Path) -> None
                              ("customer_id,signup_date,customer_id", "customer_id")):
         write_customers(tmp_path, header + "\n1,2024-01-01,a,b\n")
         write_transactions(tmp_path, [tx("a", "1", "2024-01-02", 1.0)])
-        with pytest.raises(dp.RawDataError, match=rf"customers\.csv: column name\(s\) \['{repeated}'\] appear more "
+        with pytest.raises(RawDataError, match=rf"customers\.csv: column name\(s\) \['{repeated}'\] appear more "
                                                   rf"than once in the header\. Give every column a unique name"):
             dp.run(tmp_path, tmp_path / "out")
 
@@ -414,16 +419,17 @@ def test_json_array_rejects_non_finite_amounts_with_their_text(tmp_path: Path) -
         '[{"transaction_id": "a", "customer_id": "00017", "timestamp": "2024-02-01", "amount": NaN},'
         ' {"transaction_id": "b", "customer_id": "00017", "timestamp": "2024-02-01", "amount": -Infinity},'
         ' {"transaction_id": "c", "customer_id": "00017", "timestamp": "2024-02-01", "amount": 2.5}]')
-    cleaned = dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["00017"]))
+    cleaned = clean_transactions(tmp_path / "transactions.json", pd.Series(["00017"]))
     assert cleaned.kept["transaction_id"].tolist() == ["c"]
     assert cleaned.rejected[["reason", "amount"]].values.tolist() == [["non-finite amount", "NaN"],
                                                                        ["non-finite amount", "-Infinity"]]
 
 
 def test_json_array_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "transactions.json").write_bytes(b'[{"customer_id": "caf\xe9", "timestamp": "2024-02-01", "amount": 1}]')
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: not valid UTF-8 .* Save the file as UTF-8"):
-        dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["1"]))
+    (tmp_path / "transactions.json").write_bytes(
+        b'[{"customer_id": "caf\xe9", "timestamp": "2024-02-01", "amount": 1}]')
+    with pytest.raises(RawDataError, match=r"transactions\.json: not valid UTF-8 .* Save the file as UTF-8"):
+        clean_transactions(tmp_path / "transactions.json", pd.Series(["1"]))
 
 
 def test_deeply_nested_lines_are_rejected_not_a_crash(tmp_path: Path) -> None:

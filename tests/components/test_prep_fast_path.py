@@ -8,6 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.cleaning import (
+    AFTER_LOG_END,
+    DUPLICATE_TRANSACTION,
+    IMPLAUSIBLE_AMOUNT,
+    IMPLAUSIBLE_TIMESTAMP,
+    MALFORMED,
+    MAX_ABS_AMOUNT,
+    NEGATIVE_AMOUNT,
+    UNKNOWN_CUSTOMER,
+    UNPARSEABLE_TIMESTAMP,
+    RawDataError,
+    clean_transactions,
+    log_end_limit,
+)
 from components import data_prep as dp
 from tests.conftest import write_customers
 
@@ -112,15 +126,15 @@ def test_bad_rows_are_rejected_with_their_reasons(tmp_path: Path, compact: bool)
     acc = meta["rows"]["transactions.json"]
     assert acc["raw"] == len(rows)
     rejected = _read(tmp_path / "out" / "rejected_transactions.csv")
-    by_id = dict(zip(rejected["transaction_id"] + "@" + rejected["source_row"], rejected["reason"]))
+    by_id = dict(zip(rejected["transaction_id"] + "@" + rejected["source_row"], rejected["reason"], strict=True))
     assert by_id == {
         "b1@6": "missing customer_id", "b2@7": "missing customer_id", "b3@8": "missing timestamp",
-        **{f"{t}@{r}": dp.UNPARSEABLE_TIMESTAMP for t, r in (("b4", 9), ("b5", 10), ("b6", 11), ("b7", 12))},
-        "b11@16": "missing amount", "b12@17": dp.NEGATIVE_AMOUNT,
-        "b14@19": dp.UNKNOWN_CUSTOMER, "b15@20": dp.UNKNOWN_CUSTOMER, "g1-0@21": dp.DUPLICATE_TRANSACTION,
-        "d1@22": dp.UNKNOWN_CUSTOMER, "d1@23": dp.DUPLICATE_TRANSACTION, "d2@24": dp.UNPARSEABLE_TIMESTAMP,
-        **{f"{t}@{r}": dp.IMPLAUSIBLE_TIMESTAMP for t, r in (("b20", 30), ("b21", 31), ("b22", 32), ("b23", 33))},
-        "b24@34": dp.AFTER_LOG_END, "b25@35": dp.AFTER_LOG_END,
+        **{f"{t}@{r}": UNPARSEABLE_TIMESTAMP for t, r in (("b4", 9), ("b5", 10), ("b6", 11), ("b7", 12))},
+        "b11@16": "missing amount", "b12@17": NEGATIVE_AMOUNT,
+        "b14@19": UNKNOWN_CUSTOMER, "b15@20": UNKNOWN_CUSTOMER, "g1-0@21": DUPLICATE_TRANSACTION,
+        "d1@22": UNKNOWN_CUSTOMER, "d1@23": DUPLICATE_TRANSACTION, "d2@24": UNPARSEABLE_TIMESTAMP,
+        **{f"{t}@{r}": IMPLAUSIBLE_TIMESTAMP for t, r in (("b20", 30), ("b21", 31), ("b22", 32), ("b23", 33))},
+        "b24@34": AFTER_LOG_END, "b25@35": AFTER_LOG_END,
     }
     # rejected rows keep their original texts
     assert rejected.set_index("transaction_id").loc["b6", "timestamp"] == "notadate"
@@ -154,15 +168,15 @@ def test_provided_labels(tmp_path: Path) -> None:
 
 # Odd values: each is kept or rejected with its reason (None: kept).
 ODD = {
-    "malformed line": (["this is not json"], dp.MALFORMED),
-    "not an object": (["[1, 2]"], dp.MALFORMED),
-    "null line": (["null"], dp.MALFORMED),
+    "malformed line": (["this is not json"], MALFORMED),
+    "not an object": (["[1, 2]"], MALFORMED),
+    "null line": (["null"], MALFORMED),
     "empty object": ([{}], "missing customer_id"),
     "text amount": ([tx("s1", "00001", "2024-05-01", "12.5")], None),
     "bool amount": ([tx("s1", "00001", "2024-05-01", True)], "non-numeric amount"),
-    "huge amount": ([tx("s1", "00001", "2024-05-01", 1.5e12)], dp.IMPLAUSIBLE_AMOUNT),
+    "huge amount": ([tx("s1", "00001", "2024-05-01", 1.5e12)], IMPLAUSIBLE_AMOUNT),
     "exponent amount": ([tx("s1", "00001", "2024-05-01", 1e-7)], None),
-    "numeric customer id": ([tx("s1", 1, "2024-05-01", 1.0)], dp.UNKNOWN_CUSTOMER),
+    "numeric customer id": ([tx("s1", 1, "2024-05-01", 1.0)], UNKNOWN_CUSTOMER),
     "numeric transaction id": ([tx(17.0, "00001", "2024-05-01", 1.0)], None),
     "padded category": ([tx("s1", "00001", "2024-05-01", 1.0, category=" books")], None),
     "explicit null": ([tx("s1", "00001", "2024-05-01", None)], "missing amount"),
@@ -175,8 +189,8 @@ ODD = {
                         "non-finite amount"),
     "NaN amount": (['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-05-01","amount":NaN}'],
                    "non-finite amount"),
-    "implausible amount": ([tx("s1", "00001", "2024-05-01", 1e308)], dp.IMPLAUSIBLE_AMOUNT),
-    "truncated line": (['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-'], dp.MALFORMED),
+    "implausible amount": ([tx("s1", "00001", "2024-05-01", 1e308)], IMPLAUSIBLE_AMOUNT),
+    "truncated line": (['{"transaction_id":"s1","customer_id":"00001","timestamp":"2024-'], MALFORMED),
 }
 
 
@@ -208,13 +222,13 @@ TIMESTAMPS = [
 def test_timestamps_are_read_as_iso_8601_like_pandas_reads_them(tmp_path: Path) -> None:
     write_customers(tmp_path, CUSTOMERS)
     _write_jsonl(tmp_path, [tx(f"t{i}", "00001", ts, 1.0) for i, ts in enumerate(TIMESTAMPS)])
-    cleaned = dp.clean_transactions(tmp_path / "transactions.json", pd.Series(["00001"]))
-    ours = dict(zip(cleaned.kept["transaction_id"], cleaned.kept["timestamp"]))
-    unread = set(cleaned.rejected.loc[cleaned.rejected["reason"] == dp.UNPARSEABLE_TIMESTAMP, "transaction_id"])
-    assert set(cleaned.rejected["reason"]) <= {dp.UNPARSEABLE_TIMESTAMP, dp.AFTER_LOG_END}
+    cleaned = clean_transactions(tmp_path / "transactions.json", pd.Series(["00001"]))
+    ours = dict(zip(cleaned.kept["transaction_id"], cleaned.kept["timestamp"], strict=True))
+    unread = set(cleaned.rejected.loc[cleaned.rejected["reason"] == UNPARSEABLE_TIMESTAMP, "transaction_id"])
+    assert set(cleaned.rejected["reason"]) <= {UNPARSEABLE_TIMESTAMP, AFTER_LOG_END}
     theirs = pd.to_datetime(pd.Series(TIMESTAMPS), format="ISO8601", utc=True, errors="coerce")
     differ = {}
-    for i, (text, expected) in enumerate(zip(TIMESTAMPS, theirs)):
+    for i, (text, expected) in enumerate(zip(TIMESTAMPS, theirs, strict=True)):
         got = ours.get(f"t{i}", pd.NaT if f"t{i}" in unread else expected)  # after the log's end: read
         if pd.isna(got) != pd.isna(expected) or (not pd.isna(got) and got != expected):
             differ[text] = (got, expected)
@@ -224,10 +238,10 @@ def test_timestamps_are_read_as_iso_8601_like_pandas_reads_them(tmp_path: Path) 
 
 def test_customer_errors_still_come_first(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "raw", _good_rows())
-    with pytest.raises(dp.RawDataError, match=r"customers\.csv: customers file not found"):
+    with pytest.raises(RawDataError, match=r"customers\.csv: customers file not found"):
         dp.run(tmp_path / "raw", tmp_path / "out")
     write_customers(tmp_path / "raw", "customer_id,signup_date\n1,never")
-    with pytest.raises(dp.RawDataError, match=r"customers\.csv: no usable rows"):
+    with pytest.raises(RawDataError, match=r"customers\.csv: no usable rows"):
         dp.run(tmp_path / "raw", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -276,14 +290,14 @@ def test_hostile_record_is_rejected_with_its_reason_and_text(tmp_path: Path, cas
     # the whole line as written (bytes that are not UTF-8 as \xNN), from its first character on
     assert rejected["raw_record"].item() == line.decode("utf-8", errors="backslashreplace")
     sales = pd.read_csv(tmp_path / "out" / "filtered_sales.csv")
-    assert np.isfinite(sales["amount"]).all() and sales["amount"].abs().max() <= dp.MAX_ABS_AMOUNT
+    assert np.isfinite(sales["amount"]).all() and sales["amount"].abs().max() <= MAX_ABS_AMOUNT
 
 
 def test_a_file_of_only_bad_lines_is_a_clear_error(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     write_customers(raw, CUSTOMERS)
     (raw / "transactions.json").write_bytes(b"not json\n" + _line("h1", amount="NaN") + b"\n" + _line("h2")[:40])
-    with pytest.raises(dp.RawDataError, match=r"transactions\.json: no usable rows \(\{'malformed JSON record "
+    with pytest.raises(RawDataError, match=r"transactions\.json: no usable rows \(\{'malformed JSON record "
                                               r"\(not an object\)': 2, 'non-finite amount': 1\}\)"):
         dp.run(raw, tmp_path / "out")
 
@@ -308,21 +322,22 @@ def test_future_outliers_do_not_move_the_cutoff(sample_raw_dir: Path, tmp_path: 
         raw = _with_extra_row(sample_raw_dir, tmp_path / f"raw {name}", ts.strftime("%Y-%m-%dT%H:%M:%SZ"))
         fast = dp.run(raw, tmp_path / name / "fast", validation_fraction=0.25, seed=5)
         assert (fast["cutoff"], fast["end"], fast["churn_rate"]) == (clean["cutoff"], clean["end"], clean["churn_rate"])
-        assert (tmp_path / name / "fast" / "labels.csv").read_bytes() == (tmp_path / "clean" / "labels.csv").read_bytes()
+        labels_csv = (tmp_path / name / "fast" / "labels.csv").read_bytes()
+        assert labels_csv == (tmp_path / "clean" / "labels.csv").read_bytes()
         rejected = pd.read_csv(tmp_path / name / "fast" / "rejected_transactions.csv", dtype=str, keep_default_na=False)
         outlier = rejected.loc[rejected["transaction_id"] == "outlier"]
-        assert outlier["reason"].tolist() == [dp.AFTER_LOG_END]
+        assert outlier["reason"].tolist() == [AFTER_LOG_END]
         assert fast["rows"]["transactions.json"]["rejected"] == clean["rows"]["transactions.json"]["rejected"] + 1
 
 
 def test_a_few_rows_cannot_move_the_log_end() -> None:
     days = pd.Series(pd.to_datetime(["2024-01-01"] * 3 + ["2024-03-01", "2024-03-02"], utc=True))
-    assert dp.log_end_limit(days) == pd.Timestamp("2024-01-31T00:00:00Z")  # the 3rd latest + 30 days
+    assert log_end_limit(days) == pd.Timestamp("2024-01-31T00:00:00Z")  # the 3rd latest + 30 days
     steady = pd.Series(pd.date_range("2022-01-01", "2024-12-31", freq="h", tz="UTC"))
     with_outliers = pd.concat([steady, pd.Series(pd.to_datetime(["2099-01-01"] * 20, utc=True))])
     # 20 rows in 2099 shift the 99.9th percentile by 20 of 26,000 rows (hours), not to 2099
-    assert abs(dp.log_end_limit(with_outliers) - dp.log_end_limit(steady)) < pd.Timedelta(days=1)
-    assert steady.max() < dp.log_end_limit(steady) < steady.max() + pd.Timedelta(days=32)
+    assert abs(log_end_limit(with_outliers) - log_end_limit(steady)) < pd.Timedelta(days=1)
+    assert steady.max() < log_end_limit(steady) < steady.max() + pd.Timedelta(days=32)
 
 
 @pytest.mark.parametrize("labels", ["derived", "provided"])
@@ -356,5 +371,6 @@ def test_an_empty_or_reserved_field_name_is_a_clear_error(tmp_path: Path) -> Non
     write_customers(tmp_path / "raw", CUSTOMERS)
     for key in ("", "reason"):
         _write_jsonl(tmp_path / "raw", [{**row, key: "x"} for row in _good_rows()])
-        with pytest.raises(dp.RawDataError, match=r"transactions\.json: field name\(s\) \['" + key + r"'\] cannot be used"):
+        with pytest.raises(RawDataError,
+                           match=r"transactions\.json: field name\(s\) \['" + key + r"'\] cannot be used"):
             dp.run(tmp_path / "raw", tmp_path / "out")
