@@ -28,7 +28,7 @@ from churn.features import (
     interim_transactions,
     processed_splits,
 )
-from churn.schema import ID_COLUMN, FeatureSchema
+from churn.schema import ID_COLUMN
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfp.dsl import PythonComponent
@@ -39,12 +39,6 @@ logger = logging.getLogger(__name__)
 def feature_file_name(version: int = FEATURE_SET_VERSION) -> str:
     """``customer_features_v<N>.csv``."""
     return f"customer_features_v{version}.csv"
-
-
-def build_features(customers: pd.DataFrame, transactions: pd.DataFrame | None, cutoff: pd.Timestamp,
-                   schema: FeatureSchema) -> pd.DataFrame:
-    """:func:`features_for` with the arguments in the older order (kept for existing callers)."""
-    return features_for(schema, customers, transactions, cutoff)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

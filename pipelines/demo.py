@@ -214,16 +214,16 @@ def production_instances(raw_dir: Path, schema_path: Path) -> tuple[list[dict], 
     """
     import pandas as pd
 
+    from churn.features import features_for
     from churn.schema import ID_COLUMN, FeatureSchema
     from components.data_prep import prepare
-    from components.feature_engineering import build_features
 
     schema = FeatureSchema.load(schema_path)
     prepared = prepare(raw_dir)
     cutoff = prepared.labels.cutoff
     customers = prepared.customers.kept
     eligible = customers[customers["signup_date"] <= cutoff].reset_index(drop=True)
-    features = build_features(eligible, prepared.transactions.kept, cutoff, schema)
+    features = features_for(schema, eligible, prepared.transactions.kept, cutoff)
     frame = features[[ID_COLUMN, *schema.names]].astype(object)
     frame = frame.where(pd.notna(frame), None)
     return frame.to_dict("records"), cutoff

@@ -67,7 +67,7 @@ def test_schema_round_trips_through_json(schema: FeatureSchema, tmp_path: Path) 
 
 
 def test_feature_values(schema: FeatureSchema) -> None:
-    f = fe.build_features(_customers(), _transactions(), CUTOFF, schema).set_index("customer_id")
+    f = features_for(schema, _customers(), _transactions(), CUTOFF).set_index("customer_id")
     one = f.loc["001"]
     assert one["frequency"] == 3
     assert one["refund_count"] == 1
@@ -101,28 +101,28 @@ def test_mix_columns_as_categoricals_or_arrow_text_give_the_same_schema_and_feat
     schema = derive_schema(_customers(), plain, CUTOFF, 90)
     assert derive_schema(_customers(), typed, CUTOFF, 90) == schema
     assert "" not in schema.mix_columns["category"] and "late" not in schema.mix_columns["category"]
-    expected = fe.build_features(_customers(), plain, CUTOFF, schema)
-    pd.testing.assert_frame_equal(fe.build_features(_customers(), typed, CUTOFF, schema), expected)
+    expected = features_for(schema, _customers(), plain, CUTOFF)
+    pd.testing.assert_frame_equal(features_for(schema, _customers(), typed, CUTOFF), expected)
     assert expected.set_index("customer_id").loc["001", "category_share_books"] == pytest.approx(1 / 3)
 
 
 def test_no_information_after_the_cutoff_leaks(schema: FeatureSchema) -> None:
-    base = fe.build_features(_customers(), _transactions(), CUTOFF, schema)
+    base = features_for(schema, _customers(), _transactions(), CUTOFF)
     later = _transactions()
     extra = pd.DataFrame({"customer_id": ["001", "003"] * 50,
                           "timestamp": pd.Timestamp("2024-07-01T00:00:00Z") + pd.to_timedelta(np.arange(100), "D"),
                           "amount": 1e6, "is_refund": False, "category": "new", "channel": "web"})
     changed = later.assign(amount=np.where(later["timestamp"] > CUTOFF, -1.0, later["amount"]))
-    leaky = fe.build_features(_customers(), pd.concat([changed, extra], ignore_index=True), CUTOFF, schema)
+    leaky = features_for(schema, _customers(), pd.concat([changed, extra], ignore_index=True), CUTOFF)
     pd.testing.assert_frame_equal(base, leaky)
 
 
 def test_saved_schema_reproduces_features_on_new_data(schema: FeatureSchema) -> None:
     customers = _customers().assign(plan=["gold", "basic", "premium"])  # unseen category is fine
-    f = fe.build_features(customers, _transactions(), CUTOFF, schema)
+    f = features_for(schema, customers, _transactions(), CUTOFF)
     assert list(f.columns) == ["customer_id", *schema.names]
     with pytest.raises(FeatureInputError, match="'age'.*missing"):
-        fe.build_features(_customers().drop(columns=["age"]), _transactions(), CUTOFF, schema)
+        features_for(schema, _customers().drop(columns=["age"]), _transactions(), CUTOFF)
 
 
 def test_attribute_colliding_with_a_derived_name_is_prefixed() -> None:

@@ -1,4 +1,4 @@
-"""churn/vertex.py and the cloud commands of pipeline.py, on the wire.
+"""churn/vertexai.py, vertex_jobs.py, vertex_endpoints.py, the Vertex backends and the cloud commands, on the wire.
 
 Every call goes through the real google-cloud-aiplatform SDK (REST transport) to the fake Vertex AI
 server of ``fake_vertex.py``, and through the real google-cloud-storage client to gcp-storage-emulator;
