@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -225,8 +225,9 @@ def _value_counts(values: Sequence | np.ndarray | pd.Series) -> dict[str | None,
     """Rows per value as text (``None`` = null), in one pass."""
     counts = pd.Series(values, copy=False).value_counts(dropna=False, sort=False)
     out: dict[str | None, float] = {}
+    key: Any  # any scalar (pandas types the index labels as Hashable, which isna does not take)
     for key, n in counts.items():
-        text = None if pd.isna(key) else str(key)
+        text: str | None = None if pd.isna(key) else str(key)
         out[text] = out.get(text, 0.0) + float(n)
     return out
 
@@ -678,7 +679,7 @@ def check_shares(baseline_sorted: np.ndarray, policy: DriftPolicy) -> dict[str, 
     directional = ("rank_shift", "zero_share", "mean_shift") if 0 < zeros < baseline_sorted.size else (
         "rank_shift", "mean_shift")
     each = (1.0 - policy.psi_share) / len(directional)
-    return {"psi": policy.psi_share, **{m: each for m in directional}}
+    return {"psi": policy.psi_share, **dict.fromkeys(directional, each)}
 
 
 def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: DriftPolicy, alpha: float,
@@ -730,7 +731,7 @@ def numeric_drift(name: str, baseline: np.ndarray, current: np.ndarray, policy: 
     shift, se = _rank_shift_of_sorted(b_sorted, c_sorted)
     values["rank_shift"] = shift
     thresholds["rank_shift"] = z_threshold("rank_shift", se, floors.rank_shift, policy.rank_shift_floor)
-    shift_all, se_all = _rank_shift_of_sorted(b_sorted, c_sorted, drop_zeros=False)
+    shift_all, _ = _rank_shift_of_sorted(b_sorted, c_sorted, drop_zeros=False)
     values["rank_shift_all"] = shift_all
     thresholds["rank_shift_all"] = (float("nan"), "informative")  # reported, never decides (zero_share does)
     zero, se_zero = _zero_share_of_sorted(b_sorted, c_sorted)
@@ -822,7 +823,7 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, numeric: Sequence[
         One :class:`FeatureDrift` per feature (numeric first, in the given order) and one for the
         prediction when given; a feature missing from either frame gets a skipped row.
     """
-    cats = categorical if isinstance(categorical, Mapping) else {c: () for c in categorical}
+    cats = categorical if isinstance(categorical, Mapping) else dict.fromkeys(categorical, ())
     alpha = per_check_alpha(policy, len(numeric) + len(cats) + (1 if prediction is not None else 0))
     def one_numeric(name: str) -> FeatureDrift:
         missing = [side for side, frame in (("baseline", baseline), ("current", current)) if name not in frame]
@@ -909,7 +910,7 @@ def categorical_distribution(name: str, baseline: Sequence | np.ndarray | pd.Ser
 
 def _non_empty(name: str, labels: Sequence[str], baseline: np.ndarray, current: np.ndarray) -> Distribution:
     keep = (np.asarray(baseline) > 0) | (np.asarray(current) > 0)
-    return Distribution(feature=name, labels=[label for label, k in zip(labels, keep) if k],
+    return Distribution(feature=name, labels=[label for label, k in zip(labels, keep, strict=True) if k],
                         baseline=[float(v) for v in np.asarray(baseline)[keep]],
                         current=[float(v) for v in np.asarray(current)[keep]])
 

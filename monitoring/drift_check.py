@@ -33,10 +33,25 @@ import numpy as np
 import pandas as pd
 
 from churn.schema import ID_COLUMN, LABEL_COLUMN, SCHEMA_FILE, FeatureSchema
-from monitoring.drift import (Decision, Distribution, DriftPolicy, FeatureDrift, PerformanceCheck, compare,
-                              decide, performance_check)
-from monitoring.trigger import (DryRunTrigger, LocalPipelineTrigger, RetrainRequest, Trigger, TriggerRecord,
-                                VertexPipelineTrigger, write_record)
+from monitoring.drift import (
+    Decision,
+    Distribution,
+    DriftPolicy,
+    FeatureDrift,
+    PerformanceCheck,
+    compare,
+    decide,
+    performance_check,
+)
+from monitoring.trigger import (
+    DryRunTrigger,
+    LocalPipelineTrigger,
+    RetrainRequest,
+    Trigger,
+    TriggerRecord,
+    VertexPipelineTrigger,
+    write_record,
+)
 
 logger = logging.getLogger("monitoring.drift_check")
 
@@ -340,7 +355,9 @@ def find_current(current: str | None, date: dt.date, window_days: int = 1) -> Cu
     model_json: dict[str, str] = {}
     newest_day: dict[str, str] = {}
     for version, (version_uri, dated, version_files) in versions.items():
-        model_json.update({version: f.uri for f in version_files if f.name == MODEL_JSON})
+        for f in version_files:
+            if f.name == MODEL_JSON:
+                model_json[version] = f.uri
         dated_days = sorted(d[len(DATE_PREFIX):] for d in dated if _is_day(d))
         if dated_days:
             newest_day[version] = dated_days[-1]
@@ -564,9 +581,10 @@ def read_parts(log: CurrentLog, schema: FeatureSchema, *, extra: Sequence[str]) 
     from collections import Counter
 
     usual = Counter(frozenset(columns) for columns, _ in loaded).most_common(1)[0][0]  # an odd part is named
-    reference = next(part for part, (columns, _) in zip(log.parts, loaded) if frozenset(columns) == usual)
+    reference = next(part for part, (columns, _) in zip(log.parts, loaded, strict=True)
+                     if frozenset(columns) == usual)
     header = next(columns for columns, _ in loaded if frozenset(columns) == usual)
-    for part, (columns, _) in zip(log.parts, loaded):
+    for part, (columns, _) in zip(log.parts, loaded, strict=True):
         if frozenset(columns) != usual:
             missing = sorted(usual - set(columns))
             added = sorted(set(columns) - usual)
@@ -574,7 +592,8 @@ def read_parts(log: CurrentLog, schema: FeatureSchema, *, extra: Sequence[str]) 
                              f"{missing}, extra {added}); the parts of one model version carry the same columns. "
                              f"Fix: move the odd part out of {log.uri} (check it on its own with --current), and "
                              f"run again")
-    rows = {part.uri: (table.num_rows if table is not None else 0) for part, (_, table) in zip(log.parts, loaded)}
+    rows = {part.uri: (table.num_rows if table is not None else 0)
+            for part, (_, table) in zip(log.parts, loaded, strict=True)}
     tables = [table for _, table in loaded if table is not None and table.num_rows]
     first, last = log.window or ("?", "?")
     if not tables:
@@ -640,8 +659,8 @@ def _common_types(tables: Sequence[Any]) -> list[Any]:
     if not target:
         return [t.select(names) for t in tables]
     out = []
-    for table in tables:
-        table = table.select(names)
+    for part in tables:
+        table = part.select(names)
         for name, kind in target.items():
             i = names.index(name)
             column = table.column(i)
@@ -836,7 +855,7 @@ def join_labels(current: pd.DataFrame, labels_uri: str, label_column: str = LABE
                          f"(e.g. {bad}). Fix: write 0 or 1")
     labels = pd.DataFrame({ID_COLUMN: labels[ID_COLUMN].astype(str), "y_true": outcome.astype(int)})
     labels = labels.drop_duplicates(ID_COLUMN, keep="last")
-    preds = current.assign(decision=current[LABEL_COLUMN] if LABEL_COLUMN in current else np.nan)
+    preds = current.assign(decision=current.get(LABEL_COLUMN, np.nan))
     if "timestamp" in preds:
         preds = preds.sort_values("timestamp", kind="stable")
     preds = preds.drop_duplicates(ID_COLUMN, keep="last")[[ID_COLUMN, PREDICTION_COLUMN, "decision"]]
@@ -1170,19 +1189,20 @@ def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: 
     unknown = (f"model {version} of the log has no folder under {models_dir}"
                + (f" (published: {', '.join(published[:8])})" if published else " (no models published there)")
                if version and not known else "")
-    served_info = {"model_json": served.uri, "model_uri": served.model_uri} if served else {}
+    served_json, served_model = (served.uri, served.model_uri) if served else (None, None)
     served_evaluation = _uri_join(served.model_uri, "evaluation") if served else None
     local_evaluation = str(folder / "evaluation") if folder is not None else None
     if baseline:
         return BaselineChoice(baseline, version, folder, "given with --baseline", unknown,
-                              evaluation=served_evaluation or local_evaluation, **served_info)
+                              evaluation=served_evaluation or local_evaluation, model_json=served_json,
+                              model_uri=served_model)
     served_note = ""
     if served is not None:
         candidate = _uri_join(served.model_uri, BASELINE_DIR, BASELINE_FILE)
         if uri_exists(candidate):
             return BaselineChoice(candidate, version, folder,
                                   f"model {version}'s own training split, in the folder {served.uri} names",
-                                  evaluation=served_evaluation, **served_info)
+                                  evaluation=served_evaluation, model_json=served_json, model_uri=served_model)
         served_note = f"{served.uri} names {served.model_uri}, which has no {BASELINE_DIR}/{BASELINE_FILE}; "
     if version is None:
         return BaselineChoice(DEFAULT_BASELINE, None, None,
@@ -1196,15 +1216,17 @@ def choose_baseline(current_uri: str, versions: Mapping[str, int], *, baseline: 
         return BaselineChoice(DEFAULT_BASELINE, version, None,
                               f"{served_note}{unknown or f'model {version} has no folder under {models_dir}'}: the "
                               f"last pipeline run's training data (older layout)", unknown,
-                              evaluation=served_evaluation, fallback=True, **served_info)
-    candidate = folder / BASELINE_DIR / BASELINE_FILE
-    if candidate.is_file():
-        return BaselineChoice(str(candidate), version, folder, f"{served_note}model {version}'s own training split",
-                              evaluation=local_evaluation, **served_info)
+                              evaluation=served_evaluation, fallback=True, model_json=served_json,
+                              model_uri=served_model)
+    own = folder / BASELINE_DIR / BASELINE_FILE
+    if own.is_file():
+        return BaselineChoice(str(own), version, folder, f"{served_note}model {version}'s own training split",
+                              evaluation=local_evaluation, model_json=served_json, model_uri=served_model)
     return BaselineChoice(DEFAULT_BASELINE, version, folder,
                           f"{served_note}{folder} has no {BASELINE_DIR}/ (published before models carried their "
                           f"baseline): the last pipeline run's training data, which may not be {version}'s (older "
-                          f"layout)", evaluation=local_evaluation, fallback=True, **served_info)
+                          f"layout)", evaluation=local_evaluation, fallback=True, model_json=served_json,
+                          model_uri=served_model)
 
 
 @dataclass
@@ -1228,7 +1250,7 @@ def run_date(date: str) -> str:
         InputError: Not a date.
     """
     if not date:
-        return dt.datetime.now(dt.timezone.utc).date().isoformat()
+        return dt.datetime.now(dt.UTC).date().isoformat()
     try:
         return dt.date.fromisoformat(date).isoformat()
     except ValueError:
@@ -1271,8 +1293,8 @@ def run_check(config: CheckConfig) -> CheckResult:
                          f"local or gs://), or --models-dir where `pipeline.py run` published it")
     config = replace(config, baseline=choice.baseline)
     say(f"baseline: {choice.baseline} ({choice.source})")
-    schema = read_schema(config.schema, config.baseline)
-    baseline = read_table(config.baseline, schema, role="baseline", extra=(PREDICTION_COLUMN,))
+    schema = read_schema(config.schema, choice.baseline)
+    baseline = read_table(choice.baseline, schema, role="baseline", extra=(PREDICTION_COLUMN,))
     extra = (ID_COLUMN, PREDICTION_COLUMN, LABEL_COLUMN, "timestamp")
     part_rows: dict[str, int] = {}
     if log.layout == "parts":
@@ -1292,8 +1314,8 @@ def run_check(config: CheckConfig) -> CheckResult:
 
     anomalies = [*baseline.anomalies, *current.anomalies, *category_anomalies(current, baseline, schema)]
     if any(a.severity == "error" and a.file == baseline.uri for a in anomalies):
-        errors = "; ".join(a.detail for a in anomalies if a.severity == "error" and a.file == baseline.uri)
-        raise InputError(f"{config.baseline}: the baseline does not match the feature schema ({errors}). Fix: pass "
+        causes = "; ".join(a.detail for a in anomalies if a.severity == "error" and a.file == baseline.uri)
+        raise InputError(f"{config.baseline}: the baseline does not match the feature schema ({causes}). Fix: pass "
                          f"the train.csv and {SCHEMA_FILE} written together by feature_engineering")
 
     if choice.warning and not config.baseline_predictions:
@@ -1301,9 +1323,9 @@ def run_check(config: CheckConfig) -> CheckResult:
                                  f"{choice.warning}; the prediction cannot be compared with its validation scores"))
     evaluation = choice.evaluation
     if evaluation is not None:
-        scores = _uri_join(evaluation, REFERENCE_PREDICTIONS)
-        if not config.baseline_predictions and uri_exists(scores):
-            config = replace(config, baseline_predictions=scores)
+        scores_uri = _uri_join(evaluation, REFERENCE_PREDICTIONS)
+        if not config.baseline_predictions and uri_exists(scores_uri):
+            config = replace(config, baseline_predictions=scores_uri)
         metrics = _uri_join(evaluation, "metrics.json")
         if config.labels and not config.validation_metrics and uri_exists(metrics):
             config = replace(config, validation_metrics=metrics)
@@ -1385,7 +1407,7 @@ def run_check(config: CheckConfig) -> CheckResult:
             outputs["input_stats"] = _join(config.output_dir, stats_name)
             plots = report_distributions(rows, decision, baseline, current, schema, config.policy, prediction)
             report_name = f"drift_report_{date}.html"
-            (out / report_name).write_text(render_html(date, decision, rows, anomalies, plots, config.baseline,
+            (out / report_name).write_text(render_html(date, decision, rows, anomalies, plots, choice.baseline,
                                                        current.uri, stats_file=stats_name))
             outputs["report"] = _join(config.output_dir, report_name)
         anomalies_name = f"schema_anomalies_{date}.json"
@@ -1730,7 +1752,7 @@ def _trigger(args: argparse.Namespace) -> Trigger:
 
 def _write_error_decision(output: str, date: str, message: str) -> None:
     """Best effort: records a failed run in ``drift_decision.json`` so dashboards see it."""
-    date = date or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    date = date or dt.datetime.now(dt.UTC).date().isoformat()
     payload = {"date": date, "status": "bad_input", "retrain": False, "reason": message, "drifted_features": []}
     try:
         with output_dir(output, keep=()) as out:

@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 RAW_FILES = ("customers.csv", "transactions.json")
 PIPELINE_SCRIPT = Path(__file__).resolve().parents[1] / "pipeline.py"  # this checkout's training pipeline
@@ -86,7 +86,10 @@ class TriggerRecord:
 class Trigger(Protocol):
     """Starts retraining. Implementations never raise for a failed start: they return a record saying so."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """``local``, ``vertex`` or ``none`` (read-only, so frozen dataclasses implement it)."""
+        ...
 
     def fire(self, request: RetrainRequest, log_dir: Path) -> TriggerRecord:
         """Starts a training run for ``request``; ``log_dir`` receives any log file."""
@@ -94,7 +97,7 @@ class Trigger(Protocol):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def newest_raw_dir(raw_root: Path) -> Path:
@@ -156,8 +159,8 @@ class LocalPipelineTrigger:
         requested = _now()
         started = time.monotonic()
         root = self.project_root.resolve()
-        common = dict(trigger=self.name, reason=request.reason, features=list(request.features), date=request.date,
-                      requested_at=requested)
+        common: dict[str, Any] = {"trigger": self.name, "reason": request.reason, "features": list(request.features),
+                                  "date": request.date, "requested_at": requested}
         try:
             raw = self.raw_dir or newest_raw_dir(self.raw_root if self.raw_root.is_absolute() else root / self.raw_root)
         except FileNotFoundError as err:
@@ -224,8 +227,8 @@ class VertexPipelineTrigger:
         """Submits the job; a spec that lacks keys or a refused submission is a failed record, never a raise."""
         requested = _now()
         started = time.monotonic()
-        common = dict(trigger=self.name, reason=request.reason, features=list(request.features), date=request.date,
-                      requested_at=requested)
+        common: dict[str, Any] = {"trigger": self.name, "reason": request.reason, "features": list(request.features),
+                                  "date": request.date, "requested_at": requested}
         where = {k: self.spec.get(k) for k in ("project", "region", "template", "pipeline_root")}
         try:
             from churn.vertex_jobs import submit_retraining

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift_check import (DECISION_FILE, EXIT_BAD_INPUT, EXIT_OK, EXIT_TRIGGER_FAILED, SUMMARY_COLUMNS,
-                                    SUMMARY_FILE, main)
+from monitoring.drift_check import (
+    DECISION_FILE,
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_TRIGGER_FAILED,
+    SUMMARY_COLUMNS,
+    SUMMARY_FILE,
+    main,
+)
 from tests.monitoring.conftest import N_ROWS, DriftFiles
 from tests.monitoring.synthetic import churn_probability, generate, prediction_log
 from tests.monitoring.test_report import assert_offline_report
@@ -99,7 +107,7 @@ def test_injected_drift_is_flagged_end_to_end_and_retraining_starts(
 
 def test_help_explains_metrics_outputs_and_exit_codes():
     proc = subprocess.run([sys.executable, str(ROOT / "monitoring" / "drift_check.py"), "--help"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     for words in ("PSI", "L-infinity", "rank shift", "drift_summary.csv", "exit status", "gs://", "--min-rows"):
         assert words in proc.stdout, words
@@ -153,7 +161,7 @@ def test_prediction_drift_is_checked_against_the_baseline_scores(drift_files: Dr
 
 def test_without_reference_scores_prediction_drift_is_skipped_and_says_how_to_fix(drift_files: DriftFiles,
                                                                                   tmp_path: Path):
-    args = [a for a in _args(drift_files, drift_files.same, tmp_path, "--no-tfdv")]
+    args = list(_args(drift_files, drift_files.same, tmp_path, "--no-tfdv"))
     i = args.index("--baseline-predictions")
     del args[i:i + 2]
     assert main(args) == EXIT_OK
@@ -186,7 +194,7 @@ def test_labels_show_performance_decay(drift_files: DriftFiles, tmp_path: Path):
 # Schema anomalies: reported, never a crash
 # --------------------------------------------------------------------------------------------------
 
-def _log_with(tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a frame -> frame function
+def _log_with(tmp_path: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
     frame = prediction_log(generate(3000, seed=11))
     path = tmp_path / "edited_outputs.csv"
     edit(frame).to_csv(path, index=False)
@@ -307,7 +315,7 @@ def test_cli_runs_as_a_script_in_a_subprocess(drift_files: DriftFiles, tmp_path:
     """`python monitoring/drift_check.py` (what make drift and the image run), without TFDV to stay quick."""
     proc = subprocess.run([sys.executable, str(ROOT / "monitoring" / "drift_check.py"),
                            *_args(drift_files, drift_files.same, tmp_path, "--no-tfdv")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "decision: no drift" in proc.stdout
 

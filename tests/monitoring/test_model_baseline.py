@@ -15,8 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift_check import (DECISION_FILE, EXIT_BAD_INPUT, EXIT_OK, REFERENCE_PREDICTIONS, SUMMARY_FILE,
-                                    choose_baseline, main)
+from monitoring.drift_check import (
+    DECISION_FILE,
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    REFERENCE_PREDICTIONS,
+    SUMMARY_FILE,
+    choose_baseline,
+    main,
+)
 from tests.monitoring.conftest import DriftFiles
 
 

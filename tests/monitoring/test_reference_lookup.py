@@ -9,8 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.drift_check import DECISION_FILE, EXIT_OK, REFERENCE_PREDICTIONS, SUMMARY_FILE, main, \
-    model_evaluation_dir
+from monitoring.drift_check import (
+    DECISION_FILE,
+    EXIT_OK,
+    REFERENCE_PREDICTIONS,
+    SUMMARY_FILE,
+    main,
+    model_evaluation_dir,
+)
 from tests.monitoring.conftest import DriftFiles
 
 

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.trigger import (PIPELINE_SCRIPT, DryRunTrigger, LocalPipelineTrigger, RetrainRequest,
-                                VertexPipelineTrigger, newest_raw_dir, write_record)
+from monitoring.trigger import (
+    PIPELINE_SCRIPT,
+    DryRunTrigger,
+    LocalPipelineTrigger,
+    RetrainRequest,
+    VertexPipelineTrigger,
+    newest_raw_dir,
+    write_record,
+)
 
 REQUEST = RetrainRequest(reason="retrain: 1 of 26 features drifted: plan", features=["plan"], date="2026-07-01")
 
@@ -18,7 +25,7 @@ def test_newest_raw_dir_picks_the_last_written_folder(project: Path):
 
 
 def test_newest_raw_dir_names_the_fix_when_there_is_none(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="customers.csv and transactions.json"):
+    with pytest.raises(FileNotFoundError, match=r"customers\.csv and transactions\.json"):
         newest_raw_dir(tmp_path)
 
 

@@ -56,7 +56,8 @@ def serving_processed(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="session")
-def models(serving_processed: tuple[Path, FeatureSchema], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
+def models(serving_processed: tuple[Path, FeatureSchema],
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
     """One model folder per model type, written by ``train.save_model`` (which exports ONNX + manifest)."""
     folder, schema = serving_processed
     tr = read_split(folder / "train.csv", schema)

@@ -135,7 +135,8 @@ def test_schema_route_and_openapi_describe_the_instance(lr_server: ServerProcess
 def test_served_probabilities_match_scikit_learn_on_the_whole_validation_set(model_type, models, lr_server,
                                                                              hgb_vertex_server):
     model = models[model_type]
-    server, route = (lr_server, "/predict") if model_type == "logistic_regression" else (hgb_vertex_server, VERTEX_PREDICT)
+    server, route = ((lr_server, "/predict") if model_type == "logistic_regression"
+                     else (hgb_vertex_server, VERTEX_PREDICT))
     served = np.array([p["churn_probability"] for p in _predict_all(server, route, model)])
     expected = model.sklearn_proba(model.validation)
     diff = np.abs(served - expected)
@@ -158,7 +159,8 @@ def test_unseen_category_and_missing_nullable_are_scored_like_scikit_learn(lr_se
         instances[1][name] = None
         instances[2].pop(name)
     with lr_server.client() as client:
-        served = [p["churn_probability"] for p in client.post("/predict", json={"instances": instances}).json()["predictions"]]
+        answer = client.post("/predict", json={"instances": instances}).json()
+        served = [p["churn_probability"] for p in answer["predictions"]]
     np.testing.assert_allclose(served, model.sklearn_proba(frame), atol=PARITY_TOLERANCE)
 
 
@@ -190,7 +192,8 @@ def _bad_cases(instance: dict, schema) -> list[tuple[str, object, list]]:
         ("instances not a list", {"instances": {"a": 1}}, ["body", "instances"]),
         ("unknown top-level key", {"instances": [instance], "extra": 1}, ["body", "extra"]),
         ("array body", [instance], ["body"]),
-        ("unknown parameter", {"instances": [instance], "parameters": {"explain": True}}, ["body", "parameters", "explain"]),
+        ("unknown parameter", {"instances": [instance], "parameters": {"explain": True}},
+         ["body", "parameters", "explain"]),
     ]
 
 
@@ -277,7 +280,7 @@ def test_predictions_are_logged_per_model_version(lr_server: ServerProcess, mode
     header = target.read_text().splitlines()[0].split(",")
     assert header == ["timestamp", "model_version", "customer_id", *model.schema.names, "churn_probability",
                       "churned", "threshold"]
-    for inst, pred in zip(instances, preds):
+    for inst, pred in zip(instances, preds, strict=True):
         row = rows[inst["customer_id"]]
         assert row["model_version"] == version
         assert float(row["churn_probability"]) == pred["churn_probability"]
@@ -319,7 +322,7 @@ def test_rendered_response_is_what_orjson_writes_for_the_dict(n: int, ids: str):
     for threshold in (0.0, 0.35, 1.0):
         expected = orjson.dumps({"predictions": [
             {"customer_id": c, "churn_probability": p, "churned": p >= threshold, "threshold": threshold,
-             "model_version": 'v"7'} for c, p in zip(customer_ids, proba.tolist())]})
+             "model_version": 'v"7'} for c, p in zip(customer_ids, proba.tolist(), strict=True)]})
         assert render_predictions('v"7', customer_ids, proba, threshold) == expected
 
 

@@ -119,8 +119,8 @@ def _check_against_requests(frame: pd.DataFrame, trained: Trained, sent: list[tu
     names = list(trained.schema.names)
     expected = []
     for instances, answer in sent:
-        for inst, prediction in zip(instances, answer["predictions"]):
-            values = dict(zip(names, inst)) if isinstance(inst, list) else inst
+        for inst, prediction in zip(instances, answer["predictions"], strict=True):
+            values = dict(zip(names, inst, strict=True)) if isinstance(inst, list) else inst
             expected.append({"customer_id": prediction["customer_id"], **{n: values.get(n) for n in names},
                              "churn_probability": prediction["churn_probability"]})
     want = pd.DataFrame(expected)

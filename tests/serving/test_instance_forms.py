@@ -193,7 +193,7 @@ def test_arrays_in_schema_order_score_exactly_as_objects_through_the_server(mode
         order = [f["name"] for f in schema["feature_schema"]["features"]]
         array = schema["instance_array"]
         assert array["minItems"] == array["maxItems"] == len(array["prefixItems"]) == len(order)
-        for spec, position in zip(schema["feature_schema"]["features"], array["prefixItems"]):
+        for spec, position in zip(schema["feature_schema"]["features"], array["prefixItems"], strict=True):
             types = {position["type"]} if "type" in position else {t["type"] for t in position["anyOf"]}
             assert types == {"number" if spec["kind"] == "numeric" else "string"} | ({"null"} if spec["nullable"]
                                                                                    else set()), (spec, position)

@@ -126,7 +126,7 @@ def test_a_port_in_use_stops_the_server_at_once_with_a_clear_message(models: dic
     try:
         env = {**first.env}
         second = subprocess.run([sys.executable, "-m", "serving"], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=60)
+                                text=True, timeout=60, check=False)
         assert second.returncode == 3, second  # uvicorn's STARTUP_FAILURE
         assert f"port {first.port}" in second.stderr and "Address already in use" in second.stderr
         assert first.proc.poll() is None
@@ -164,7 +164,7 @@ def test_invalid_settings_are_one_line_each_and_exit_2_without_a_traceback(tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_"))}
     env.update(SERVING_PREDICTION_LOG_URI=str(tmp_path / "log"), SERVING_EXTRA_FIELDS="allow", AIP_HTTP_PORT="80a")
     proc = subprocess.run([sys.executable, "-m", "serving"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -181,7 +181,7 @@ def test_help_explains_every_setting_and_starts_nothing(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "SERVING_"))}
     env["SERVING_HTTP_PORT"] = "1"  # a server started by mistake would fail to bind this port, not exit 0
     proc = subprocess.run([sys.executable, "-m", "serving", "--help"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m serving")
     for name in Settings.model_fields:
@@ -190,5 +190,5 @@ def test_help_explains_every_setting_and_starts_nothing(tmp_path: Path):
     assert not list(tmp_path.iterdir())  # no log folder, no model cache: nothing ran
 
     wrong = subprocess.run([sys.executable, "-m", "serving", "--port", "9"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, check=False)
     assert wrong.returncode == 2 and "unrecognized arguments: --port" in wrong.stderr

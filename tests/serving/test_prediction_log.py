@@ -42,7 +42,7 @@ def test_concurrent_logs_sharing_a_file_never_interleave(tmp_path: Path):
         for k in range(50):
             log.record("v1", FEATURES, _instances(40, f"{tag}{k}"), np.full(40, 0.25), 0.5)
 
-    threads = [threading.Thread(target=produce, args=(log, t)) for log, t in zip(logs, "xyz")]
+    threads = [threading.Thread(target=produce, args=(log, t)) for log, t in zip(logs, "xyz", strict=True)]
     for t in threads:
         t.start()
     for t in threads:
@@ -100,11 +100,12 @@ def test_rows_from_arrays_read_back_as_csv_writer_would_write_them(tmp_path: Pat
     rows = list(csv.reader(io.StringIO(log_path(tmp_path, "v1").read_text())))[1:]
     expected = [(cid, x[0], plan, x[1], p, int(p >= t), t)
                 for columns, proba, t in batches
-                for cid, x, plan, p in zip(columns.ids, columns.numeric.tolist(), columns.categorical[:, 0], proba)]
+                for cid, x, plan, p in zip(columns.ids, columns.numeric.tolist(), columns.categorical[:, 0], proba,
+                                           strict=True)]
     assert len(rows) == len(expected) == log.written
     text_rows = list(csv.reader(io.StringIO("".join(
         _csv_line([cid, plan]) for cid, _, plan, *_ in expected))))
-    for row, exp, (cid_text, plan_text) in zip(rows, expected, text_rows):
+    for row, exp, (cid_text, plan_text) in zip(rows, expected, text_rows, strict=True):
         assert row[1] == "v1" and row[0].endswith("+00:00")
         assert (row[2], row[4]) == (_logged(cid_text), _logged(plan_text))
         assert (cid_text, plan_text) == ("" if exp[0] is None else exp[0], exp[2])
@@ -174,7 +175,7 @@ def test_batches_formatted_together_keep_their_own_timestamp_and_threshold():
         ids, numeric, categorical = columns.ids[:n], columns.numeric[:n], columns.categorical[:n]
         stamp = f"2026-01-0{k + 1}T00:00:00.000+00:00"
         batches.append(_Batch(stamp, "v,1", layout, ids, numeric, categorical, None, proba, threshold))
-        for cid, (x, age), plan, p in zip(ids, numeric.tolist(), categorical[:, 0], proba.tolist()):
+        for cid, (x, age), plan, p in zip(ids, numeric.tolist(), categorical[:, 0], proba.tolist(), strict=True):
             cells = [stamp, "v,1", cid, _number(x), _logged(plan), _number(age), _number(p), int(p >= threshold),
                      _number(threshold)]
             expected.append(_csv_line(cells))
