@@ -47,8 +47,6 @@ def read_interim(interim_dir: Path, columns: Sequence[str] | None = None,
     Returns:
         The interim data.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     meta_path = interim_dir / METADATA_FILE
     if not meta_path.is_file():
@@ -59,7 +57,7 @@ def read_interim(interim_dir: Path, columns: Sequence[str] | None = None,
     customers["signup_date"] = pd.to_datetime(customers["signup_date"], format="ISO8601", utc=True)
     if LABEL_COLUMN in customers.columns:
         customers[LABEL_COLUMN] = pd.to_numeric(customers[LABEL_COLUMN].replace("", None)).astype("Int8")
-    labels = pd.read_csv(interim_dir / LABELS_FILE, dtype={ID_COLUMN: str, LABEL_COLUMN: "int8", "split": str})
+    labels = pd.read_csv(interim_dir / LABELS_FILE, dtype={ID_COLUMN: "str", LABEL_COLUMN: "int8", "split": "str"})
     return Interim(customers=customers, transactions=transactions, labels=labels, metadata=metadata)
 
 

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _names(lines: list[str]) -> dict[str, str]:
     """Requirement name (normalised) → the whole requirement, for requirement lines (no options, no comments)."""
     found = {}
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]
             found[re.sub(r"[-_.]+", "-", name).lower()] = line

@@ -36,7 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 TIME = "2026-01-01T00:00:00Z"
@@ -150,13 +150,13 @@ class FakeVertex:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
                 return None
 
             def _handle(self) -> None:
                 fake._dispatch(self)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -493,8 +493,9 @@ class FakeVertex:
     # --------------------------------------------------------------------------------------------
 
     _HTTP_METHODS = ("HTTP_METHOD_UNSPECIFIED", "POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
-    _RETRY_DEFAULTS = {"retryCount": 0, "maxRetryDuration": "0s", "minBackoffDuration": "5s",
-                       "maxBackoffDuration": "3600s", "maxDoublings": 5}
+    _RETRY_DEFAULTS: ClassVar[dict[str, Any]] = {"retryCount": 0, "maxRetryDuration": "0s",
+                                                 "minBackoffDuration": "5s", "maxBackoffDuration": "3600s",
+                                                 "maxDoublings": 5}
 
     @staticmethod
     def _seconds(duration: str) -> float:

@@ -56,14 +56,14 @@ def _one(calls: list) -> object:
 # ------------------------------------------------------------------------------------------------
 
 def test_vertex_uri_round_trips_and_dispatches() -> None:
-    target = vertexai.VertexTarget(PROJECT, REGION, api_endpoint="https://x.p.googleapis.com", serving_image=SERVING_IMAGE,
-                             staging="gs://acme-churn/models", experiment="nightly")
+    target = vertexai.VertexTarget(PROJECT, REGION, api_endpoint="https://x.p.googleapis.com",
+                                   serving_image=SERVING_IMAGE, staging="gs://acme-churn/models", experiment="nightly")
     assert vertexai.parse_vertex_uri(target.uri()) == target
     assert vertexai.parse_vertex_uri(f"vertex://{PROJECT}/{REGION}") == vertexai.VertexTarget(PROJECT, REGION)
     assert isinstance(get_registry(target.uri()), VertexRegistry)
     assert isinstance(get_tracker(target.uri()), VertexTracker)
     for bad in (f"vertex://{PROJECT}", f"vertex://{PROJECT}/{REGION}?colour=red", "vertex:///europe-west4"):
-        with pytest.raises(ValueError, match="vertex://PROJECT/REGION|unknown keys"):
+        with pytest.raises(ValueError, match=r"vertex://PROJECT/REGION|unknown keys"):
             vertexai.parse_vertex_uri(bad)
     assert vertexai.labels_from_tags({"validation_roc_auc": "0.8731", "Stage": "Production", "9x": "a b"}) == \
         {"validation_roc_auc": "0_8731", "stage": "production", "t_9x": "a_b"}
@@ -293,7 +293,8 @@ def test_deploy_turns_on_request_logging_of_a_reused_endpoint(vertex, gcs, regis
     rm.run(model_dirs["good"], processed.folder, tmp_path / "a", registry_uri=registry_uri)
     vertex_endpoints.deploy(project=PROJECT, region=REGION, model_name="churn-model", api_endpoint=vertex.url)
     table = f"bq://{PROJECT}.churn.predictions"
-    vertex_endpoints.deploy(project=PROJECT, region=REGION, model_name="churn-model", log_table=table, api_endpoint=vertex.url)
+    vertex_endpoints.deploy(project=PROJECT, region=REGION, model_name="churn-model", log_table=table,
+                            api_endpoint=vertex.url)
     patch = _one(vertex.calls("PATCH", r"/endpoints/\d+$"))
     assert patch.query["updateMask"] == ["predictRequestResponseLoggingConfig"]
     assert patch.body["predictRequestResponseLoggingConfig"] == {
