@@ -23,31 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from churn.cleaning import (
-    CUSTOMERS_FILE,
-    REASON,
-    SOURCE_ROW,
-    TRANSACTIONS_FILE,
-    Cleaned,
-    RawDataError,
-    accounting,
-    column,
-    connect,
-    copy,
-    cutoff_arg,
-    fetch_customers,
-    fetch_transactions,
-    has_transaction_log,
-    kept_customers_sql,
-    kept_transactions_sql,
-    load_customers,
-    load_transactions,
-    parse_cutoff,
-    read_customers,
-    rejected_customers_sql,
-    rejected_transactions_sql,
-    transaction_accounting,
-)
+from churn import cleaning
+from churn.cleaning import CUSTOMERS_FILE, REASON, SOURCE_ROW, TRANSACTIONS_FILE, Cleaned, RawDataError
 from churn.interim import CLEANED_CUSTOMERS, FILTERED_SALES, LABELS_FILE, METADATA_FILE
 from churn.schema import ID_COLUMN, LABEL_COLUMN
 
@@ -204,11 +181,6 @@ class Prepared:
     labels: Labels
     has_transactions: bool = True
 
-    def metadata(self, churn_window_days: int, seed: int, validation_fraction: float) -> dict:
-        """Run facts: cutoff, label source, row accounting per input, exclusions."""
-        return _metadata(self.labels, self.customers.accounting(), self.transactions.accounting(),
-                         churn_window_days, seed, validation_fraction, self.has_transactions)
-
 
 def _metadata(labels: Labels, customers: dict, transactions: dict, churn_window_days: int, seed: int,
               validation_fraction: float, has_transactions: bool = True) -> dict:
@@ -250,16 +222,16 @@ def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction:
     # The split's imports take seconds: done while DuckDB works (it releases the GIL).
     threading.Thread(target=importlib.import_module, args=("sklearn.model_selection",), daemon=True).start()
     started = time.monotonic()
-    cutoff_at = parse_cutoff(cutoff)
+    cutoff_at = cleaning.parse_cutoff(cutoff)
     customers_path, tx_path = raw_dir / CUSTOMERS_FILE, raw_dir / TRANSACTIONS_FILE
-    columns = load_customers(con, read_customers(customers_path))
-    customers = fetch_customers(con, columns)
+    columns = cleaning.load_customers(con, cleaning.read_customers(customers_path))
+    customers = cleaning.fetch_customers(con, columns)
     logger.info("customers: %d raw, %d kept, %d rejected", customers.raw_rows, len(customers.kept),
                 len(customers.rejected))
     if customers.kept.empty:
         raise RawDataError(f"{customers_path}: no usable rows ({customers.accounting()['reasons']}).")
-    end, active, has_log = None, None, has_transaction_log(tx_path)
-    fields, tx_acc = [ID_COLUMN, "timestamp", "amount"], accounting(0, 0, {})
+    end, active, has_log = None, None, cleaning.has_transaction_log(tx_path)
+    fields, tx_acc = [ID_COLUMN, "timestamp", "amount"], cleaning.accounting(0, 0, {})
     if not has_log:
         if LABEL_COLUMN not in customers.kept.columns:
             state = "transactions file not found" if not tx_path.is_file() else "transactions file holds no records"
@@ -269,19 +241,19 @@ def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction:
                 f"`{LABEL_COLUMN}` column (0/1) to {CUSTOMERS_FILE} (or run `make data` for sample data).")
         logger.info("%s: no transaction log; labels from %s", TRANSACTIONS_FILE, CUSTOMERS_FILE)
     else:
-        fields = load_transactions(con, tx_path, f"(SELECT c{columns.index(ID_COLUMN)} AS {ID_COLUMN} FROM cust "
-                                             f"WHERE {REASON} IS NULL)")
-        tx_acc = transaction_accounting(con)
+        known = f"(SELECT c{columns.index(ID_COLUMN)} AS {ID_COLUMN} FROM cust WHERE {REASON} IS NULL)"
+        fields = cleaning.load_transactions(con, tx_path, known)
+        tx_acc = cleaning.transaction_accounting(con)
         logger.info("transactions: %d raw, %d kept, %d rejected (%.1fs)", tx_acc["raw"], tx_acc["kept"],
                     tx_acc["rejected"], time.monotonic() - started)
         if not tx_acc["kept"]:
             raise RawDataError(f"{tx_path}: no usable rows ({tx_acc['reasons']}).")
-        end = pd.Timestamp(con.execute(f"SELECT max(ts) FROM tx WHERE {REASON} IS NULL").fetchone()[0])
+        end = pd.Timestamp(con.execute(f"SELECT max(ts) FROM tx WHERE {REASON} IS NULL").fetchall()[0][0])
         end = end.tz_convert("UTC")
         cutoff_at = label_cutoff(customers.kept, end, churn_window_days, cutoff_at)
         if LABEL_COLUMN not in customers.kept.columns:
             window = [cutoff_at, cutoff_at + pd.Timedelta(days=churn_window_days)]
-            active = con.execute(f"SELECT DISTINCT {column(fields, ID_COLUMN)} AS id FROM tx "
+            active = con.execute(f"SELECT DISTINCT {cleaning.column(fields, ID_COLUMN)} AS id FROM tx "
                                  f"WHERE {REASON} IS NULL AND NOT is_refund AND ts > ? AND ts <= ?",
                                  [w.to_pydatetime() for w in window]).df()["id"]
     labels = split_customers(labels_at(customers.kept, end, active, churn_window_days, cutoff_at),
@@ -294,10 +266,10 @@ def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction:
 def prepare(raw_dir: Path, *, churn_window_days: int = 90, validation_fraction: float = 0.2, seed: int = 42,
             cutoff: "str | pd.Timestamp | None" = None) -> Prepared:
     """:func:`run` without writing: the cleaned inputs, labels and split as frames."""
-    with connect() as con:
+    with cleaning.connect() as con:
         stage = _stage(con, raw_dir, churn_window_days, validation_fraction, seed, cutoff)
         if stage.has_transactions:
-            transactions = fetch_transactions(con, stage.fields)
+            transactions = cleaning.fetch_transactions(con, stage.fields)
         else:
             transactions = Cleaned(kept=pd.DataFrame(columns=[SOURCE_ROW, *stage.fields, "is_refund"]),
                                    rejected=pd.DataFrame(columns=[SOURCE_ROW, REASON]), raw_rows=0)
@@ -322,23 +294,22 @@ def run(raw_dir: Path, out_dir: Path, *, churn_window_days: int = 90, validation
     Raises:
         RawDataError: An input is missing, lacks required columns, or has no usable rows.
     """
-    with connect() as con:
+    with cleaning.connect() as con:
         stage = _stage(con, raw_dir, churn_window_days, validation_fraction, seed, cutoff)
         metadata = _metadata(stage.labels, stage.customers.accounting(), stage.transactions, churn_window_days,
                              seed, validation_fraction, stage.has_transactions)
         out_dir.mkdir(parents=True, exist_ok=True)
-        copy(con, kept_customers_sql(stage.columns, as_text=True), out_dir / CLEANED_CUSTOMERS)
-        copy(con, rejected_customers_sql(stage.columns), out_dir / "rejected_customers.csv")
-        if stage.has_transactions:
-            copy(con, kept_transactions_sql(stage.fields, as_text=True), out_dir / FILTERED_SALES)
-            copy(con, rejected_transactions_sql(stage.fields), out_dir / "rejected_transactions.csv")
-        else:  # the header only
-            copy(con, "SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS timestamp, NULL::DOUBLE AS amount, "
-                       "NULL::BOOLEAN AS is_refund WHERE false", out_dir / FILTERED_SALES)
-            copy(con, f"SELECT NULL::BIGINT AS {SOURCE_ROW}, NULL::VARCHAR AS {REASON} WHERE false",
-                  out_dir / "rejected_transactions.csv")
         con.register("labels_frame", stage.labels.frame)
-        copy(con, "SELECT * FROM labels_frame", out_dir / LABELS_FILE)
+        sales, rejected = (cleaning.kept_transactions_sql(stage.fields, as_text=True),
+                           cleaning.rejected_transactions_sql(stage.fields)) if stage.has_transactions else (
+            "SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS timestamp, NULL::DOUBLE AS amount, "
+            "NULL::BOOLEAN AS is_refund WHERE false",  # no log: the headers only
+            f"SELECT NULL::BIGINT AS {SOURCE_ROW}, NULL::VARCHAR AS {REASON} WHERE false")
+        for query, name in ((cleaning.kept_customers_sql(stage.columns, as_text=True), CLEANED_CUSTOMERS),
+                            (cleaning.rejected_customers_sql(stage.columns), "rejected_customers.csv"),
+                            (sales, FILTERED_SALES), (rejected, "rejected_transactions.csv"),
+                            ("SELECT * FROM labels_frame", LABELS_FILE)):
+            cleaning.copy(con, query, out_dir / name)
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
@@ -366,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-fraction", type=float, default=0.2,
                         help="validation share (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="split seed (default: %(default)s)")
-    parser.add_argument("--cutoff", type=cutoff_arg, default="",
+    parser.add_argument("--cutoff", type=cleaning.cutoff_arg, default="",
                         help="ISO date or instant (UTC) for features and labels (default: from the data, see below)")
     args = parser.parse_args(argv)
     setup_cli_logging()
