@@ -3,8 +3,7 @@
 Generates (or reuses) raw sample data, then runs, each in its own subprocess and interleaved so
 that machine noise hits all of them alike:
 
-* ``ours``: ``components.data_prep.run`` + ``components.feature_engineering.run`` into temp folders
-  (their defaults: DuckDB fast path for transactions.json when the input allows, threaded reads);
+* ``ours``: ``components.data_prep.run`` + ``components.feature_engineering.run`` into temp folders;
 * ``naive``: ``pandas.read_json(path, lines=True)`` + ``pandas.read_csv`` of the customers + one
   plain groupby computing comparable per-customer aggregates (count, sum, mean, max timestamp, a
   per-category count pivot), nothing else;
@@ -230,6 +229,8 @@ def _child_floor(raw_dir: Path, hb: _Heartbeat, **_: Any) -> dict:
     """The lower bound (see the module docstring): DuckDB, every core, no checks."""
     import duckdb
 
+    from churn.cleaning import REFUND_STATUSES
+
     steps: dict[str, float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS_DIR) as tmp:
@@ -245,9 +246,12 @@ def _child_floor(raw_dir: Path, hb: _Heartbeat, **_: Any) -> dict:
         types = ("{'transaction_id': 'VARCHAR', 'customer_id': 'VARCHAR', 'timestamp': 'TIMESTAMPTZ', "
                  "'amount': 'DOUBLE', 'quantity': 'DOUBLE', 'category': 'VARCHAR', 'channel': 'VARCHAR', "
                  "'status': 'VARCHAR'}")
-        timed("read transactions.json", f"CREATE TABLE tx AS SELECT *, coalesce(lower(status) IN ('refund', "
-              f"'refunded'), false) AS is_refund FROM read_json('{tx}', format='newline_delimited', columns={types})")
-        timed("write filtered_sales.csv", f"COPY tx TO '{out / 'filtered_sales.csv'}' (HEADER)")
+        refunds = ", ".join(f"'{s}'" for s in sorted(REFUND_STATUSES))  # the contract's refund statuses
+        timed("read transactions.json", f"CREATE TABLE tx AS SELECT *, coalesce(lower(status) IN ({refunds}), false) "
+              f"AS is_refund FROM read_json('{tx}', format='newline_delimited', columns={types})")
+        # Timestamps as the contract writes them (2024-01-31T13:45:00Z; the generated data has whole seconds).
+        timed("write filtered_sales.csv", f"COPY tx TO '{out / 'filtered_sales.csv'}' "
+              "(HEADER, TIMESTAMP_FORMAT '%Y-%m-%dT%H:%M:%SZ')")
         timed("copy customers.csv", f"COPY (SELECT * FROM read_csv('{customers}', all_varchar=true)) "
               f"TO '{out / 'cleaned_customers.csv'}' (HEADER)")
         timed("hand over columns (Parquet)", "COPY (SELECT customer_id, timestamp, amount, is_refund, category, "
@@ -386,7 +390,8 @@ def _summarise(name: str, runs: list[dict]) -> dict:
         if first["status"] == "oom":
             how = f", {first['error'][len('child '):]}" if first.get("error", "").startswith("child ") else ""
             summary["failure"] = (f"out of memory at {first['memory_limit_gb']:.1f} GB "
-                                  f"(after {first['wall_s']:.0f}s, peak RSS {first['peak_rss_bytes'] / GB:.1f} GB{how})")
+                                  f"(after {first['wall_s']:.0f}s, "
+                                  f"peak RSS {first['peak_rss_bytes'] / GB:.1f} GB{how})")
         else:
             summary["failure"] = f"{first['status']}: {first.get('error', '')}"
         summary["failed_wall_s_min"] = min(r["wall_s"] for r in failed)
@@ -579,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"params": params, "repeats": args.repeats, "cpus": os.cpu_count(),
                                          "memory_limit_gb": args.memory_limit_gb, "summaries": summaries,
-                                         "verdicts": [dict(zip(("target", "measured", "result"), v))
+                                         "verdicts": [dict(zip(("target", "measured", "result"), v, strict=True))
                                                       for v in verdicts],
                                          "runs": runs}, indent=2) + "\n")
     return 0 if all(v[2] in ("PASS", "SKIPPED") for v in verdicts) else 1
