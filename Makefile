@@ -60,8 +60,14 @@ run: $(VENV)/.installed ## Run the whole pipeline locally (generates sample data
 compile: $(VENV)/.installed ## Compile the pipeline to churn_pipeline.yaml (IMAGE=...)
 	$(PY) pipeline.py compile --image $(IMAGE) --output churn_pipeline.yaml
 
-test: $(VENV)/.installed $(VENV_MON)/.installed ## Run the test suite (main env, then the monitoring tests in .venv-monitoring)
-	$(PY) -m pytest --ignore=tests/monitoring
+# The fast tier runs on TEST_WORKERS pytest-xdist workers; gcp and serving tests each stay on one worker
+# (tests/conftest.py) so their trained models and stand-in servers are built once.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
+test: $(VENV)/.installed $(VENV_MON)/.installed ## The whole suite (CI): fast tier in parallel, slow end-to-end tests one at a time, then the monitoring tests in .venv-monitoring
+	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL)
+	$(PY) -m pytest --ignore=tests/monitoring -m slow
 	$(PY_MON) -m pytest tests/monitoring
 
 .PHONY: lint
@@ -70,8 +76,8 @@ lint: $(VENV)/.installed ## ruff, mypy and the import-layer contract
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test-fast: $(VENV)/.installed ## Run the tests except the slow end-to-end ones
-	$(PY) -m pytest -m "not slow"
+test-fast: $(VENV)/.installed ## The fast tier: every module's unit and behaviour tests, not the slow end-to-end ones (TEST_WORKERS=2)
+	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL)
 
 drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs the training split of the model that served it → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS='--current gs://B/predictions/ ...')
 	$(PY_MON) monitoring/drift_check.py --trigger $(DRIFT_TRIGGER) $(DRIFT_ARGS)

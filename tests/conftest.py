@@ -14,6 +14,22 @@ from churn.sample_data import generate, write_raw
 collect_ignore = [] if importlib.util.find_spec("tensorflow_data_validation") else ["monitoring"]
 
 
+# Folders whose session fixtures are costly (trained models, the Cloud Storage emulator and the fake Vertex
+# server): under pytest-xdist's ``--dist loadgroup`` each runs on one worker, so they are built once, not per worker.
+_XDIST_GROUPS = ("gcp", "serving")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Puts the tests of each folder in ``_XDIST_GROUPS`` in one xdist group (no effect without pytest-xdist)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+        if folder in _XDIST_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(folder))
+
+
 @pytest.fixture(scope="session")
 def sample_raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A raw folder with 1,500 generated customers (JSON Lines transactions)."""

@@ -16,6 +16,7 @@ def model_dir(processed, tmp_path_factory) -> Path:
     return train.save_model(trained, processed.schema, tmp_path_factory.mktemp("models") / "m")
 
 
+@pytest.mark.slow
 def test_deferred_registration_moves_no_alias_until_applied(processed, model_dir: Path, tmp_path: Path) -> None:
     registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
     first = rm.register(model_dir, processed.folder, registry=registry, model_name="m", defer_promotion=True)

@@ -79,6 +79,7 @@ def test_promotion_flow_with_aliases(processed, model_dirs, tmp_path: Path) -> N
     assert staged["alias"] == "challenger"
 
 
+@pytest.mark.slow
 def test_champion_that_cannot_score_the_data_blocks_automatic_promotion(processed, model_dirs, tmp_path: Path) -> None:
     registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
     rm.register(model_dirs["good"], processed.folder, registry=registry, model_name="m")

@@ -55,6 +55,7 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"customer_id": str})
 
 
+@pytest.mark.slow
 def test_cli_scores_with_the_champion_and_writes_the_log_columns(sample_raw_dir: Path, registry_uri: str,
                                                                  model_dir: Path, tmp_path: Path) -> None:
     from churn.logformat import header

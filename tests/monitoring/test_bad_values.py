@@ -95,6 +95,7 @@ def test_a_header_only_log_says_no_data_rows_and_exits_2(drift_files: DriftFiles
     assert "header but no data rows" in err and str(log) in err
 
 
+@pytest.mark.slow
 def test_a_header_only_log_exits_cleanly_every_time_in_a_real_process(drift_files: DriftFiles, tmp_path: Path):
     """Eight real runs of the script, TFDV on (the default): exit 2 and the message, never an abort (rc 134)."""
     header = drift_files.same.read_text().splitlines()[0]

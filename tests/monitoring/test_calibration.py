@@ -37,6 +37,7 @@ BASELINE_ROWS = 100_000
 REFUND_LIMIT = {("location", "refund_count"): 85}  # information limit: 88/100 here, 80 with the bench's seed
 
 
+@pytest.mark.slow
 def test_a_10_percent_mean_shift_of_any_numeric_feature_is_flagged_at_10k_rows():
     ratios = numeric_detection(10_000, TRIALS, modes=("scale", "location"), baseline_rows=BASELINE_ROWS, seed=1)
     assert {name for _, name in ratios} == set(SCHEMA.numeric)
@@ -46,6 +47,7 @@ def test_a_10_percent_mean_shift_of_any_numeric_feature_is_flagged_at_10k_rows()
     assert not weak, weak
 
 
+@pytest.mark.slow
 def test_a_5_point_change_of_any_category_share_is_flagged_at_10k():
     trials = 20
     ratios = categorical_detection(10_000, trials, seed=1)
@@ -56,6 +58,7 @@ def test_a_5_point_change_of_any_category_share_is_flagged_at_10k():
 
 
 @pytest.mark.parametrize("n", [1_000, 10_000])
+@pytest.mark.slow
 def test_same_distribution_raises_an_alarm_in_at_most_1_percent_of_runs(n: int):
     runs = false_alarms(n, ALARM_RUNS, seed=1)
     alarms = [features for features in runs if features]
@@ -85,6 +88,7 @@ def test_the_generated_tables_hold_the_heavily_tied_features_clients_round():
             assert moved.mean() > 0.1, f"{writer} leaves {name} as it was: no test of rounding"
 
 
+@pytest.mark.slow
 def test_a_control_run_written_through_float32_and_to_json_raises_no_alarm():
     """Same-distribution traffic (the validation rows' role), its numbers sent through float32 and through
     pandas ``to_json``'s 10 decimals: the same decision as the exact numbers, and no alarm."""

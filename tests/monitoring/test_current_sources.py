@@ -98,6 +98,7 @@ def _decision_gcs(bucket: Any, prefix: str = "monitoring") -> dict:
 # gs:// prefix
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_gcs_prefix_reads_the_window_of_the_version_serving_last_against_its_published_baseline(
         drift_files: DriftFiles, frames: dict[str, pd.DataFrame], gcs_bucket: Any, elsewhere: Path,
         tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -246,6 +247,7 @@ def test_a_gcs_prefix_of_outputs_files_takes_the_newest(drift_files: DriftFiles,
         "v1": "v1_outputs.csv, written before v2_outputs.csv"}
 
 
+@pytest.mark.slow
 def test_hundreds_of_parts_are_all_read_and_counted(drift_files: DriftFiles, frames: dict[str, pd.DataFrame],
                                                     gcs_bucket: Any, elsewhere: Path, tmp_path: Path):
     put, b = _gcs_put(gcs_bucket), f"gs://{gcs_bucket.name}"

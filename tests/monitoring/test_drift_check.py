@@ -293,6 +293,7 @@ def test_default_current_is_the_newest_prediction_log(drift_files: DriftFiles, t
 # gs:// inputs and outputs (gcp-storage-emulator, reached by google-cloud-storage itself)
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gcs_uris_for_inputs_and_outputs(drift_files: DriftFiles, gcs_bucket: Any):
     for path in (drift_files.baseline, drift_files.schema, drift_files.baseline_scores):
         gcs_bucket.blob(f"processed/{path.name}").upload_from_filename(str(path))
@@ -311,6 +312,7 @@ def test_gcs_uris_for_inputs_and_outputs(drift_files: DriftFiles, gcs_bucket: An
                  "--output-dir", f"{b}/monitoring", "--no-tfdv"]) == EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_cli_runs_as_a_script_in_a_subprocess(drift_files: DriftFiles, tmp_path: Path):
     """`python monitoring/drift_check.py` (what make drift and the image run), without TFDV to stay quick."""
     proc = subprocess.run([sys.executable, str(ROOT / "monitoring" / "drift_check.py"),

@@ -311,6 +311,7 @@ def _settled(server: ServerProcess) -> dict:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_full_disk_loses_whole_rows_counted_on_health_and_in_the_log(models, tmp_path: Path, small_disk: Path):
     import pandas as pd
 

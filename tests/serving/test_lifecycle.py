@@ -26,6 +26,7 @@ def _tamper(folder: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "feature_schema.json", "model.joblib"])
+@pytest.mark.slow
 def test_tampered_model_folder_keeps_the_server_unhealthy(models: dict[str, Trained], tmp_path: Path,
                                                           server_factory, name: str):
     folder = tmp_path / "model"

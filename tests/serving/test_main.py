@@ -120,6 +120,7 @@ def test_bursts_of_keep_alive_connections_spread_over_the_workers(models: dict[s
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_port_in_use_stops_the_server_at_once_with_a_clear_message(models: dict[str, Trained], tmp_path: Path):
     # Also when the port's holder is another of our servers: a SO_REUSEPORT bind alone would join it.
     first = start_server(tmp_path / "first", workers=2, AIP_STORAGE_URI=str(models["logistic_regression"].folder))
