@@ -169,11 +169,11 @@ def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()[mask]
         counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
-        return {str(v): int(c) for v, c in zip(values.cat.categories, counts) if c}
+        return {str(v): int(c) for v, c in zip(values.cat.categories, counts, strict=True) if c}
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
         counted = pc.value_counts(pc.filter(pa.chunked_array(pa.array(values)), pa.array(mask)))
-        return {v: int(c) for v, c in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
-                if v is not None}
+        found, counts = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+        return {v: int(c) for v, c in zip(found, counts, strict=True) if v is not None}
     counts = values[mask].dropna().astype(str).value_counts()
     return {str(v): int(c) for v, c in counts.items()}
 
@@ -193,7 +193,7 @@ def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[st
     return out
 
 
-def _arrow_text(values: pd.Series) -> "pa.ChunkedArray | None":
+def _arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
     """The pyarrow strings behind a text column without missing values (no copy), else None."""
     import pyarrow as pa
 
@@ -391,13 +391,13 @@ def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
             for split in ("train", "validation")}
 
 
-def interim_transactions(interim: "Interim") -> pd.DataFrame | None:
+def interim_transactions(interim: Interim) -> pd.DataFrame | None:
     """The interim transactions, or None when data_prep found no transaction log (``has_transactions``
     false in prep_metadata.json; a missing key means there was one)."""
     return interim.transactions if interim.metadata.get("has_transactions", True) else None
 
 
-def split_features(schema: FeatureSchema, interim: "Interim", split: str) -> pd.DataFrame:
+def split_features(schema: FeatureSchema, interim: Interim, split: str) -> pd.DataFrame:
     """``schema``'s features for one split's customers of the interim data, with their labels.
 
     What the promotion gate scores a champion on: its own features of the same customers.
@@ -418,7 +418,7 @@ def split_features(schema: FeatureSchema, interim: "Interim", split: str) -> pd.
 
 def read_split(path: Path, schema: FeatureSchema) -> pd.DataFrame:
     """Reads a processed split with the schema's types (ids and categories stay text)."""
-    dtypes = {ID_COLUMN: str, **{name: str for name in schema.categorical}}
+    dtypes = {ID_COLUMN: str, **dict.fromkeys(schema.categorical, str)}
     frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={n: [""] for n in schema.numeric})
     for name in schema.categorical:
         frame[name] = frame[name].astype(object).where(frame[name] != "", None)

@@ -40,7 +40,7 @@ class Layout:
     slots: tuple[tuple[str, int], ...]
 
     @classmethod
-    def for_schema(cls, schema: FeatureSchema) -> "Layout":
+    def for_schema(cls, schema: FeatureSchema) -> Layout:
         """The layout of the ONNX inputs (numeric and categorical arrays, schema order) for ``schema``."""
         numeric, categorical = schema.numeric, schema.categorical
         slots = tuple(("n", numeric.index(f.name)) if f.kind == "numeric" else ("c", categorical.index(f.name))
@@ -48,7 +48,7 @@ class Layout:
         return cls(tuple(schema.names), slots)
 
     @classmethod
-    def plain(cls, features: tuple[str, ...]) -> "Layout":
+    def plain(cls, features: tuple[str, ...]) -> Layout:
         """Every feature a list of plain values (``None`` = missing)."""
         return cls(tuple(features), tuple(("o", j) for j in range(len(features))))
 

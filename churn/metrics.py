@@ -46,5 +46,5 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) ->
         "lift_top_decile": float(y_true[order].mean() / base_rate) if base_rate > 0 else 0.0,
         "threshold": float(threshold),
         "base_rate": base_rate,
-        "n": int(len(y_true)),
+        "n": len(y_true),
     }

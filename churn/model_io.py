@@ -44,7 +44,7 @@ def model_input(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 class LoadedModel:
     """A model folder read back."""
 
-    pipeline: "Pipeline"
+    pipeline: Pipeline
     schema: FeatureSchema
     card: dict
 

@@ -41,7 +41,7 @@ class ManifestError(RuntimeError):
     """A model folder does not match its manifest (missing, altered or unexpected content)."""
 
 
-def feed_from_frame(frame: "pd.DataFrame", schema: FeatureSchema) -> dict[str, np.ndarray]:
+def feed_from_frame(frame: pd.DataFrame, schema: FeatureSchema) -> dict[str, np.ndarray]:
     """The graph's inputs for a DataFrame with the schema's columns (NaN/None/"" = missing).
 
     Args:
@@ -60,7 +60,7 @@ def feed_from_frame(frame: "pd.DataFrame", schema: FeatureSchema) -> dict[str, n
     return feed
 
 
-def session(model: "onnx.ModelProto | bytes | Path") -> Any:
+def session(model: onnx.ModelProto | bytes | Path) -> Any:
     """A single-threaded onnxruntime session for a model proto, its bytes or a file."""
     import onnxruntime as ort
 
@@ -72,7 +72,7 @@ def session(model: "onnx.ModelProto | bytes | Path") -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_proba(sess: Any, frame: "pd.DataFrame", schema: FeatureSchema) -> np.ndarray:
+def onnx_proba(sess: Any, frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     """Churn probabilities from an onnxruntime session for a DataFrame."""
     return sess.run([PROBABILITY_OUTPUT], feed_from_frame(frame, schema))[0][:, 0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from churn.registry import CHAMPION
@@ -229,7 +229,7 @@ def batch_predict(*, project: str, region: str, model_name: str, version: str = 
     init_sdk(project, region, api_endpoint)
     model = model_version(project, region, model_name, version, missing=f"no model or no version behind {version!r}",
                           fix="give a registered version number or alias (champion, challenger)")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     job = aiplatform_v1.BatchPredictionJob(
         display_name=display_name or f"{model_name}-v{model.version_id}-batch-{stamp}",
         model=model.versioned_resource_name,

@@ -30,7 +30,7 @@ _SCHEDULER_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 def _pipeline_job(template_path: str, *, project: str, region: str, pipeline_root: str,
                   parameter_values: Mapping[str, Any] | None, labels: Mapping[str, str] | None,
                   enable_caching: bool | None, display_name: str | None, job_id: str | None = None
-                  ) -> "aiplatform.PipelineJob":
+                  ) -> aiplatform.PipelineJob:
     from google.cloud import aiplatform
 
     if not str(pipeline_root).startswith("gs://"):

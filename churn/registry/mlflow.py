@@ -19,7 +19,7 @@ class MLflowRegistry:
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def _wrap(self, mv) -> ModelVersion:  # noqa: ANN001 - mlflow entity
+    def _wrap(self, mv) -> ModelVersion:
         return ModelVersion(name=mv.name, version=str(mv.version), aliases=tuple(mv.aliases or ()),
                             source=mv.source, tags=dict(mv.tags or {}))
 

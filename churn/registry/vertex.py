@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class VertexRegistry:
         tags = {k: v for k, v in (tags or {}).items() if k != "gate_reason"}  # the reason is the description
         if run_id:
             tags.setdefault("tracking_run", run_id)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         artifact_uri = f"{self.target.staging}/{model_id(name)}/{stamp}-{uuid.uuid4().hex[:8]}"
         upload_dir(Path(model_dir), artifact_uri)
         exists = self._model(name, DEFAULT_ALIAS) is not None

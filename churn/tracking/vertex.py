@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from churn.vertexai import VertexTarget, init_sdk
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def _run_name(prefix: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-") or "run"
     return f"{base}-{stamp}-{uuid.uuid4().hex[:6]}"[:128]
 
