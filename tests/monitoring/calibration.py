@@ -88,7 +88,7 @@ def shift_category(frame: pd.DataFrame, name: str, category: str, delta: float,
                    rng: np.random.Generator) -> pd.DataFrame:
     """``frame`` with ``category``'s share of ``name`` moved by ``delta`` (e.g. +0.05 or -0.05)."""
     values = frame[name].to_numpy(dtype=object).copy()
-    count = int(round(abs(delta) * values.size))
+    count = round(abs(delta) * values.size)
     inside = np.flatnonzero(values == category)
     outside = np.flatnonzero(values != category)
     if delta > 0:

@@ -104,7 +104,7 @@ def test_a_header_only_log_exits_cleanly_every_time_in_a_real_process(drift_file
     args = [a for a in _args(drift_files, log, tmp_path / "out") if a != "--no-tfdv"]
     for run in range(8):
         proc = subprocess.run([sys.executable, str(ROOT / "monitoring" / "drift_check.py"), *args],
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
         assert proc.returncode == EXIT_BAD_INPUT, (run, proc.returncode, proc.stderr[-2000:])
         assert "header but no data rows" in proc.stderr and "terminate called" not in proc.stderr, proc.stderr
         assert json.loads((tmp_path / "out" / DECISION_FILE).read_text())["status"] == "bad_input"

@@ -26,8 +26,7 @@ import pandas as pd
 import pytest
 
 from monitoring.drift import DriftPolicy
-from tests.monitoring.calibration import (CATEGORIES, SCHEMA, categorical_detection, false_alarms,
-                                          numeric_detection)
+from tests.monitoring.calibration import CATEGORIES, SCHEMA, categorical_detection, false_alarms, numeric_detection
 
 TRIALS = 100
 MIN_HITS = 95
