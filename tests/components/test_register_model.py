@@ -109,6 +109,7 @@ def test_registered_files_download_intact(processed, model_dirs, tmp_path: Path)
         assert (folder / name).read_bytes() == (model_dirs["good"] / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_cli_maps_stage_to_alias(processed, model_dirs, tmp_path: Path, capsys) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["--model-dir", str(model_dirs["good"]), "--processed-dir", str(processed.folder), "--registry-uri", uri]
