@@ -114,7 +114,8 @@ def _s(value: str) -> str:
 
 
 def column(fields: list[str], name: str) -> str:
-    """The ``tx`` column holding field ``name``, trimmed (NULL when no record has the field)."""
+    """The ``tx`` column holding field ``name``, trimmed (NULL when no record has the field); the
+    timestamp's and the amount's are only read while ``tx`` is built, then ``ts`` and ``amt``."""
     return f"f{fields.index(name)}" if name in fields else "NULL::VARCHAR"
 
 
@@ -373,7 +374,8 @@ def _paths(fields: list[str]) -> str:
 
 def _record_rules(con: Any, fields: list[str]) -> None:
     """Creates table ``tx`` from ``rec``: per record its ``source_row``, each field's text trimmed
-    (``f<i>``), ``ts``, ``amt``, ``is_refund`` and the reason of the first rule it breaks (NULL = passes).
+    (``f<i>``; ``ts`` and ``amt`` in place of the timestamp's and the amount's), ``is_refund`` and the
+    reason of the first rule it breaks (NULL = passes).
 
     Rules, first match wins: not UTF-8; not a JSON object; missing ``customer_id``; missing or
     unparseable ``timestamp``; timestamp outside [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP); missing,
@@ -383,9 +385,11 @@ def _record_rules(con: Any, fields: list[str]) -> None:
     values = "".join(f", {_trim(f'v[{i + 1}]')} AS f{i}" for i in range(len(fields)))
     refunds = ", ".join(_s(s) for s in sorted(REFUND_STATUSES))
     amount_type = f"json_type(line, {_s('$.amount')})" if "amount" in fields else "NULL"
+    # The texts of timestamp and amount are not kept: ts and amt are what is written (less memory).
+    typed = "".join(f", {column(fields, f)}" for f in ("timestamp", "amount") if f in fields)
     con.execute(f"""
         CREATE OR REPLACE TABLE tx AS
-        SELECT * EXCLUDE (line, bad, object),
+        SELECT * EXCLUDE (line, bad, object{typed}),
                CASE WHEN bad IS NOT NULL THEN bad
                     WHEN object IS NOT TRUE THEN {_s(MALFORMED)}
                     WHEN coalesce({column(fields, ID_COLUMN)}, '') = '' THEN 'missing customer_id'

@@ -367,7 +367,7 @@ def component(base_image: str) -> "PythonComponent":
 
         ``cutoff``: ISO date or instant (UTC) for features and labels; "" for the default (from the data).
 
-        ``raw_digest`` (``churn.vertex.raw_digest`` of ``raw_dir`` at submit time) is part of the task's
+        ``raw_digest`` (``churn.vertex_jobs.raw_digest`` of ``raw_dir`` at submit time) is part of the task's
         cache key, so new raw files under the same folder never hit an old cache entry.
         """
         from pathlib import Path
