@@ -76,8 +76,9 @@ lint: $(VENV)/.installed ## ruff, mypy and the import-layer contract
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test-fast: $(VENV)/.installed ## The fast tier: every module's unit and behaviour tests, not the slow end-to-end ones (TEST_WORKERS=2)
+test-fast: $(VENV)/.installed $(VENV_MON)/.installed ## The fast tier: every module's unit and behaviour tests, not the slow end-to-end ones (TEST_WORKERS=2)
 	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL)
+	$(PY_MON) -m pytest tests/monitoring -m "not slow"
 
 drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs the training split of the model that served it → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS='--current gs://B/predictions/ ...')
 	$(PY_MON) monitoring/drift_check.py --trigger $(DRIFT_TRIGGER) $(DRIFT_ARGS)
