@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -62,7 +62,7 @@ class Columns:
         return len(self.ids)
 
     @classmethod
-    def concat(cls, parts: list["Columns"]) -> "Columns":
+    def concat(cls, parts: list[Columns]) -> Columns:
         """The instances of ``parts``, in order."""
         return cls(numeric=np.concatenate([c.numeric for c in parts]),
                    categorical=None if parts[0].categorical is None else np.concatenate([c.categorical for c in parts]),
@@ -102,23 +102,23 @@ class ColumnParser:
         # Attributes are f0, f1, … (feature names need not be identifiers), renamed to the JSON keys;
         # customer_id first, as requests (and components.export.request_instances) put it.
         attr = {spec.name: f"f{i}" for i, spec in enumerate(schema.features)}
-        fields: list[tuple] = [(_ID_ATTR, Optional[_TEXT], None)]
+        fields: list[tuple] = [(_ID_ATTR, _TEXT | None, None)]
         positions: list[Any] = []
         for spec in schema.features:
             kind = _NUMBER if spec.kind == "numeric" else _TEXT
-            fields.append((attr[spec.name], Optional[kind], None) if spec.nullable else (attr[spec.name], kind))
-            positions.append(Optional[kind] if spec.nullable else kind)
+            fields.append((attr[spec.name], kind | None, None) if spec.nullable else (attr[spec.name], kind))
+            positions.append(kind | None if spec.nullable else kind)
         rename = {a: name for name, a in attr.items()} | {_ID_ATTR: ID_COLUMN}
         instance = msgspec.defstruct("CustomerInstance", fields, kw_only=True, rename=rename, gc=False,
                                      forbid_unknown_fields=extra_fields != "ignore")
-        array = tuple[tuple(positions)]  # type: ignore[misc]
-        parameters = msgspec.defstruct("PredictParameters", [("threshold", Optional[_THRESHOLD], None)],
+        array: Any = tuple[tuple(positions)]  # type: ignore[misc]  # positions known at run time
+        parameters = msgspec.defstruct("PredictParameters", [("threshold", _THRESHOLD | None, None)],
                                        forbid_unknown_fields=True, gc=False)
         batch = msgspec.defstruct(
             "PredictRequest",
-            [("instances", Annotated[list[Union[instance, array]],  # type: ignore[valid-type]
+            [("instances", Annotated[list[instance | array],  # type: ignore[valid-type]  # a run-time struct
                                      msgspec.Meta(min_length=1, max_length=max_instances)]),
-             ("parameters", Optional[parameters], None)],
+             ("parameters", parameters | None, None)],
             kw_only=True, forbid_unknown_fields=True, gc=False)
         self._batch = msgspec.json.Decoder(batch)
         self._single = msgspec.json.Decoder(instance)
@@ -137,7 +137,7 @@ class ColumnParser:
         """
         try:
             if b'"instances"' in body:
-                request = self._batch.decode(body)
+                request: Any = self._batch.decode(body)  # a struct type built at run time
                 instances = request.instances
                 threshold = None if request.parameters is None else request.parameters.threshold
             else:  # one customer object
@@ -171,7 +171,7 @@ class ColumnParser:
         if self._categorical_positions:
             cat = table[:, [p - shift for p in self._categorical_positions]]
             if self._nullable_categorical:
-                cat[np.equal(cat, None)] = MISSING_CATEGORY
+                cat[np.equal(cat, None)] = MISSING_CATEGORY  # type: ignore[call-overload]  # stubs omit None
         ids = [None] * n if shift else table[:, 0].tolist()
         return Columns(numeric=num, categorical=cat, ids=ids)
 
@@ -179,5 +179,5 @@ class ColumnParser:
         """A decoded instance as the instance dict (absent optional fields as ``None``; an array instance has
         no ``customer_id``)."""
         if type(instance) is tuple:
-            return {ID_COLUMN: None, **dict(zip(self._names, instance))}
+            return {ID_COLUMN: None, **dict(zip(self._names, instance, strict=True))}
         return {self._rename[k]: v for k, v in msgspec.structs.asdict(instance).items()}

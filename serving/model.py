@@ -206,7 +206,8 @@ class ServedModel:
                 raise RequestError(422, _errors(single_exc, names)) from None
             return ParsedRequest(columns=columns_from_instances(self.schema, instances), records=instances)
         params = batch.get("parameters")
-        instances = [dict(zip(self.schema.names, x)) if isinstance(x, tuple) else x for x in batch["instances"]]
+        instances = [dict(zip(self.schema.names, x, strict=True)) if isinstance(x, tuple) else x
+                     for x in batch["instances"]]
         return ParsedRequest(columns=columns_from_instances(self.schema, instances),
                              threshold=params.threshold if params else None, records=instances)
 
@@ -239,7 +240,8 @@ def _check_session(sess: Any, schema: FeatureSchema, folder: Path) -> None:
     if schema.categorical:
         expected[CATEGORICAL_INPUT] = ("tensor(string)", len(schema.categorical))
     if set(inputs) != set(expected):
-        raise ManifestError(f"{folder / ONNX_FILE}: inputs {sorted(inputs)} do not match the schema's {sorted(expected)}")
+        raise ManifestError(f"{folder / ONNX_FILE}: inputs {sorted(inputs)} do not match the schema's "
+                            f"{sorted(expected)}")
     for name, (dtype, width) in expected.items():
         if inputs[name].type != dtype or inputs[name].shape[-1] != width:
             raise ManifestError(f"{folder / ONNX_FILE}: input {name} is {inputs[name].type}{inputs[name].shape}, "

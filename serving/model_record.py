@@ -16,12 +16,13 @@ touches a request: it is retried in a background thread with backoff until it su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,14 +43,14 @@ def record_name(prefix: str, version: str) -> str:
     return f"{prefix.strip('/')}/{safe}/{RECORD_FILE}" if prefix.strip("/") else f"{safe}/{RECORD_FILE}"
 
 
-def model_record(model: "ServedModel") -> dict[str, Any]:
+def model_record(model: ServedModel) -> dict[str, Any]:
     """What ``model.json`` says about ``model``."""
     return {"model_version": model.version, "model_name": model.name, "model_uri": model.source,
             "schema_version": model.schema.version,
-            "written": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+            "written": datetime.now(UTC).isoformat(timespec="milliseconds")}
 
 
-def write_model_record(log_uri: str, model: "ServedModel") -> str:
+def write_model_record(log_uri: str, model: ServedModel) -> str:
     """Writes ``model.json`` for ``model`` under the log prefix ``log_uri`` unless it is there already.
 
     Returns:
@@ -66,15 +67,13 @@ def write_model_record(log_uri: str, model: "ServedModel") -> str:
     bucket, prefix = split_gcs(log_uri.rstrip("/"))
     name = record_name(prefix, model.version)
     blob = storage.Client().bucket(bucket).blob(name)
-    try:
+    with contextlib.suppress(PreconditionFailed):  # another worker (or an earlier start) wrote it
         blob.upload_from_string(json.dumps(model_record(model), indent=2) + "\n", content_type="application/json",
                                 if_generation_match=0, retry=None, timeout=UPLOAD_TIMEOUT_SECONDS)
-    except PreconditionFailed:  # another worker (or an earlier start) wrote it
-        pass
     return f"gs://{bucket}/{name}"
 
 
-def record_in_background(log_uri: str, model: "ServedModel", *, first_retry: float = RETRY_FIRST_SECONDS,
+def record_in_background(log_uri: str, model: ServedModel, *, first_retry: float = RETRY_FIRST_SECONDS,
                          give_up_seconds: float = GIVE_UP_SECONDS) -> threading.Thread:
     """Writes ``model.json`` from a daemon thread, retrying with backoff (``first_retry`` doubling up to
     :data:`RETRY_MAX_SECONDS`) for up to ``give_up_seconds``; returns the thread."""

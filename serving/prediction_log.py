@@ -30,6 +30,7 @@ and :meth:`PredictionLog.status` reports them (``/health``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -41,10 +42,10 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -162,13 +163,19 @@ def _feature_segments(layout: Layout, numeric: np.ndarray | None, categorical: n
     while i < len(slots):
         kind, j = slots[i]
         if kind == "n":
+            assert numeric is not None  # the layout has numeric slots only where the batch has numeric columns
             end = i + 1
             while end < len(slots) and slots[end] == ("n", j + end - i):
                 end += 1
             segments.append(number_rows(numeric[:, j:j + end - i]))
             i = end
             continue
-        segments.append(_CATEGORIES.column(categorical[:, j]) if kind == "c" else _text_column(plain[j]))
+        if kind == "c":
+            assert categorical is not None  # as for numeric slots
+            segments.append(_CATEGORIES.column(categorical[:, j]))
+        else:
+            assert plain is not None
+            segments.append(_text_column(plain[j]))
         i += 1
     return segments
 
@@ -188,8 +195,9 @@ def _format(batches: list[_Batch]) -> bytes:
         ids = list(chain.from_iterable(b.ids for b in batches))
         numeric = np.concatenate([b.numeric for b in batches]) if first.numeric is not None else None
         categorical = np.concatenate([b.categorical for b in batches]) if first.categorical is not None else None
-        plain = ([list(chain.from_iterable(b.plain[j] for b in batches)) for j in range(len(first.plain))]
-                 if first.plain is not None else None)
+        # One layout: every batch has plain columns when the first has.
+        plain = ([list(chain.from_iterable(cast(list[list[Any]], b.plain)[j] for b in batches))
+                  for j in range(len(first.plain))] if first.plain is not None else None)
         proba = np.concatenate([b.proba for b in batches])
     # Every cell of every row in one flat list, joined by "," in one call: no per-row tuple or join. The
     # first cell of a row also carries the end of the row before it (``churned,threshold\ntimestamp,version``),
@@ -269,7 +277,7 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def record_columns(self, version: str, layout: Layout, columns: "Columns", proba: np.ndarray,
+    def record_columns(self, version: str, layout: Layout, columns: Columns, proba: np.ndarray,
                        threshold: float) -> None:
         """Queues one request's predictions from the arrays it was scored on (the request path: constant
         time; the arrays must not be modified afterwards)."""
@@ -432,7 +440,7 @@ def _last_line_end(fd: int, size: int) -> int:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -569,7 +577,7 @@ class GcsPredictionLog(PredictionLog):
                 part = self._parts[0]
             try:
                 self._put(part)
-            except Exception as exc:  # any failure (network, HTTP, credentials) leaves the part to retry
+            except Exception as exc:  # noqa: BLE001 - any failure (network, HTTP, credentials) leaves the part to retry
                 self._backoff = min(max(2 * self._backoff, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
                 self._retry_at = time.monotonic() + self._backoff
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -599,11 +607,10 @@ class GcsPredictionLog(PredictionLog):
 
             self._bucket = storage.Client().bucket(self.bucket_name)
         blob = self._bucket.blob(part.name)
-        try:
+        # PreconditionFailed: written by an earlier attempt whose answer was lost (parts are immutable).
+        with contextlib.suppress(PreconditionFailed):
             blob.upload_from_string(part.data, content_type="text/csv", if_generation_match=0, retry=None,
                                     timeout=UPLOAD_TIMEOUT_SECONDS)
-        except PreconditionFailed:  # written by an earlier attempt whose answer was lost: parts are immutable
-            pass
 
     def close(self) -> None:
         """Stops the writer, then writes what is left, retrying for up to ``close_seconds``; what still
