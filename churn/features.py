@@ -123,12 +123,12 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame | None, cu
         if name in taken:
             name = f"attr_{name}"
         taken.add(name)
-        values = customers[col].astype(str).str.strip()
-        nullable = bool((values == "").any())
-        if _is_numeric_text(values):
+        text = customers[col].astype(str).str.strip()
+        nullable = bool((text == "").any())
+        if _is_numeric_text(text):
             specs.append(FeatureSpec(name, "numeric", "customer", f"customer attribute {col!r}", nullable=nullable))
         else:
-            cats = tuple(sorted(v for v in values.unique() if v != ""))
+            cats = tuple(sorted(v for v in text.unique() if v != ""))
             specs.append(FeatureSpec(name, "categorical", "customer", f"customer attribute {col!r}",
                                      nullable=nullable, categories=cats))
     return FeatureSchema(version=FEATURE_SET_VERSION, features=tuple(specs), cutoff=cutoff.isoformat(),
@@ -174,8 +174,8 @@ def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:
         counted = pc.value_counts(pc.filter(pa.chunked_array(pa.array(values)), pa.array(mask)))
         found, counts = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
         return {v: int(c) for v, c in zip(found, counts, strict=True) if v is not None}
-    counts = values[mask].dropna().astype(str).value_counts()
-    return {str(v): int(c) for v, c in counts.items()}
+    tallies = values[mask].dropna().astype(str).value_counts()
+    return {str(v): int(c) for v, c in tallies.items()}
 
 
 def _attribute_source(schema: FeatureSchema, customers: pd.DataFrame) -> dict[str, str]:
@@ -209,7 +209,7 @@ def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
 
     text = _arrow_text(values)
     if text is None or not ids.is_unique or ids.hasnans:
-        return ids.get_indexer(values.astype(str))
+        return ids.get_indexer(pd.Index(values.astype(str)))
     id_set = pa.array(ids.to_numpy(), type=text.type)
     positions = pc.index_in(text, value_set=id_set)
     return np.asarray(pc.fill_null(positions, -1), dtype=np.intp)
@@ -266,6 +266,7 @@ def features_for(schema: FeatureSchema, customers: pd.DataFrame, transactions: p
         tenure = np.clip((cutoff - customers["signup_date"]).dt.total_seconds().to_numpy() / 86_400, 0, None)
     out = {TENURE: tenure}
     if transaction_feature_names(schema):
+        assert transactions is not None  # _check_inputs refused a schema needing them without a log
         out.update(_transaction_features(schema, ids, transactions, cutoff, tenure))
     attr_cols = _attribute_source(schema, customers)
     frame = pd.DataFrame({ID_COLUMN: ids.to_numpy()})

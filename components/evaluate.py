@@ -55,7 +55,7 @@ def confusion(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> list[
                             labels=[0, 1]).tolist()
 
 
-def _png(fig) -> str:  # noqa: ANN001 - matplotlib figure
+def _png(fig) -> str:  # fig: a matplotlib figure
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
@@ -100,7 +100,7 @@ def plot_figures(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> di
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     ax.hist(scores[y_true == 0], bins=bins, alpha=0.6, label="retained", density=True)
     ax.hist(scores[y_true == 1], bins=bins, alpha=0.6, label="churned", density=True)
     ax.axvline(threshold, color="black", ls=":", label=f"threshold {threshold:.2f}")
@@ -126,11 +126,13 @@ def render_report(metrics: dict[str, float], matrix: list[list[int]], figures: d
 td,th{{border:1px solid #ccc;padding:4px 10px}}figure{{display:inline-block;margin:8px}}</style></head><body>
 <h1>Churn model evaluation</h1>
 <p>Model <b>{html.escape(str(card.get("model_type", "?")))}</b>, feature schema v{card.get("schema_version", "?")},
-decision threshold {metrics["threshold"]:.4f}, validation rows {metrics["n"]} (churn rate {metrics["base_rate"]:.1%}).</p>
+decision threshold {metrics["threshold"]:.4f}, validation rows {metrics["n"]} \
+(churn rate {metrics["base_rate"]:.1%}).</p>
 <h2>Metrics (validation)</h2><table>{rows}</table>
 <h2>Confusion matrix at the threshold</h2>
 <table><tr><th></th><th>predicted retained</th><th>predicted churned</th></tr>
-<tr><th>actual retained</th><td>{tn}</td><td>{fp}</td></tr><tr><th>actual churned</th><td>{fn}</td><td>{tp}</td></tr></table>
+<tr><th>actual retained</th><td>{tn}</td><td>{fp}</td></tr>\
+<tr><th>actual churned</th><td>{fn}</td><td>{tp}</td></tr></table>
 <h2>Plots</h2>{imgs}
 <h2>Candidates (validation ROC AUC)</h2><ul>{candidates}</ul>
 </body></html>
@@ -176,8 +178,10 @@ def run(model_dir: Path, validation_dir: Path, out_dir: Path, *, tracking_uri: s
     result = evaluate(model_dir, validation_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(json.dumps(
-        {"metrics": result["metrics"], "confusion_matrix": result["matrix"], "roc_curve": result["roc"]}, indent=2) + "\n")
-    (out_dir / REPORT_FILE).write_text(render_report(result["metrics"], result["matrix"], result["figures"], result["card"]))
+        {"metrics": result["metrics"], "confusion_matrix": result["matrix"], "roc_curve": result["roc"]},
+        indent=2) + "\n")
+    (out_dir / REPORT_FILE).write_text(render_report(result["metrics"], result["matrix"], result["figures"],
+                                                     result["card"]))
     result["predictions"].to_csv(out_dir / PREDICTIONS_FILE, index=False, float_format="%.17g")
     run_id = result["card"].get("tracking_run_id") or None
     if tracking_uri and run_id:

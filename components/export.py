@@ -110,9 +110,10 @@ def _impute(g: _Graph, x: str, imputer: Any, columns: list[str]) -> str:
     """A numeric SimpleImputer: NaN → its fitted statistic, per column."""
     stats = np.asarray(imputer.statistics_, dtype=np.float64)
     if not (isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)):
-        raise ExportError(f"numeric SimpleImputer with missing_values={imputer.missing_values!r}: only NaN is supported")
+        raise ExportError(f"numeric SimpleImputer with missing_values={imputer.missing_values!r}: "
+                          "only NaN is supported")
     if np.isnan(stats).any():
-        empty = [c for c, s in zip(columns, stats) if math.isnan(s)]
+        empty = [c for c, s in zip(columns, stats, strict=True) if math.isnan(s)]
         raise ExportError(f"numeric column(s) {empty} were empty in training (the imputer drops them); "
                           "drop them from the feature schema")
     is_nan = g.node("IsNaN", [x], "isnan")
@@ -129,9 +130,11 @@ def _lower_numeric(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> s
             x = _impute(g, x, step, columns)
         elif isinstance(step, StandardScaler):
             if step.with_mean:
-                x = g.node("Sub", [x, g.const("mean", np.asarray(step.mean_, dtype=np.float64).reshape(1, -1))], "centred")
+                mean = np.asarray(step.mean_, dtype=np.float64).reshape(1, -1)
+                x = g.node("Sub", [x, g.const("mean", mean)], "centred")
             if step.with_std:
-                x = g.node("Div", [x, g.const("scale", np.asarray(step.scale_, dtype=np.float64).reshape(1, -1))], "scaled")
+                scale = np.asarray(step.scale_, dtype=np.float64).reshape(1, -1)
+                x = g.node("Div", [x, g.const("scale", scale)], "scaled")
         else:
             raise ExportError(f"numeric step {type(step).__name__} is not supported by the ONNX export")
     return x
@@ -156,7 +159,7 @@ def _onehot_slots(encoder: Any, j: int, n_features: int) -> tuple[dict[str, int]
     if not np.all(np.isin(block, (0.0, 1.0))) or (block.sum(axis=1) > 1).any():
         raise ExportError(f"one-hot block of feature {j} is not 0/1 with at most one hot slot")
     slots = [int(np.argmax(r)) if r.any() else -1 for r in block]
-    return dict(zip(cats, slots[:-1])), slots[-1], width
+    return dict(zip(cats, slots[:-1], strict=True)), slots[-1], width
 
 
 def _categorical_steps(steps: list[Any], n_columns: int) -> tuple[list[str | None], Any]:
@@ -187,7 +190,8 @@ def _category_slots(g: _Graph, x: str, steps: list[Any], columns: list[str]) -> 
     out = []
     for j, _ in enumerate(columns):
         slots, unseen, width = _onehot_slots(encoder, j, len(columns))
-        missing_slot = slots.get(fill[j], unseen) if fill[j] is not None else unseen
+        filled = fill[j]
+        missing_slot = slots.get(filled, unseen) if filled is not None else unseen
         keys = list(slots) + ([MISSING_CATEGORY] if MISSING_CATEGORY not in slots else [])
         values = [slots[k] for k in slots] + ([missing_slot] if MISSING_CATEGORY not in slots else [])
         column = g.node("Slice", [x, g.const("start", np.array([j])), g.const("end", np.array([j + 1])),
@@ -225,12 +229,12 @@ def _blocks(g: _Graph, pre: Any, schema: FeatureSchema) -> Iterator[tuple[str, l
 
     if not isinstance(pre, ColumnTransformer):
         raise ExportError(f"expected a ColumnTransformer first, got {type(pre).__name__}")
-    for name, transformer, columns in pre.transformers_:
-        if transformer == "drop" or (isinstance(columns, (list, tuple, np.ndarray)) and len(columns) == 0):
+    for name, transformer, selected in pre.transformers_:
+        if transformer == "drop" or (isinstance(selected, (list, tuple, np.ndarray)) and len(selected) == 0):
             continue
         if transformer == "passthrough":
             raise ExportError("passthrough columns are not supported by the ONNX export")
-        columns = [str(c) for c in columns]
+        columns = [str(c) for c in selected]
         kinds = {schema.get(c).kind for c in columns}
         if kinds == {"numeric"}:
             x = _columns(g, NUMERIC_INPUT, [schema.numeric.index(c) for c in columns], len(schema.numeric), name)
@@ -271,7 +275,8 @@ def _lower_linear(g: _Graph, pre: Any, est: Any, schema: FeatureSchema) -> str |
     bias = float(np.asarray(est.intercept_, dtype=np.float64).ravel()[0])
     terms: list[str] = []
     offset = 0
-    for kind, columns, steps, x in _blocks(g, pre, schema):
+    for kind, columns, steps, block_input in _blocks(g, pre, schema):
+        x = block_input
         if kind == "numeric":
             step_types = [type(step) for step in steps]
             if step_types not in ([SimpleImputer, StandardScaler], [StandardScaler], [SimpleImputer], []):
@@ -320,7 +325,7 @@ def _lower_hist_gradient_boosting(g: _Graph, z: str, est: Any) -> str:
     nodes: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "featureids", "modes", "values", "true", "false",
                                               "missing")}
     leaves: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "weights")}
-    for tree_id, (predictor,) in enumerate(est._predictors):  # noqa: SLF001 - see docstring
+    for tree_id, (predictor,) in enumerate(est._predictors):  # a private attribute: see docstring
         for node_id, node in enumerate(predictor.nodes):
             nodes["treeids"].append(tree_id)
             nodes["nodeids"].append(node_id)
@@ -343,7 +348,7 @@ def _lower_hist_gradient_boosting(g: _Graph, z: str, est: Any) -> str:
                 nodes["true"].append(int(node["left"]))
                 nodes["false"].append(int(node["right"]))
                 nodes["missing"].append(int(node["missing_go_to_left"]))
-    baseline = np.asarray(est._baseline_prediction, dtype=np.float64).ravel()  # noqa: SLF001
+    baseline = np.asarray(est._baseline_prediction, dtype=np.float64).ravel()  # private, as above
     raw = g.node(
         "TreeEnsembleRegressor", [z], "raw_score", domain="ai.onnx.ml",
         n_targets=1, aggregate_function="SUM", post_transform="NONE",
@@ -360,7 +365,7 @@ def _lower_hist_gradient_boosting(g: _Graph, z: str, est: Any) -> str:
     return g.node("Cast", [raw], "raw_score_double", to=11)
 
 
-def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
+def to_onnx(pipeline: Pipeline, schema: FeatureSchema) -> onnx.ModelProto:
     """Lowers the fitted churn pipeline (see :func:`components.train.build_pipeline`) to ONNX, in float64.
 
     Args:
@@ -396,14 +401,16 @@ def to_onnx(pipeline: "Pipeline", schema: FeatureSchema) -> "onnx.ModelProto":
     inputs = [helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.DOUBLE, ["N", len(schema.numeric)],
                                             doc_string="columns: " + ",".join(schema.numeric))]
     if schema.categorical:
-        inputs.append(helper.make_tensor_value_info(CATEGORICAL_INPUT, TensorProto.STRING, ["N", len(schema.categorical)],
+        inputs.append(helper.make_tensor_value_info(CATEGORICAL_INPUT, TensorProto.STRING,
+                                                    ["N", len(schema.categorical)],
                                                     doc_string="columns: " + ",".join(schema.categorical)))
     graph = helper.make_graph(g.nodes, "churn", inputs,
                               [helper.make_tensor_value_info(PROBABILITY_OUTPUT, TensorProto.DOUBLE, ["N", 1])],
                               initializer=g.initializers)
     # producer "churn.export": the name every exported model has carried (the file stays byte-identical)
     model = helper.make_model(graph, producer_name="churn.export", producer_version="1",
-                              opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
+                              opset_imports=[helper.make_opsetid("", OPSET),
+                                             helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     model.ir_version = 8
     helper.set_model_props(model, {"numeric_features": json.dumps(schema.numeric),
                                    "categorical_features": json.dumps(schema.categorical),
@@ -435,7 +442,7 @@ class Parity:
         return self.max_abs_diff <= tolerance
 
 
-def check_parity(pipeline: "Pipeline", sess: Any, frame: "pd.DataFrame", schema: FeatureSchema,
+def check_parity(pipeline: Pipeline, sess: Any, frame: pd.DataFrame, schema: FeatureSchema,
                  threshold: float = 0.5) -> Parity:
     """Compares ``predict_proba`` of the scikit-learn pipeline with the ONNX session on ``frame``.
 
@@ -456,8 +463,8 @@ def check_parity(pipeline: "Pipeline", sess: Any, frame: "pd.DataFrame", schema:
                   decisions_differ=int(((expected >= threshold) != (got >= threshold)).sum()))
 
 
-def probe_frame(pipeline: "Pipeline", schema: FeatureSchema, rows: int = PROBE_ROWS, seed: int = 0,
-                *, serveable: bool = False) -> "pd.DataFrame":
+def probe_frame(pipeline: Pipeline, schema: FeatureSchema, rows: int = PROBE_ROWS, seed: int = 0,
+                *, serveable: bool = False) -> pd.DataFrame:
     """Synthetic rows spread like the training data, drawn from the fitted preprocessing statistics.
 
     Numeric values follow N(mean, std) of the scaler, a tenth of them exactly at a split-prone value
@@ -507,11 +514,11 @@ def probe_frame(pipeline: "Pipeline", schema: FeatureSchema, rows: int = PROBE_R
             data[spec.name] = values
         else:
             cats = [c for c in categories.get(spec.name, list(spec.categories)) if c != "missing"] or ["x"]
-            pool = cats + ["never-seen-in-training"]
-            values = [pool[i] for i in rng.integers(0, len(pool), rows)]
+            pool = [*cats, "never-seen-in-training"]
+            picked: list[str | None] = [pool[i] for i in rng.integers(0, len(pool), rows)]
             if may_be_missing:
-                values = [None if m else v for v, m in zip(values, rng.random(rows) < 0.1)]
-            data[spec.name] = values
+                picked = [None if m else v for v, m in zip(picked, rng.random(rows) < 0.1, strict=True)]
+            data[spec.name] = picked
     return pd.DataFrame(data)
 
 
@@ -531,12 +538,13 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def request_instances(frame: "pd.DataFrame", schema: FeatureSchema) -> list[dict[str, Any]]:
+def request_instances(frame: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, Any]]:
     """Rows of a DataFrame as request instances (JSON types, null for missing values)."""
     out = []
     for row in frame[["customer_id", *schema.names]].to_dict(orient="records"):
         rec: dict[str, Any] = {}
-        for key, value in row.items():
+        for column, value in row.items():
+            key = str(column)  # a column name
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 rec[key] = None
             elif isinstance(value, (np.floating, float)):
@@ -592,7 +600,7 @@ def write_manifest(model_dir: Path, *, schema: FeatureSchema, threshold: float, 
     return path
 
 
-def export_model(pipeline: "Pipeline", schema: FeatureSchema, model_dir: Path, *, threshold: float, model_type: str,
+def export_model(pipeline: Pipeline, schema: FeatureSchema, model_dir: Path, *, threshold: float, model_type: str,
                  metrics: dict[str, float] | None = None, model_version: str = "") -> dict:
     """Writes ``model.onnx`` and ``manifest.json`` into a model folder, after checking parity.
 
@@ -621,7 +629,8 @@ def export_model(pipeline: "Pipeline", schema: FeatureSchema, model_dir: Path, *
         raise ExportError(f"ONNX export differs from scikit-learn by {parity.max_abs_diff:.3g} "
                           f"(> {PARITY_TOLERANCE}) on {parity.rows} probe rows; not writing {ONNX_FILE}")
     served = probe_frame(pipeline, schema, MANIFEST_PROBE_ROWS, seed=1, serveable=True)
-    probe = {"instances": request_instances(served, schema), "churn_probability": onnx_proba(sess, served, schema).tolist()}
+    probe = {"instances": request_instances(served, schema),
+             "churn_probability": onnx_proba(sess, served, schema).tolist()}
     (model_dir / ONNX_FILE).write_bytes(model.SerializeToString())
     write_manifest(model_dir, schema=schema, threshold=threshold, model_type=model_type, metrics=metrics,
                    parity=parity, probe=probe, model_version=model_version)

@@ -47,7 +47,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
     with duckdb.connect(config={"threads": max(1, os.cpu_count() or 1)}) as con:
         con.register("frame", frame)
-        con.execute(f"COPY (SELECT * FROM frame) TO '{str(path).replace(chr(39), chr(39) * 2)}' (FORMAT csv, HEADER true)")
+        quoted = str(path).replace(chr(39), chr(39) * 2)
+        con.execute(f"COPY (SELECT * FROM frame) TO '{quoted}' (FORMAT csv, HEADER true)")
 
 
 def customers_to_featurize(customers: pd.DataFrame, labels: pd.DataFrame, cutoff: pd.Timestamp,
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             "validation.csv (customer_id, features, churned) to the processed folder."
         ),
     )
-    parser.add_argument("--interim-dir", type=Path, default=layout.interim, help="data_prep output (default: %(default)s)")
+    parser.add_argument("--interim-dir", type=Path, default=layout.interim,
+                        help="data_prep output (default: %(default)s)")
     parser.add_argument("--features-dir", type=Path, default=layout.features, help="default: %(default)s")
     parser.add_argument("--processed-dir", type=Path, default=layout.processed, help="default: %(default)s")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -91,8 +91,8 @@ def gate(new_score: float, champion_score: float | None, *, metric: str = "roc_a
         raise ValueError(f"unknown gate metric {metric!r}; choose from {sorted(HIGHER_IS_BETTER)}")
     if margin < 0:
         raise ValueError(f"gate margin must be >= 0, got {margin}")
-    common = {"metric": metric, "new_score": new_score, "champion_score": champion_score,
-              "champion_version": champion_version, "margin": margin}
+    common: dict[str, Any] = {"metric": metric, "new_score": new_score, "champion_score": champion_score,
+                              "champion_version": champion_version, "margin": margin}
     if not math.isfinite(new_score):
         return GateDecision(promote=False, reason=f"new {metric} is not finite ({new_score})", **common)
     if champion_score is None:

@@ -165,11 +165,11 @@ def resolve_version(registry: "ModelRegistry", model_name: str, model: str, regi
             raise ScoringError(f"model {model_name!r} has no version {spec} in {registry_uri} (versions: {have}); "
                                f"pass --model champion or one of those")
         return found[0]
-    found = registry.get_by_alias(model_name, spec)
-    if found is None:
+    aliased = registry.get_by_alias(model_name, spec)
+    if aliased is None:
         raise ScoringError(f"no version of model {model_name!r} has the alias {spec!r} in {registry_uri}; train and "
                            f"promote one first (python pipeline.py run --raw-dir data/raw) or pass --model vN")
-    return found
+    return aliased
 
 
 @contextlib.contextmanager
@@ -331,10 +331,11 @@ class Scored:
         from churn.logformat import Layout
 
         layout = Layout.for_schema(model.schema)
-        arrays = {"n": self.numeric, "c": self.categorical}  # Layout's slot kinds
+        # Layout's slot kinds; a layout names only the kinds the schema has.
+        arrays = {kind: a for kind, a in (("n", self.numeric), ("c", self.categorical)) if a is not None}
         n = len(self)
         data = {"timestamp": [timestamp] * n, "model_version": [model.version] * n, ID_COLUMN: self.ids,
-                **{name: arrays[kind][:, j] for name, (kind, j) in zip(layout.features, layout.slots)},
+                **{name: arrays[kind][:, j] for name, (kind, j) in zip(layout.features, layout.slots, strict=True)},
                 "churn_probability": self.proba, "churned": (self.proba >= model.threshold).astype(np.int64),
                 "threshold": np.full(n, model.threshold), "rank": self.rank, "decile": self.decile}
         return pd.DataFrame(data)
@@ -414,12 +415,14 @@ def _feature_segments(scored: Scored, layout: Any, rows: slice) -> list[list[byt
     while i < len(slots):
         kind, j = slots[i]
         if kind == "n":
+            assert scored.numeric is not None  # the layout has numeric slots only where there are numeric columns
             end = i + 1
             while end < len(slots) and slots[end] == ("n", j + end - i):
                 end += 1
             segments.append(number_rows(scored.numeric[rows, j:j + end - i]))
             i = end
         else:
+            assert scored.categorical is not None  # as for numeric slots
             segments.append(_text_cells(scored.categorical[rows, j]))
             i += 1
     return segments
@@ -452,7 +455,7 @@ def _csv_chunks(scored: Scored, model: ScoringModel, timestamp: str, order: np.n
                     number_rows(part.proba[local].reshape(-1, 1))]
         churned = (part.proba[local] >= model.threshold).tolist()
         ranks = number_rows(np.column_stack([part.rank[local], part.decile[local]]))
-        tails = [churned_threshold[c] + r for c, r in zip(churned, ranks)]
+        tails = [churned_threshold[c] + r for c, r in zip(churned, ranks, strict=True)]
         width = len(segments) + 1
         count = local.stop - local.start
         cells: list[bytes] = [b""] * (count * width)
@@ -539,9 +542,12 @@ def score(raw_dir: Path, model: ScoringModel, *, predictions_path: Path | None =
     logger.info("features: %d of schema v%d for %d customers (%.1fs)", len(model.schema.features),
                 model.schema.version, len(features), steps["features"])
     names = output_names(model.version, as_of_at)
+    if predictions_path is None or top_risk_path is None:
+        assert out_dir is not None  # refused on entry otherwise
+        predictions_path = predictions_path or Path(out_dir) / names[0]
+        top_risk_path = top_risk_path or Path(out_dir) / names[1]
     mark = time.monotonic()
-    summary = write_scores(features, model, as_of_at, predictions_path or Path(out_dir) / names[0],
-                           top_risk_path or Path(out_dir) / names[1], top=top)
+    summary = write_scores(features, model, as_of_at, predictions_path, top_risk_path, top=top)
     steps["score_and_write"] = time.monotonic() - mark
     steps["total"] = time.monotonic() - started
     return {**summary, "rows": rows, "left_out": left_out, "seconds": {k: round(v, 3) for k, v in steps.items()}}
@@ -555,9 +561,9 @@ def write_scores(features: pd.DataFrame, model: ScoringModel, as_of: pd.Timestam
         ``rows_scored``, ``output``, ``top_risk``, ``top_rows``, ``model_version``, ``model_name``,
         ``model_source``, ``as_of``, ``threshold``, ``predicted_churners``, ``score_quantiles``.
     """
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
     scored, feature_text = score_features(features, model, lambda pending: _format_features(pending, model))
     columns = output_columns(model.schema)
     _write_atomic(predictions_path, columns, _csv_chunks(scored, model, stamp, features=feature_text))
@@ -567,12 +573,12 @@ def write_scores(features: pd.DataFrame, model: ScoringModel, as_of: pd.Timestam
     proba = scored.proba
     logger.info("scored %d customers with %s: %s, top %d: %s", len(scored), model.version, predictions_path,
                 len(ranked), top_risk_path)
-    return {"rows_scored": int(len(scored)), "output": str(predictions_path), "top_risk": str(top_risk_path),
-            "top_rows": int(len(ranked)), "model_version": model.version, "model_name": model.name,
+    return {"rows_scored": len(scored), "output": str(predictions_path), "top_risk": str(top_risk_path),
+            "top_rows": len(ranked), "model_version": model.version, "model_name": model.name,
             "model_source": model.source, "as_of": as_of.isoformat(), "threshold": model.threshold,
             "predicted_churners": int((proba >= model.threshold).sum()),
             "score_quantiles": {**{f"p{round(q * 100):02d}": float(v)
-                                   for q, v in zip(QUANTILES, np.quantile(proba, QUANTILES))},
+                                   for q, v in zip(QUANTILES, np.quantile(proba, QUANTILES), strict=True)},
                                 "mean": float(proba.mean())}}
 
 

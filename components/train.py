@@ -17,9 +17,10 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -151,8 +152,8 @@ def _train_model(train: pd.DataFrame, validation: pd.DataFrame, schema: FeatureS
     oof = cross_val_predict(clone(build_pipeline(schema, best, seed)), x_train, y_train, cv=folds,
                             method="predict_proba")[:, 1]
     threshold = best_f1_threshold(y_train, oof)
-    params = {k: v for k, v in fitted[best].named_steps["model"].get_params().items()
-              if isinstance(v, (int, float, str, bool)) or v is None}
+    params: dict[str, object] = {k: v for k, v in fitted[best].named_steps["model"].get_params().items()
+                                 if isinstance(v, (int, float, str, bool)) or v is None}
     logger.info("chose %s, threshold %.4f (max F1 on out-of-fold train predictions)", best, threshold)
     return TrainedModel(pipeline=fitted[best], name=best, threshold=threshold, scores=scores, params=params)
 

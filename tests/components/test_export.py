@@ -37,7 +37,8 @@ def test_graph_is_float64_with_two_inputs_and_one_output(models):  # noqa: F811
 
     graph = onnx.load(str(models["hist_gradient_boosting"].folder / onnx_model.ONNX_FILE)).graph
     inputs = {i.name: i.type.tensor_type.elem_type for i in graph.input}
-    assert inputs == {onnx_model.NUMERIC_INPUT: onnx.TensorProto.DOUBLE, onnx_model.CATEGORICAL_INPUT: onnx.TensorProto.STRING}
+    assert inputs == {onnx_model.NUMERIC_INPUT: onnx.TensorProto.DOUBLE,
+                      onnx_model.CATEGORICAL_INPUT: onnx.TensorProto.STRING}
     assert [o.name for o in graph.output] == [onnx_model.PROBABILITY_OUTPUT]
     trees = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
     assert len(trees) == 1

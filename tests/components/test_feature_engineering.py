@@ -121,7 +121,7 @@ def test_saved_schema_reproduces_features_on_new_data(schema: FeatureSchema) -> 
     customers = _customers().assign(plan=["gold", "basic", "premium"])  # unseen category is fine
     f = features_for(schema, customers, _transactions(), CUTOFF)
     assert list(f.columns) == ["customer_id", *schema.names]
-    with pytest.raises(FeatureInputError, match="'age'.*missing"):
+    with pytest.raises(FeatureInputError, match=r"'age'.*missing"):
         features_for(schema, _customers().drop(columns=["age"]), _transactions(), CUTOFF)
 
 
@@ -204,7 +204,7 @@ def test_missing_inputs_are_named(schema: FeatureSchema) -> None:
         features_for(schema, _customers(), _transactions().drop(columns=["channel"]), CUTOFF)
     with pytest.raises(FeatureInputError, match=r"customers lack column\(s\) \['signup_date'\]"):
         features_for(schema, _customers().drop(columns=["signup_date"]), _transactions(), CUTOFF)
-    with pytest.raises(FeatureInputError, match="feature 'region_name'.*column is missing.*'Region Name'"):
+    with pytest.raises(FeatureInputError, match=r"feature 'region_name'.*column is missing.*'Region Name'"):
         features_for(schema, _customers().drop(columns=["Region Name"]), _transactions(), CUTOFF)
 
 

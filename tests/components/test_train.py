@@ -46,7 +46,7 @@ def test_model_folder_round_trip(processed, trained, tmp_path: Path) -> None:
                                trained.pipeline.predict_proba(model_input(val, processed.schema))[:, 1])
     assert loaded.card["tracking_run_id"] == "abc" and loaded.threshold == trained.threshold
     assert loaded.schema == processed.schema
-    with pytest.raises(FileNotFoundError, match="model.joblib: no model here"):
+    with pytest.raises(FileNotFoundError, match=r"model\.joblib: no model here"):
         load_model(tmp_path / "missing")
 
 
@@ -69,7 +69,8 @@ def test_run_tracks_params_metrics_and_model(processed, tmp_path: Path) -> None:
     run = client.get_run(facts["run_id"])
     assert run.data.params["model_type"] == "logistic_regression"
     assert run.data.params["train_rows"] == str(facts["rows"]["train"])
-    assert run.data.metrics["validation_roc_auc__logistic_regression"] == pytest.approx(facts["scores"]["logistic_regression"])
+    lr_auc = facts["scores"]["logistic_regression"]
+    assert run.data.metrics["validation_roc_auc__logistic_regression"] == pytest.approx(lr_auc)
     logged = {a.path for a in client.list_artifacts(facts["run_id"], "model")}
     assert {"model/model.joblib", "model/feature_schema.json", "model/model_card.json"} <= logged
     assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live beside the store, under mlruns/
