@@ -362,7 +362,7 @@ def _spawn(kind: str, args: argparse.Namespace, memory_limit_gb: float | None) -
         what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         # C code that does not check its allocations dies (SIGSEGV/SIGABRT) when RLIMIT_AS is hit;
         # the address space is well above the RSS, hence the generous threshold.
-        near_limit = bool(memory_limit_gb) and peak >= 0.5 * memory_limit_gb * GB
+        near_limit = bool(memory_limit_gb and peak >= 0.5 * memory_limit_gb * GB)
         result = {"kind": kind, "status": "oom" if near_limit else "crashed", "wall_s": elapsed,
                   "error": f"child {what}"}
     elif proc.returncode != 0:
