@@ -65,7 +65,7 @@ compile: $(VENV)/.installed ## Compile the pipeline to churn_pipeline.yaml (IMAG
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
-test: $(VENV)/.installed $(VENV_MON)/.installed ## The whole suite (CI): fast tier in parallel, slow end-to-end tests one at a time, then the monitoring tests in .venv-monitoring
+test: lint $(VENV_MON)/.installed ## The whole suite (CI): lint (ruff, mypy, import contract), fast tier in parallel, slow end-to-end tests one at a time, then the monitoring tests in .venv-monitoring
 	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL)
 	$(PY) -m pytest --ignore=tests/monitoring -m slow
 	$(PY_MON) -m pytest tests/monitoring
