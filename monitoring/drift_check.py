@@ -1737,7 +1737,7 @@ def _trigger(args: argparse.Namespace) -> Trigger:
     if args.trigger == "vertex":
         if not args.retrain_spec:
             raise InputError("--trigger vertex needs --retrain-spec FILE: JSON with template, project, region, "
-                             "pipeline_root and parameter_values (see README, 'Run on Vertex AI')")
+                             "pipeline_root and parameter_values (see docs/vertex.md, '--retrain-spec')")
         try:
             with local_file(args.retrain_spec) as path:
                 spec = json.loads(path.read_text())

@@ -24,7 +24,7 @@ def build_drift_pipeline(monitoring_image: str, image: str = DEFAULT_IMAGE) -> "
     1. ``drift_check`` runs ``DRIFT_COMMAND --baseline … --current … --output-dir … --trigger none`` on the
        monitoring image and writes ``drift_decision.json`` to ``output_dir``. An empty ``baseline`` (the
        default) means "find it": the drift check takes the baseline of the model that served the log from
-       the log's ``model.json`` (see README, "Nightly drift check"). It reads the log's parts of the last
+       the log's ``model.json`` (see docs/drift.md, "Which baseline"). It reads the log's parts of the last
        ``window_days`` days (default :data:`NIGHTLY_WINDOW_DAYS`).
     2. ``retrain_on_drift`` runs on the project's image: when the decision says retrain, it submits the
        training pipeline described by ``retrain`` (template, project, region, pipeline root, parameters).

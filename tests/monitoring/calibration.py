@@ -1,4 +1,4 @@
-"""Seeded drift scenarios for the calibration tests, and the report behind the README's numbers.
+"""Seeded drift scenarios for the calibration tests, and the report behind the numbers in docs/drift.md.
 
 Scenarios (on :mod:`tests.monitoring.synthetic` tables):
 

@@ -8,7 +8,7 @@ with the same shapes: integer counts piled at 0, heavy-tailed amounts with a mas
 lattice of small fractions with masses at 0 and 1, signed log-ratio trends, a nullable age.
 
 It is a stand-in with the same kinds of marginals, not the pipeline: the pipeline's own features are
-checked once end to end (``test_drift_check.py``) and on real pipeline output in the README.
+checked once end to end (``test_drift_check.py``) and on real pipeline output in the demo (docs/demo.md).
 """
 
 from __future__ import annotations
