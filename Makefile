@@ -86,7 +86,7 @@ drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest 
 mlflow-ui: $(VENV)/.installed ## Browse tracked runs and registered models at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
-bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a naive pandas reference and a DuckDB floor
+bench: $(VENV)/.installed ## Benchmark data_prep + feature_engineering against a DuckDB floor (targets: ours/floor <= 1.5x, peak RSS <= 6 GB)
 	$(PY) bench/bench_prep.py
 
 bench-drift: $(VENV_MON)/.installed ## Benchmark the drift check on 1M logged predictions (wall time, TF import, peak RSS)
