@@ -215,6 +215,21 @@ def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
     return np.asarray(pc.fill_null(positions, -1), dtype=np.intp)
 
 
+def text_isin(values: pd.Series | pd.Index, allowed: pd.Series | pd.Index) -> np.ndarray:
+    """``values.astype(str).isin(allowed.astype(str))`` as a numpy mask, by pyarrow's hash lookup:
+    pandas' ``isin`` on Arrow-backed strings walks the allowed values in Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(column: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
+        arrow = _arrow_text(pd.Series(column, copy=False))
+        if arrow is not None:
+            return arrow.cast(pa.large_string())
+        return pa.array(column.astype(str).to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
+
+    return pc.is_in(text(values), value_set=text(allowed)).to_numpy(zero_copy_only=False).astype(bool)
+
+
 def _value_codes(column: pd.Series, values: list[str]) -> np.ndarray:
     """``pd.Categorical(column.to_numpy().astype(str), categories=values).codes`` (as int32)."""
     import pyarrow as pa
@@ -383,7 +398,7 @@ def processed_splits(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
                                 f"rerun data_prep.")
     merged = labels.merge(features, on=ID_COLUMN, how="inner", validate="one_to_one")
     if len(merged) != len(labels):
-        lost = labels.loc[~labels[ID_COLUMN].isin(merged[ID_COLUMN]), ID_COLUMN]
+        lost = labels.loc[~text_isin(labels[ID_COLUMN], merged[ID_COLUMN]), ID_COLUMN]
         raise FeatureInputError(f"{len(lost)} labelled customer(s) have no feature row "
                                 f"(e.g. {lost.iloc[:3].tolist()}); every customer of labels.csv must be trained on "
                                 f"or counted as excluded by data_prep.")
@@ -412,7 +427,7 @@ def split_features(schema: FeatureSchema, interim: Interim, split: str) -> pd.Da
         Like a processed split file: ``customer_id``, the schema's features, ``churned``.
     """
     labels = interim.labels[interim.labels["split"] == split]
-    customers = interim.customers[interim.customers[ID_COLUMN].astype(str).isin(labels[ID_COLUMN].astype(str))]
+    customers = interim.customers[text_isin(interim.customers[ID_COLUMN], labels[ID_COLUMN])]
     features = features_for(schema, customers, interim_transactions(interim), interim.cutoff)
     return processed_splits(features, labels)[split]
 

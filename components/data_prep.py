@@ -25,6 +25,7 @@ import pandas as pd
 
 from churn import cleaning
 from churn.cleaning import CUSTOMERS_FILE, REASON, SOURCE_ROW, TRANSACTIONS_FILE, Cleaned, RawDataError
+from churn.features import text_isin
 from churn.interim import CLEANED_CUSTOMERS, FILTERED_SALES, LABELS_FILE, METADATA_FILE
 from churn.schema import ID_COLUMN, LABEL_COLUMN
 
@@ -128,7 +129,7 @@ def labels_at(customers: pd.DataFrame, end: pd.Timestamp | None, active_after: p
             raise ValueError("derived labels need the customers active after the cutoff (active_after)")
         excluded["signed up after cutoff"] = int((~eligible).sum())
         frame = customers.loc[eligible, [ID_COLUMN]].copy()
-        active = frame[ID_COLUMN].astype(str).isin(active_after.astype(str)).to_numpy()
+        active = text_isin(frame[ID_COLUMN], active_after)
         frame[LABEL_COLUMN] = pd.Series(~active, index=frame.index).astype("int8")
         source = "derived"
     excluded = {reason: n for reason, n in excluded.items() if n}

@@ -27,6 +27,7 @@ from churn.features import (
     features_for,
     interim_transactions,
     processed_splits,
+    text_isin,
 )
 from churn.schema import ID_COLUMN
 
@@ -75,12 +76,12 @@ def customers_to_featurize(customers: pd.DataFrame, labels: pd.DataFrame, cutoff
     if len(repeated):
         raise FeatureInputError(f"labels.csv: customer(s) {repeated.iloc[:3].tolist()} appear more than once "
                                 f"({len(repeated)} repeats); rerun data_prep.")
-    unknown = labelled[~labelled.isin(ids)]
+    unknown = labelled[~text_isin(labelled, ids)]
     if len(unknown):
         raise FeatureInputError(f"labels.csv: {len(unknown)} labelled customer(s) are not in {source} "
                                 f"(e.g. {unknown.iloc[:3].tolist()}); the interim files come from different "
                                 f"runs: rerun data_prep.")
-    keep = (customers["signup_date"] <= cutoff).to_numpy() | ids.isin(labelled).to_numpy()
+    keep = (customers["signup_date"] <= cutoff).to_numpy() | text_isin(ids, labelled)
     return customers[keep].reset_index(drop=True)
 
 
