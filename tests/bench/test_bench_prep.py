@@ -30,6 +30,23 @@ def test_floor_writes_the_contract_files_on_generated_data(sample_raw_dir: Path,
     assert list(tmp_path.iterdir()) == []  # its temp folder is gone
 
 
+def test_contract_floor_reads_lines_finds_the_fields_and_writes_what_the_floor_writes(
+        sample_raw_dir: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    out = bench._child_floor(sample_raw_dir, _NoHeartbeat(), contract=True)
+    assert list(out["steps"])[:3] == ["find the fields (keys of every record)", "read lines + parse values",
+                                      "id checks (duplicate transactions, unknown customers)"]
+    assert "read transactions.json" not in out["steps"] and "write filtered_sales.csv" in out["steps"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_sets_ours_against_the_contract_floor_without_judging_it():
+    summaries = _summaries(ours=90.0, floor=30.0, **{"contract-floor": 45.0})
+    rows = bench._verdicts(summaries)
+    assert ("speed: ours/contract-floor", "2.00x (contract-floor/floor 1.50x)", "INFO") in rows
+    assert rows[0] == ("speed: ours/floor <= 1.5x", "3.00x", "FAIL")
+
+
 def test_report_judges_ours_against_the_floor_and_the_memory_cap():
     summaries = _summaries(ours=80.0, floor=40.0)
     verdicts = bench._verdicts(summaries)
