@@ -28,9 +28,11 @@ $(TOOLS)/bin/uv:
 	$(PYTHON_BOOT) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
+# --compile-bytecode: uv, unlike pip, leaves installed packages uncompiled; where PYTHONDONTWRITEBYTECODE is set,
+# every interpreter (each test worker, each CLI run) would then compile pandas, sklearn, kfp or TF from source.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_BOOT) $(VENV)
-	$(UV) pip sync --quiet --python $(PY) requirements-dev.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements-dev.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 
@@ -39,7 +41,7 @@ setup: $(VENV)/.installed ## Create .venv from the pinned requirements (uv is in
 # TFDV needs protobuf < 6 (kfp needs >= 6.31): the drift check has its own environment.
 $(VENV_MON)/.installed: monitoring/requirements.txt pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_BOOT) $(VENV_MON)
-	$(UV) pip sync --quiet --python $(PY_MON) monitoring/requirements.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY_MON) monitoring/requirements.txt
 	$(UV) pip install --quiet --python $(PY_MON) --no-deps -e .
 	@touch $@
 
@@ -76,9 +78,13 @@ lint: $(VENV)/.installed ## ruff, mypy and the import-layer contract
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The monitoring tests (one process, no xdist) run beside the main tier's workers, filling the core those leave
+# idle; their report is printed when both are done, and the target fails if either does.
 test-fast: $(VENV)/.installed $(VENV_MON)/.installed ## The fast tier: every module's unit and behaviour tests, not the slow end-to-end ones (TEST_WORKERS=2)
-	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL)
-	$(PY_MON) -m pytest tests/monitoring -m "not slow"
+	@log=$$(mktemp); $(PY_MON) -m pytest tests/monitoring -m "not slow" >$$log 2>&1 & monitoring=$$!; \
+	$(PY) -m pytest --ignore=tests/monitoring -m "not slow" $(PYTEST_PARALLEL); main=$$?; \
+	wait $$monitoring; mon=$$?; echo "== tests/monitoring, fast tier (.venv-monitoring):"; cat $$log; rm -f $$log; \
+	exit $$(( main || mon ))
 
 drift: $(VENV_MON)/.installed $(VENV)/.installed ## Nightly drift check: newest data/predictions/*_outputs.csv vs the training split of the model that served it → data/monitoring/; retrains on drift (cron-ready; DRIFT_TRIGGER=none|local, DRIFT_ARGS='--current gs://B/predictions/ ...')
 	$(PY_MON) monitoring/drift_check.py --trigger $(DRIFT_TRIGGER) $(DRIFT_ARGS)

@@ -19,15 +19,26 @@ collect_ignore = [] if importlib.util.find_spec("tensorflow_data_validation") el
 _XDIST_GROUPS = ("gcp", "serving")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Puts the tests of each folder in ``_XDIST_GROUPS`` in one xdist group (no effect without pytest-xdist)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    tests = Path(__file__).resolve().parent
-    for item in items:
-        folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
-        if folder in _XDIST_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(folder))
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` with the folders of ``_XDIST_GROUPS`` as groups (every other test on its own).
+
+    The groups are given to the scheduler by folder, not as ``xdist_group`` marks: xdist 3.8 carries a mark to
+    the scheduler by rewriting the node id, which pytest 9.2 no longer lets it do (pytest-xdist issue 1386),
+    so marked tests were spread over both workers and each built the session fixtures again.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FolderGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("::", 1)[0].split("/")
+            if len(parts) > 2 and parts[0] == "tests" and parts[1] in _XDIST_GROUPS:
+                return parts[1]
+            return super()._split_scope(nodeid)
+
+    return FolderGroups(config, log)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

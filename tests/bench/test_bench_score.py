@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.bench.conftest import load_bench
 
 bench = load_bench("bench_score")
@@ -32,6 +34,7 @@ def test_report_lists_every_run_and_skips_what_was_not_measured():
     json.dumps(runs)
 
 
+@pytest.mark.slow
 def test_reference_step_writes_the_same_columns_as_ours(tmp_path, sample_raw_dir):
     """The reference writes what ours writes (so the race is fair): same header, same rows."""
     import pandas as pd

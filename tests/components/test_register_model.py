@@ -101,6 +101,7 @@ def test_champion_that_cannot_score_the_data_blocks_automatic_promotion(processe
     assert "champion v1 cannot score this validation data" in record["decision"]["reason"]
 
 
+@pytest.mark.slow
 def test_registered_files_download_intact(processed, model_dirs, tmp_path: Path) -> None:
     registry = get_registry(f"sqlite:///{tmp_path / 'mlflow.db'}")
     rm.register(model_dirs["good"], processed.folder, registry=registry, model_name="m")

@@ -71,6 +71,7 @@ def test_the_vertex_artifact_folder_holds_baseline_and_evaluation(vertex, gcs, p
     assert all((folder / rel).is_file() for rel in CONTRACT)
 
 
+@pytest.mark.slow
 def test_the_mlflow_registered_folder_holds_them_too(processed, model_dirs, evaluation_dir, tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     record = rm.run(model_dirs["good"], processed.folder, tmp_path / "reg", registry_uri=uri,

@@ -93,6 +93,7 @@ def test_a_full_disk_publishes_nothing_and_says_what_to_do(small_disk: Path, tmp
     assert (root / "models/m/v1/model.joblib").stat().st_size == 300_000
 
 
+@pytest.mark.slow
 def test_latest_is_brought_back_to_the_champion(tmp_path: Path) -> None:
     """A run killed between its promotion and the rename of models/latest: the next run puts it right."""
     from churn.registry import get_registry

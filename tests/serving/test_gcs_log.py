@@ -169,6 +169,7 @@ def test_parts_are_written_under_version_and_date_with_the_local_files_columns(m
     assert (frame["customer_id"].isna()).sum() == 30  # the arrays carry no id
 
 
+@pytest.mark.slow
 def test_sigterm_writes_the_rows_still_in_memory(models, bucket, emulator, tmp_path):
     trained = models["logistic_regression"]
     server = _log_server(tmp_path, trained, emulator, SERVING_LOG_FLUSH_SECONDS="3600")
@@ -182,6 +183,7 @@ def test_sigterm_writes_the_rows_still_in_memory(models, bucket, emulator, tmp_p
     _check_against_requests(_read_parts(parts), trained, sent)
 
 
+@pytest.mark.slow
 def test_an_outage_never_fails_a_request_and_rows_are_written_when_storage_is_back(models, tmp_path):
     trained = models["logistic_regression"]
     port = _free_port()  # nothing listens there yet: Cloud Storage is unreachable
