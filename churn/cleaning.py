@@ -157,9 +157,37 @@ def read_customers(path: Path) -> pd.DataFrame:
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_CUSTOMER_COLUMNS if c not in raw.columns]
     if missing:
-        raise RawDataError(f"{path}: missing required column(s) {missing}; found {list(raw.columns)}. "
-                           f"customers.csv needs {list(REQUIRED_CUSTOMER_COLUMNS)}.")
+        renames = [f"{found!r} to {wanted!r}" for wanted in missing for found in raw.columns
+                   if _loose(found) == _loose(wanted)]
+        fix = f"Rename {', '.join(renames)}." if renames else f"customers.csv needs {list(REQUIRED_CUSTOMER_COLUMNS)}."
+        raise RawDataError(f"{path}: missing required column(s) {missing}; found {list(raw.columns)}. {fix}")
     return raw
+
+
+def _loose(name: str) -> str:
+    """A column name without case, spaces and punctuation: ``customerID`` and ``Customer ID`` → ``customerid``."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+# Names a churn label goes by in customer tables (compared loosely).
+_LABEL_LOOKALIKES = frozenset({"churn", "churned", "ischurn", "ischurned", "churnflag", "churnlabel", "churnstatus"})
+
+
+def check_label_lookalikes(columns: list[str], path: Path) -> None:
+    """Refuses a column named like the label but not ``churned`` (``Churn``, ``is_churned``): kept as a
+    customer attribute it would become a feature that gives the label away.
+
+    Raises:
+        RawDataError: Naming the column and the fix.
+    """
+    lookalikes = [c for c in columns if c != LABEL_COLUMN and _loose(c) in _LABEL_LOOKALIKES]
+    if not lookalikes:
+        return
+    fix = (f"remove {lookalikes} (the label is `{LABEL_COLUMN}`)" if LABEL_COLUMN in columns else
+           f"rename {lookalikes[0]!r} to `{LABEL_COLUMN}` (values 0/1, true/false or yes/no) to train on it as the "
+           f"label, or remove it to derive the label from the transactions")
+    raise RawDataError(f"{path}: column(s) {lookalikes} look like the churn label; as customer attributes they "
+                       f"would become features that give the label away. Fix: {fix}.")
 
 
 def load_customers(con: Any, raw: pd.DataFrame) -> list[str]:

@@ -225,7 +225,9 @@ def _stage(con: Any, raw_dir: Path, churn_window_days: int, validation_fraction:
     started = time.monotonic()
     cutoff_at = cleaning.parse_cutoff(cutoff)
     customers_path, tx_path = raw_dir / CUSTOMERS_FILE, raw_dir / TRANSACTIONS_FILE
-    columns = cleaning.load_customers(con, cleaning.read_customers(customers_path))
+    raw_customers = cleaning.read_customers(customers_path)
+    cleaning.check_label_lookalikes(list(raw_customers.columns), customers_path)
+    columns = cleaning.load_customers(con, raw_customers)
     customers = cleaning.fetch_customers(con, columns)
     logger.info("customers: %d raw, %d kept, %d rejected", customers.raw_rows, len(customers.kept),
                 len(customers.rejected))
@@ -333,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--raw-dir", type=Path, default=layout.raw,
                         help="folder with the raw inputs (default: %(default)s)")
-    parser.add_argument("--out-dir", type=Path, default=layout.interim, help="interim folder (default: %(default)s)")
+    parser.add_argument("--out-dir", "--interim-dir", dest="out_dir", type=Path, default=layout.interim,
+                        help="interim folder (default: %(default)s; --interim-dir as in the later stages)")
     parser.add_argument("--churn-window-days", type=int, default=90, help="label window in days (default: %(default)s)")
     parser.add_argument("--validation-fraction", type=float, default=0.2,
                         help="validation share (default: %(default)s)")

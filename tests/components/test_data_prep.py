@@ -149,6 +149,36 @@ def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
         read_customers(tmp_path / "customers.csv")
 
 
+def test_missing_column_spelled_otherwise_names_the_rename(tmp_path: Path) -> None:
+    write_customers(tmp_path, "customerID,Signup Date,plan\n1,2024-01-01,basic")
+    with pytest.raises(RawDataError, match=r"Rename 'customerID' to 'customer_id', 'Signup Date' to 'signup_date'\."):
+        read_customers(tmp_path / "customers.csv")
+
+
+@pytest.mark.parametrize(("header", "fix"), [
+    ("customer_id,signup_date,Churn", r"rename 'Churn' to `churned`"),
+    ("customer_id,signup_date,is_churned", r"rename 'is_churned' to `churned`"),
+    ("customer_id,signup_date,churned,Churn Flag", r"remove \['Churn Flag'\]"),
+])
+def test_label_lookalike_column_stops_before_it_leaks_into_features(tmp_path: Path, header: str, fix: str) -> None:
+    # A telco-style `Churn` column next to a transaction log would otherwise become a categorical feature.
+    n = header.count(",") - 1
+    write_customers(tmp_path, f"{header}\n00017,2024-01-05{',1' * n}\n00018,2024-01-05{',0' * n}")
+    write_transactions(tmp_path, [tx("t1", "00017", "2024-02-01T10:00:00Z", 10.5)])
+    with pytest.raises(RawDataError, match=rf"customers\.csv: column\(s\) .* look like the churn label; .*{fix}"):
+        dp.prepare(tmp_path)
+
+
+def test_label_column_itself_and_unrelated_names_pass(tmp_path: Path) -> None:
+    rows = [(i, i % 2, "ab"[i % 2]) for i in range(1, 9)]
+    write_customers(tmp_path, "customer_id,signup_date,churned,churn_risk_segment\n"
+                    + "\n".join(f"{i},2024-01-05,{c},{s}" for i, c, s in rows))
+    write_transactions(tmp_path, [tx(f"t{i}", str(i), "2024-02-01T10:00:00Z", 10.5) for i, _, _ in rows])
+    kept = dp.prepare(tmp_path).customers.kept
+    assert kept["churn_risk_segment"].tolist() == [s for _, _, s in rows]
+    assert kept["churned"].tolist() == [c for _, c, _ in rows]
+
+
 def test_missing_required_field_in_every_record_stops(tmp_path: Path) -> None:
     write_transactions(tmp_path, [{"customer_id": "1", "timestamp": "2024-01-01"}] * 3)
     with pytest.raises(RawDataError, match=r"transactions\.json: required field\(s\) \['amount'\] appear in no record"):
