@@ -109,7 +109,8 @@ def print_summary(summary: dict) -> None:
     for key, value in summary["artifacts"].items():
         if key != "pipeline_outputs":
             print(f"  {key:<23} {value}", file=out)
-    print(f"tracking: {summary['tracking_uri'] or 'off'}  (browse with `make mlflow-ui`)", file=out)
+    tracking = summary["tracking_uri"]
+    print(f"tracking: {tracking}  (browse with `make mlflow-ui`)" if tracking else "tracking: off", file=out)
     print(f"finished in {summary['seconds']:.0f}s", file=out)
 
 
