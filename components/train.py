@@ -126,8 +126,7 @@ def train_model(train: pd.DataFrame, validation: pd.DataFrame, schema: FeatureSc
     """
     from threadpoolctl import threadpool_limits
 
-    # Below ~100k rows one OpenMP thread is faster, and far faster when the cores are busy: measured
-    # here, gradient boosting on 1.5k rows took 4.5 s on 2 contended threads and 0.16 s on one.
+    # Below SINGLE_THREAD_ROWS one OpenMP thread is faster, far faster on busy cores (docs/benchmarks.md).
     with threadpool_limits(limits=1 if len(train) < SINGLE_THREAD_ROWS else None, user_api="openmp"):
         return _train_model(train, validation, schema, seed=seed, candidates=candidates)
 
