@@ -36,6 +36,9 @@ DAY_NS = 86_400 * 10**9
 # The transaction columns derive_schema and features_for use (of those a file has).
 TRANSACTION_COLUMNS = (ID_COLUMN, "timestamp", "amount", "is_refund", *MIX_FIELDS)
 _NUMERIC_PROBE = 1000
+# A text attribute with more distinct values than this, and more than half as many as customers with a
+# value, identifies customers (an email, a name) rather than describing them: it is left out of the schema.
+MAX_ATTRIBUTE_CATEGORIES = 100
 TENURE = "tenure_days"
 _TENURE_DESCRIPTION = "days from signup to the cutoff"
 # Computed from the transaction log (tenure needs only signup_date, so it is not among them).
@@ -84,7 +87,9 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame | None, cu
     ``tenure_days`` always; the transaction features (recency, frequency, monetary, trends, refunds)
     only with a transaction log. Customer attributes (every column but ``customer_id``,
     ``signup_date``, ``churned``) become numeric features when all their non-empty values are
-    numbers, categorical otherwise. For ``category`` and ``channel`` (when the transactions have
+    numbers, categorical otherwise. A text attribute with more than MAX_ATTRIBUTE_CATEGORIES
+    values, more than half as many as the customers that have one, is an identifier: it goes to
+    ``left_out`` with the reason instead. For ``category`` and ``channel`` (when the transactions have
     them), the most frequent values before the cutoff (at most 8) get a purchase-share feature each.
 
     Args:
@@ -116,23 +121,30 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame | None, cu
                 name = _mix_name(fld, value)
                 specs.append(FeatureSpec(name, "numeric", "transactions", f"share of purchases with {fld} = {value!r}"))
                 taken.add(name)
+    left_out: dict[str, str] = {}
     for col in customers.columns:
         if col in RESERVED_CUSTOMER_COLUMNS:
+            continue
+        text = customers[col].astype(str).str.strip()
+        nullable = bool((text == "").any())
+        numeric = _is_numeric_text(text)
+        cats = () if numeric else tuple(sorted(v for v in text.unique() if v != ""))
+        present = int((text != "").sum())
+        if len(cats) > MAX_ATTRIBUTE_CATEGORIES and 2 * len(cats) > present:
+            left_out[str(col)] = (f"{len(cats)} different values in {present} customers: an identifier, "
+                                  f"not a feature")
             continue
         name = _sanitize(col)
         if name in taken:
             name = f"attr_{name}"
         taken.add(name)
-        text = customers[col].astype(str).str.strip()
-        nullable = bool((text == "").any())
-        if _is_numeric_text(text):
+        if numeric:
             specs.append(FeatureSpec(name, "numeric", "customer", f"customer attribute {col!r}", nullable=nullable))
         else:
-            cats = tuple(sorted(v for v in text.unique() if v != ""))
             specs.append(FeatureSpec(name, "categorical", "customer", f"customer attribute {col!r}",
                                      nullable=nullable, categories=cats))
     return FeatureSchema(version=FEATURE_SET_VERSION, features=tuple(specs), cutoff=cutoff.isoformat(),
-                         churn_window_days=churn_window_days, mix_columns=mix)
+                         churn_window_days=churn_window_days, mix_columns=mix, left_out=left_out)
 
 
 def _mix_name(fld: str, value: str) -> str:
@@ -153,11 +165,12 @@ def describe_features(schema: FeatureSchema) -> dict:
 
     Returns:
         ``total``, ``transaction`` and ``customer`` counts; ``transaction_note`` is
-        ``"none (no transaction log)"`` when no feature comes from transactions, else ``""``.
+        ``"none (no transaction log)"`` when no feature comes from transactions, else ``""``;
+        ``left_out``: the attributes that are not features, with the reason.
     """
     n_tx = len(transaction_feature_names(schema))
     return {"total": len(schema.features), "transaction": n_tx, "customer": len(schema.features) - n_tx,
-            "transaction_note": "" if n_tx else "none (no transaction log)"}
+            "transaction_note": "" if n_tx else "none (no transaction log)", "left_out": dict(schema.left_out)}
 
 
 def _value_counts(values: pd.Series, mask: np.ndarray) -> dict[str, int]:

@@ -51,6 +51,8 @@ class FeatureSchema:
         churn_window_days: Label window used with this feature set.
         mix_columns: For category/channel mix features, the transaction field and the values
             that got their own share column (others fold into ``other``).
+        left_out: Customer attributes that are not features, each with the reason (an identifier,
+            say: a different value for nearly every customer).
     """
 
     version: int
@@ -58,6 +60,7 @@ class FeatureSchema:
     cutoff: str = ""
     churn_window_days: int = 0
     mix_columns: dict[str, list[str]] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -104,6 +107,7 @@ class FeatureSchema:
             cutoff=data.get("cutoff", ""),
             churn_window_days=int(data.get("churn_window_days", 0)),
             mix_columns={k: list(v) for k, v in data.get("mix_columns", {}).items()},
+            left_out={str(k): str(v) for k, v in data.get("left_out", {}).items()},
         )
 
     def save(self, path: Path | str) -> Path:

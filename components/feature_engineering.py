@@ -112,6 +112,8 @@ def run(interim_dir: Path, features_dir: Path, train_dir: Path, validation_dir: 
                 "no transaction log" if transactions is None else f"{len(transactions)} transactions",
                 time.monotonic() - started)
     schema = derive_schema(interim.customers, transactions, cutoff, interim.metadata["churn_window_days"])
+    for column, why in schema.left_out.items():
+        logger.warning("%s: attribute %r is left out of the features (%s)", CLEANED_CUSTOMERS, column, why)
     customers = customers_to_featurize(interim.customers, interim.labels, cutoff,
                                        str(interim_dir / CLEANED_CUSTOMERS))
     features = features_for(schema, customers, transactions, cutoff)
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     note = facts["features_by_origin"]["transaction_note"]
     print(f"features v{facts['schema_version']}: {facts['n_features']} features"
           f"{'; transaction features: ' + note if note else ''}, rows {facts['rows']}")
+    for column, why in facts["features_by_origin"]["left_out"].items():
+        print(f"  left out of the features: {column} ({why})")
     for name, path in facts["paths"].items():
         print(f"  {name}: {path}")
     return 0

@@ -172,7 +172,7 @@ def test_stage_on_a_customers_only_interim_folder(telco_interim, tmp_path: Path)
                             "senior_citizen"]
     assert schema.get("monthly_charges").kind == "numeric" and schema.get("contract").kind == "categorical"
     assert facts["features_by_origin"] == {"total": 6, "transaction": 0, "customer": 6,
-                                           "transaction_note": "none (no transaction log)"}
+                                           "transaction_note": "none (no transaction log)", "left_out": {}}
     labels = pd.read_csv(interim / "labels.csv", dtype={"customer_id": str})
     assert facts["rows"]["train"] == (labels["split"] == "train").sum()
     assert facts["rows"]["validation"] == (labels["split"] == "validation").sum()

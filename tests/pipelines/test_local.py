@@ -26,12 +26,13 @@ def test_task_output_shows_progress_and_on_failure_the_log_tail(tmp_path: Path, 
     ("sqlite:///mlruns/mlflow.db", "tracking: sqlite:///mlruns/mlflow.db  (browse with `make mlflow-ui`)"),
     ("", "tracking: off"),
 ])
-def test_summary_points_to_the_mlflow_ui_only_when_tracking(capsys, tracking_uri: str, line: str) -> None:
+def test_summary_names_left_out_attributes_and_the_mlflow_ui_only_when_tracking(capsys, tracking_uri: str,
+                                                                                line: str) -> None:
     summary = {
         "rows": {"customers.csv": {"raw": 3, "kept": 2, "rejected": 1, "reasons": {"missing customer_id": 1}}},
         "excluded_from_training": {}, "labels": {"source": "derived", "cutoff": "2026-01-01", "churn_rate": 0.25},
         "features": {"transaction_note": "", "transaction": 19, "total": 26, "customer": 7,
-                     "trained_on": {"train": 2, "validation": 1}},
+                     "trained_on": {"train": 2, "validation": 1}, "left_out": {"email": "an identifier"}},
         "metrics": {"roc_auc": 0.9},
         "model": {"name": "m", "version": 1, "type": "lr", "alias": "champion", "reason": "r"},
         "artifacts": {"model": "models/m/v1"}, "tracking_uri": tracking_uri, "seconds": 3.0,
@@ -40,3 +41,4 @@ def test_summary_points_to_the_mlflow_ui_only_when_tracking(capsys, tracking_uri
     lines = capsys.readouterr().out.splitlines()
     assert line in lines
     assert "customers.csv" in lines[3] and "missing customer_id: 1" in lines[3]
+    assert "  left out of the features: email (an identifier)" in lines
