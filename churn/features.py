@@ -126,10 +126,11 @@ def derive_schema(customers: pd.DataFrame, transactions: pd.DataFrame | None, cu
         if col in RESERVED_CUSTOMER_COLUMNS:
             continue
         text = customers[col].astype(str).str.strip()
-        nullable = bool((text == "").any())
+        empty = int((text == "").sum())
+        nullable = empty > 0
         numeric = _is_numeric_text(text)
         cats = () if numeric else tuple(sorted(v for v in text.unique() if v != ""))
-        present = int((text != "").sum())
+        present = len(text) - empty
         if len(cats) > MAX_ATTRIBUTE_CATEGORIES and 2 * len(cats) > present:
             left_out[str(col)] = (f"{len(cats)} different values in {present} customers: an identifier, "
                                   f"not a feature")

@@ -168,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     note = facts["features_by_origin"]["transaction_note"]
     print(f"features v{facts['schema_version']}: {facts['n_features']} features"
           f"{'; transaction features: ' + note if note else ''}, rows {facts['rows']}")
-    for column, why in facts["features_by_origin"]["left_out"].items():
-        print(f"  left out of the features: {column} ({why})")
     for name, path in facts["paths"].items():
         print(f"  {name}: {path}")
     return 0

@@ -100,7 +100,7 @@ def print_summary(summary: dict) -> None:
               else f"{feats['transaction']} from transactions")
     print(f"features: {feats['total']} ({feats['customer']} from customers.csv; {origin}); trained on "
           f"{feats['trained_on']['train']} train + {feats['trained_on']['validation']} validation customers", file=out)
-    for column, why in feats.get("left_out", {}).items():
+    for column, why in feats["left_out"].items():
         print(f"  left out of the features: {column} ({why})", file=out)
     m = summary["metrics"]
     print("validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "f1",
